@@ -1,0 +1,86 @@
+"""One typed settings object, read once from ``SCE_*`` environment variables and passed down.
+
+Every limit the service enforces is named here with a default. Nothing else in the package
+reads the environment: the app factory, the runner and the pool all take a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the defaults a public playground would want."""
+
+    model_config = SettingsConfigDict(env_prefix="SCE_", extra="forbid", frozen=True)
+
+    # --- serving -------------------------------------------------------------------------
+    bind: str = Field("127.0.0.1:5000", description="host:port hypercorn listens on")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="extra browser origins allowed besides the server's own (comma-separated)",
+    )
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="if set, every run needs one of these bearer tokens"
+    )
+    shutdown_grace_s: float = Field(10.0, ge=0, description="runs may finish this long on shutdown")
+    log_code: bool = Field(False, description="include program text in the per-run log line")
+
+    # --- the sandbox image and engine -----------------------------------------------------
+    image: str = Field("sce-sandbox:bookworm", description="the sandbox image's tag")
+    runtime: Literal["runc", "runsc"] = Field("runc", description="OCI runtime for sandboxes")
+    docker_host: str | None = Field(None, description="engine URL; default: DOCKER_HOST or the local socket")
+    executor_threads: int = Field(16, ge=4, le=256, description="threads for blocking engine calls")
+    image_mirror: str | None = Field(
+        None, description="Debian mirror for building the image; default: the host's apt sources"
+    )
+    image_suite: str = Field("bookworm", description="Debian suite the image is built from")
+
+    # --- per-run limits --------------------------------------------------------------------
+    timeout_s: float = Field(10.0, gt=0, description="wall-clock limit when the client names none")
+    timeout_max_s: float = Field(60.0, gt=0, description="largest wall-clock limit a client may ask for")
+    memory_mb: int = Field(128, ge=16, description="memory limit (memory+swap equal: no swap)")
+    pids: int = Field(64, ge=8, description="process/thread limit")
+    cpus: float = Field(1.0, gt=0, description="CPU share")
+    nofile: int = Field(256, ge=16, description="open-files limit")
+    tmpfs_mb: int = Field(16, ge=1, description="size of the writable /tmp")
+    output_bytes: int = Field(1_000_000, ge=1024, description="total stdout+stderr before the run is killed")
+    max_line_bytes: int = Field(65_536, ge=256, description="a longer partial line is sent in pieces")
+    flush_interval_ms: int = Field(50, ge=1, le=100, description="idle time before a partial line is sent")
+    code_max_bytes: int = Field(65_536, ge=1, description="largest program, in UTF-8 bytes")
+    max_message_bytes: int = Field(1_048_576, ge=1024, le=8 * 1024 * 1024, description="largest frame or body")
+    run_frame_timeout_s: float = Field(5.0, gt=0, description="the run frame must arrive this soon")
+
+    # --- admission ---------------------------------------------------------------------------
+    max_concurrent_runs: int = Field(4, ge=1, description="runs executing at once")
+    queue_size: int = Field(16, ge=0, description="runs waiting for a slot; past this: busy")
+    per_client_runs: int = Field(2, ge=1, description="running+waiting runs one client may hold")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After sent with HTTP 503 busy")
+
+    # --- warm pool -----------------------------------------------------------------------------
+    pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
+    pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")
+
+    @field_validator("allowed_origins", "api_tokens", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.timeout_s > self.timeout_max_s:
+            raise ValueError("SCE_TIMEOUT_S must not exceed SCE_TIMEOUT_MAX_S")
+        if self.code_max_bytes >= self.max_message_bytes:
+            raise ValueError("SCE_CODE_MAX_BYTES must be below SCE_MAX_MESSAGE_BYTES")
+        if ":" not in self.bind:
+            raise ValueError("SCE_BIND must be HOST:PORT")
+        return self
