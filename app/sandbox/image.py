@@ -1,0 +1,417 @@
+"""Build the sandbox image offline, from Debian packages, with no container registry.
+
+No registry is reachable from the machines this runs on, so there is no ``FROM`` and no
+``docker pull``: the root filesystem is made by ``debootstrap`` from the host's own Debian
+mirror, hardened on disk, and handed to the engine as a tarball (``docker import``).
+
+The image carries a label with a hash of its *recipe* (suite, packages, hardening version,
+image config). ``image_status`` compares that label with the recipe this code would build, so
+``build_image`` is idempotent and a change to the recipe makes an old image "stale". The mirror
+is deliberately not part of the recipe: the same packages from another mirror are the same image.
+
+The mirror is never written down in the repository: it is read at build time from the host's
+apt configuration (or ``SCE_IMAGE_MIRROR``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from app.settings import Settings
+
+RECIPE_LABEL = "sce.recipe"
+"""Image label holding the recipe hash the image was built from."""
+
+MANAGED_LABEL = "sce.managed"
+"""Label on everything this project creates in the engine, so cleanup touches only ours."""
+
+RECIPE_VERSION = 1
+"""Bump whenever the hardening steps below change: it makes existing images stale."""
+
+VARIANT = "minbase"
+PACKAGES = ("python3", "python3-venv", "tzdata")
+"""python3 brings the whole standard library (ctypes, sqlite3, ssl...), not only
+python3-minimal; python3-venv brings ensurepip, as python:3.11-slim has; tzdata makes
+``zoneinfo`` useful."""
+
+RUNNER_UID = 10001
+RUNNER_NAME = "runner"
+IMAGE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# Paths (relative to the root filesystem) whose *contents* are deleted: caches, docs, man
+# pages, logs, and host details debootstrap copies in (the engine provides /dev and
+# resolv.conf/hostname/hosts at run time anyway).
+_PRUNE_CONTENTS = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/cache/debconf",
+    "var/log",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/lintian",
+    "usr/share/locale",
+    "dev",
+)
+_PRUNE_FILES = (
+    "etc/apt/sources.list",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "etc/machine-id",
+    "var/lib/dbus/machine-id",
+)
+
+Progress = Callable[[str], None]
+Status = Literal["missing", "stale", "current"]
+
+
+class ImageBuildError(RuntimeError):
+    """The image could not be built; the message says why, in one line fit for a terminal."""
+
+
+class EngineUnavailable(ImageBuildError):
+    """The Docker engine did not answer."""
+
+
+# --- the recipe -------------------------------------------------------------------------------
+
+
+def _image_changes() -> list[str]:
+    """Dockerfile-style instructions applied on import (everything but the recipe label)."""
+    return [
+        f"USER {RUNNER_UID}:{RUNNER_UID}",
+        "WORKDIR /tmp",
+        f"ENV PATH={IMAGE_PATH}",
+        "ENV LANG=C.UTF-8",
+        'CMD ["python3"]',
+        f"LABEL {MANAGED_LABEL}=true",
+    ]
+
+
+def recipe_hash(settings: Settings) -> str:
+    """sha256 over everything that decides the image's content, and nothing that does not."""
+    recipe = {
+        "suite": settings.image_suite,
+        "variant": VARIANT,
+        "packages": sorted(PACKAGES),
+        "version": RECIPE_VERSION,
+        "runner_uid": RUNNER_UID,
+        "changes": _image_changes(),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+# --- the engine ---------------------------------------------------------------------------------
+
+
+def engine_address(settings: Settings) -> str:
+    """Where the engine is expected, for error messages (the SDK's own default otherwise)."""
+    return settings.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect(settings: Settings, *, timeout: int = 60) -> docker.DockerClient:
+    """A client for the configured engine, checked with a ping so failures surface here."""
+    try:
+        if settings.docker_host:
+            client = docker.DockerClient(base_url=settings.docker_host, timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineUnavailable(f"cannot reach the Docker engine at {engine_address(settings)}: {exc}") from exc
+    return client
+
+
+def image_status(client: docker.DockerClient, settings: Settings) -> Status:
+    """'missing' (no such tag), 'stale' (built from another recipe) or 'current'."""
+    try:
+        image = client.images.get(settings.image)
+    except docker.errors.ImageNotFound:
+        return "missing"
+    labels = image.attrs.get("Config", {}).get("Labels") or {}
+    return "current" if labels.get(RECIPE_LABEL) == recipe_hash(settings) else "stale"
+
+
+# --- the mirror ---------------------------------------------------------------------------------
+
+
+def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
+    """Stanzas of a deb822 file as field -> value (continuation lines joined)."""
+    stanza: dict[str, str] = {}
+    key = ""
+    for raw in [*text.splitlines(), ""]:
+        if raw.startswith("#"):
+            continue
+        if not raw.strip():
+            if stanza:
+                yield stanza
+            stanza, key = {}, ""
+        elif raw[0] in " \t" and key:
+            stanza[key] += " " + raw.strip()
+        elif ":" in raw:
+            key, _, value = raw.partition(":")
+            key = key.strip().lower()
+            stanza[key] = value.strip()
+
+
+def _usable(uri: str, suite: str) -> bool:
+    return uri.startswith(("http://", "https://", "file:/")) and "-security" not in uri
+
+
+def mirrors_from_apt(suite: str, apt_dir: Path = Path("/etc/apt")) -> list[str]:
+    """Mirror URIs the host's apt uses for ``suite`` (deb822 first, then sources.list)."""
+    found: list[str] = []
+    for path in sorted(apt_dir.glob("sources.list.d/*.sources")):
+        for st in _deb822_stanzas(path.read_text(errors="replace")):
+            if st.get("enabled", "yes").lower() == "no" or "deb" not in st.get("types", "").split():
+                continue
+            if suite not in st.get("suites", "").split():
+                continue
+            found += [u for u in st.get("uris", "").split() if _usable(u, suite)]
+    lists = [apt_dir / "sources.list", *sorted(apt_dir.glob("sources.list.d/*.list"))]
+    for path in lists:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            words = line.split("#", 1)[0].split()
+            if words and words[0] == "deb" and len(words) > 1 and words[1].startswith("["):
+                # drop "[arch=... signed-by=...]" options, which may span several words
+                end = next((i for i, w in enumerate(words) if w.endswith("]")), len(words))
+                words = ["deb", *words[end + 1 :]]
+            if len(words) >= 3 and words[0] == "deb" and words[2] == suite and _usable(words[1], suite):
+                found.append(words[1])
+    return list(dict.fromkeys(found))
+
+
+def resolve_mirror(settings: Settings, apt_dir: Path = Path("/etc/apt")) -> str:
+    """SCE_IMAGE_MIRROR if set, else the first mirror the host's apt uses for the suite."""
+    if settings.image_mirror:
+        return settings.image_mirror
+    mirrors = mirrors_from_apt(settings.image_suite, apt_dir)
+    if not mirrors:
+        raise ImageBuildError(
+            f"no Debian mirror for suite {settings.image_suite!r} in {apt_dir}/sources.list"
+            f" or {apt_dir}/sources.list.d/*.sources; set SCE_IMAGE_MIRROR"
+        )
+    return mirrors[0]
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def _run_streamed(cmd: list[str], progress: Progress, prefix: str) -> None:
+    """Run ``cmd`` in its own process group, relaying its output lines; kill the group on
+    any interruption so a Ctrl-C never leaves a debootstrap running behind us."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    tail: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                progress(f"{prefix}{line}")
+                tail = [*tail[-9:], line]
+        rc = proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+    if rc != 0:
+        raise ImageBuildError(f"{cmd[0]} failed with exit code {rc}: {' | '.join(tail[-3:])}")
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root`` (debootstrap mounts /proc and /sys in the target)."""
+    points = []
+    prefix = str(root).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _cleanup(workdir: Path, progress: Progress) -> None:
+    """Remove the work directory, after detaching anything still mounted inside it; never
+    recurse into a mount (that would delete from the host's /proc or /sys)."""
+    for point in _mounts_under(workdir):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    if left := _mounts_under(workdir):
+        progress(f"warning: not removing {workdir}: still mounted: {', '.join(left)}")
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _add_runner(rootfs: Path) -> None:
+    """Add the unprivileged user the sandbox runs as, with a locked password, home /tmp."""
+    etc = rootfs / "etc"
+    uid = RUNNER_UID
+    for name, entry in (
+        ("passwd", f"{RUNNER_NAME}:x:{uid}:{uid}:sandbox:/tmp:/usr/sbin/nologin"),
+        ("group", f"{RUNNER_NAME}:x:{uid}:"),
+        ("shadow", f"{RUNNER_NAME}:!:19000:0:99999:7:::"),
+        ("gshadow", f"{RUNNER_NAME}:!::"),
+    ):
+        path = etc / name
+        if not path.exists():
+            continue
+        lines = path.read_text().splitlines()
+        if any(line.split(":")[0] == RUNNER_NAME for line in lines):
+            continue
+        taken = {line.split(":")[2] for line in lines if name in ("passwd", "group") and line.count(":") > 2}
+        if str(uid) in taken:
+            raise ImageBuildError(f"id {uid} is already taken in /etc/{name} of the new root")
+        path.write_text("\n".join([*lines, entry]) + "\n")
+
+
+def _harden(rootfs: Path) -> int:
+    """Strip setuid/setgid bits and file capabilities everywhere, prune caches and docs.
+    Returns how many privilege bits were removed."""
+    _add_runner(rootfs)
+    for rel in _PRUNE_CONTENTS:
+        base = rootfs / rel
+        if not base.is_dir() or base.is_symlink():
+            continue
+        for child in base.iterdir():
+            if rel == "usr/share/locale" and child.name == "locale.alias":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    for rel in _PRUNE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (rootfs / rel).unlink()
+    stripped = 0
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+                stripped += 1
+            with contextlib.suppress(OSError):
+                if "security.capability" in os.listxattr(path, follow_symlinks=False):
+                    os.removexattr(path, "security.capability", follow_symlinks=False)
+                    stripped += 1
+    return stripped
+
+
+def _compile_stdlib(rootfs: Path, progress: Progress) -> None:
+    """Byte-compile Python inside the root: the image is read-only at run time, so a missing
+    .pyc would be recompiled on every start."""
+    cmd = ["chroot", str(rootfs), "python3", "-m", "compileall", "-q", "-j0", "/usr/lib/python3"]
+    versioned = sorted(p.name for p in (rootfs / "usr/lib").glob("python3.*"))
+    cmd += [f"/usr/lib/{v}" for v in versioned]
+    _run_streamed(cmd, progress, "  compileall: ")
+
+
+def _import(client: docker.DockerClient, tarball: Path, settings: Settings) -> str:
+    """Hand the tarball to the engine with the image config; returns the new image id."""
+    repo, _, tag = settings.image.rpartition(":")
+    if not repo or "/" in tag:
+        repo, tag = settings.image, "latest"
+    changes = [*_image_changes(), f"LABEL {RECIPE_LABEL}={recipe_hash(settings)}"]
+    raw = client.api.import_image_from_file(str(tarball), repository=repo, tag=tag, changes=changes)
+    image_id = ""
+    for line in str(raw).splitlines():
+        with contextlib.suppress(ValueError):
+            msg = json.loads(line)
+            if "error" in msg or "errorDetail" in msg:
+                raise ImageBuildError(f"docker import failed: {msg.get('error', msg)}")
+            image_id = msg.get("status", image_id)
+    return image_id
+
+
+def build_image(settings: Settings, *, force: bool = False, progress: Progress = print) -> Literal["built", "current"]:
+    """Build and tag the sandbox image unless an image of the same recipe is already there.
+
+    Works in a fresh directory under /var/tmp that is removed whatever happens (including
+    Ctrl-C). Nothing else is held while building: the engine is only asked at the start
+    (status) and at the end (import).
+    """
+    started = time.monotonic()
+    client = connect(settings)
+    status = image_status(client, settings)
+    if status == "current" and not force:
+        progress(f"{settings.image} is current (recipe {recipe_hash(settings)[:12]}); nothing to do")
+        return "current"
+    progress(f"building {settings.image} ({status}; recipe {recipe_hash(settings)[:12]})")
+    if os.geteuid() != 0:
+        raise ImageBuildError("building the image needs root (debootstrap and chroot)")
+    debootstrap = shutil.which("debootstrap") or next(
+        (p for p in ("/usr/sbin/debootstrap", "/sbin/debootstrap") if os.path.exists(p)), None
+    )
+    if debootstrap is None:
+        raise ImageBuildError("debootstrap is not installed (apt-get install debootstrap)")
+
+    mirror = resolve_mirror(settings)
+    progress(f"mirror: {mirror}")
+    workdir = Path(tempfile.mkdtemp(prefix="sce-image-", dir="/var/tmp"))
+    try:
+        rootfs, tarball = workdir / "rootfs", workdir / "rootfs.tar"
+        progress(f"debootstrap {settings.image_suite} into {rootfs}")
+        _run_streamed(
+            [
+                debootstrap,
+                f"--variant={VARIANT}",
+                f"--include={','.join(PACKAGES)}",
+                settings.image_suite,
+                str(rootfs),
+                mirror,
+            ],
+            progress,
+            "  debootstrap: ",
+        )
+        for point in _mounts_under(workdir):  # debootstrap normally unmounts; be sure
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        progress("compiling the standard library")
+        _compile_stdlib(rootfs, progress)
+        progress("hardening: user runner, no setuid/setgid, no caches or docs")
+        stripped = _harden(rootfs)
+        progress(f"  removed {stripped} setuid/setgid bits or capabilities")
+        progress("packing the root filesystem")
+        _run_streamed(
+            ["tar", "--numeric-owner", "--sort=name", "-C", str(rootfs), "-cf", str(tarball), "."],
+            progress,
+            "  tar: ",
+        )
+        progress(f"importing {tarball.stat().st_size / 1e6:.0f} MB into the engine as {settings.image}")
+        image_id = _import(connect(settings, timeout=600), tarball, settings)
+    finally:
+        _cleanup(workdir, progress)
+    progress(f"done: {settings.image} {image_id[:19]} in {time.monotonic() - started:.0f} s")
+    return "built"
