@@ -1,0 +1,58 @@
+"""Docker's multiplexed attach stream, parsed without I/O.
+
+With no TTY, the engine wraps every chunk of output in an 8-byte header: the stream byte
+(1 stdout, 2 stderr), three zero bytes, and a big-endian payload length. A header or payload
+may be split across socket reads, and a payload is neither a line nor a whole UTF-8 character,
+so the parser keeps a small buffer and yields ``(stream, payload)`` pairs as they complete.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+Stream = Literal["stdout", "stderr"]
+
+HEADER_SIZE = 8
+_STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+
+
+class FrameError(ValueError):
+    """The byte stream does not follow the multiplexing format."""
+
+
+class FrameParser:
+    """Incremental parser: ``feed`` bytes, get completed payloads."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[Stream, bytes]]:
+        self._buf += data
+        buf = self._buf
+        out: list[tuple[Stream, bytes]] = []
+        pos = 0
+        while len(buf) - pos >= HEADER_SIZE:
+            kind, length = struct.unpack_from(">BxxxL", buf, pos)
+            if len(buf) - pos - HEADER_SIZE < length:
+                break
+            stream = _STREAMS.get(kind)
+            if stream is None:
+                raise FrameError(f"unknown stream byte {kind}")
+            start = pos + HEADER_SIZE
+            pos = start + length
+            if length:
+                out.append((stream, bytes(buf[start:pos])))
+        del buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes held while waiting for the rest of a frame."""
+        return len(self._buf)
+
+
+def encode_frame(stream: Stream, payload: bytes) -> bytes:
+    """The inverse of the parser; used by tests."""
+    kind = 1 if stream == "stdout" else 2
+    return struct.pack(">BxxxL", kind, len(payload)) + payload

@@ -1,0 +1,114 @@
+"""One exception tree for the whole service, mapped to protocol codes in one place.
+
+Every failure a client can see is an ``SCEError`` subclass. Its ``code`` is the protocol's
+``error.code``; ``ERROR_TABLE`` says which WebSocket close code and HTTP status follow it, so
+the transports never decide that themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    close_code: int
+    http_status: int
+
+
+ERROR_TABLE: dict[str, ErrorMapping] = {
+    "bad_message": ErrorMapping(1008, 400),
+    "code_too_large": ErrorMapping(1009, 413),
+    "message_too_large": ErrorMapping(1009, 413),
+    "busy": ErrorMapping(1013, 503),
+    "unavailable": ErrorMapping(1011, 503),
+    "internal": ErrorMapping(1011, 500),
+    # HTTP-only refusals before any run (no WebSocket is accepted for these)
+    "unsupported_media_type": ErrorMapping(1008, 415),
+    "unauthorized": ErrorMapping(1008, 401),
+    "forbidden": ErrorMapping(1008, 403),
+}
+
+
+class SCEError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.default_message())
+        self.message = message or self.default_message()
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "internal error"
+
+    @property
+    def close_code(self) -> int:
+        return ERROR_TABLE[self.code].close_code
+
+    @property
+    def http_status(self) -> int:
+        return ERROR_TABLE[self.code].http_status
+
+    def to_frame(self) -> dict[str, str]:
+        return {"type": "error", "code": self.code, "message": self.message}
+
+
+class BadMessage(SCEError):
+    code = "bad_message"
+
+
+class CodeTooLarge(SCEError):
+    code = "code_too_large"
+
+
+class MessageTooLarge(SCEError):
+    code = "message_too_large"
+
+
+class Busy(SCEError):
+    code = "busy"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "all sandboxes are busy; try again shortly"
+
+
+class Unavailable(SCEError):
+    """The engine cannot be reached, or the sandbox itself failed."""
+
+    code = "unavailable"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "the sandbox engine is unavailable"
+
+
+class Internal(SCEError):
+    code = "internal"
+
+
+class UnsupportedMediaType(SCEError):
+    code = "unsupported_media_type"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "the body must be application/json"
+
+
+class Unauthorized(SCEError):
+    code = "unauthorized"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "a valid API token is required"
+
+
+class Forbidden(SCEError):
+    code = "forbidden"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "this origin is not allowed"
