@@ -55,9 +55,10 @@ class Settings(BaseSettings):
     tmpfs_mb: int = Field(16, ge=1, description="size of the writable /tmp")
     output_bytes: int = Field(1_000_000, ge=1024, description="total stdout+stderr before the run is killed")
     max_line_chars: int = Field(16_384, ge=80, description="a partial line longer than this is sent in pieces")
-    flush_interval_ms: int = Field(50, ge=1, le=100, description="idle time before a partial line is sent")
+    flush_interval_ms: int = Field(25, ge=1, le=100, description="idle time before a partial line is sent")
     code_max_bytes: int = Field(65_536, ge=1, description="largest program, in UTF-8 bytes")
     max_message_bytes: int = Field(1_048_576, ge=1024, le=8 * 1024 * 1024, description="largest frame or body")
+    send_timeout_s: float = Field(30.0, gt=0, description="a client that takes longer to accept one frame is dropped")
     run_frame_timeout_s: float = Field(5.0, gt=0, description="the run frame must arrive this soon")
 
     # --- admission ---------------------------------------------------------------------------

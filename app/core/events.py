@@ -11,8 +11,8 @@ from app.core.framing import Stream
 Reason = Literal["exit", "timeout", "oom", "output_limit", "killed"]
 
 REASON_SENTENCES: dict[str, str] = {
-    "timeout": "Execution timed out after {timeout} seconds.",
-    "oom": "The program ran out of memory ({memory_mb} MB limit) and was killed.",
+    "timeout": "Execution timed out after {timeout_s:g} seconds.",
+    "oom": "The program ran out of memory ({memory_mb:d} MB limit) and was killed.",
     "output_limit": "The program wrote more than {output_bytes} bytes of output and was killed.",
     "killed": "The program was stopped by the client.",
 }

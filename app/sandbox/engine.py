@@ -89,6 +89,17 @@ class Sandbox:
         self._sock = sock
         self._closed = False
 
+    def is_alive(self) -> bool:
+        """A waiting bootstrap writes nothing, so a readable socket means the container is gone."""
+        if self._closed:
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
     async def send(self, data: bytes) -> None:
         await asyncio.get_running_loop().sock_sendall(self._sock, data)
 
@@ -198,9 +209,7 @@ class DockerEngine:
         container_id: str = self.api.create_container(**self._container_config(pooled))["Id"]
         try:
             # attach before start so no early output is missed
-            raw = self.api.attach_socket(
-                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
+            raw = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock: socket.socket = getattr(raw, "_sock", raw)
             sock.setblocking(False)
             sandbox = Sandbox(self, container_id, raw, sock)

@@ -43,6 +43,36 @@ class SandboxLike(Protocol):
 _END = object()
 
 
+class StdinQueue:
+    """Text on its way to the program: bounded, so a client that floods it waits (back-pressure).
+
+    It exists before the run does, so stdin sent while a run is still queued is kept in order.
+    """
+
+    def __init__(self, depth: int = STDIN_QUEUE_DEPTH) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(depth)
+        self._head: list[bytes] = []
+        self.closed = False
+
+    async def write(self, data: str) -> None:
+        if data and not self.closed:
+            await self._queue.put(data.encode("utf-8", "surrogatepass"))
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._queue.put(None)
+
+    def put_first(self, data: str) -> None:
+        """The run frame's own ``stdin``: written before anything sent later."""
+        self._head.append(data.encode("utf-8", "surrogatepass"))
+
+    async def get(self) -> bytes | None:
+        if self._head:
+            return self._head.pop(0)
+        return await self._queue.get()
+
+
 class Run:
     """Drive ``events()`` to run the program; call the other methods from anywhere meanwhile."""
 
@@ -55,6 +85,7 @@ class Run:
         max_line_chars: int,
         flush_interval_s: float,
         run_id: str | None = None,
+        stdin: StdinQueue | None = None,
     ) -> None:
         self.id = run_id or uuid.uuid4().hex
         self.sandbox = sandbox
@@ -64,8 +95,7 @@ class Run:
             output_bytes=limits.output_bytes, max_line_chars=max_line_chars, flush_interval_s=flush_interval_s
         )
         self._events: asyncio.Queue[Event | object] = asyncio.Queue()
-        self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue(STDIN_QUEUE_DEPTH)
-        self._stdin_closed = False
+        self._stdin = stdin if stdin is not None else StdinQueue()
         self._stop = asyncio.Event()
         self._stop_reason: Reason | None = None
         self.first_output_at: float | None = None
@@ -74,14 +104,10 @@ class Run:
 
     # -- control, from the transport -----------------------------------------------------------
     async def write_stdin(self, data: str) -> None:
-        """Queue text for the program; waits while the queue is full (back-pressure)."""
-        if data and not self._stdin_closed:
-            await self._stdin.put(data.encode("utf-8", "surrogatepass"))
+        await self._stdin.write(data)
 
     async def close_stdin(self) -> None:
-        if not self._stdin_closed:
-            self._stdin_closed = True
-            await self._stdin.put(None)
+        await self._stdin.close()
 
     def kill(self) -> None:
         self._request_stop("killed")
@@ -100,7 +126,7 @@ class Run:
             self.started_at = time.monotonic()
             yield Started(self.id, self.limits)
             if self.request.stdin:
-                self._stdin.put_nowait(self.request.stdin.encode("utf-8", "surrogatepass"))
+                self._stdin.put_first(self.request.stdin)
             loop = asyncio.get_running_loop()
             reader = loop.create_task(self._read())
             tasks = [reader, loop.create_task(self._write()), loop.create_task(self._supervise(reader))]

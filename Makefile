@@ -1,0 +1,58 @@
+# Safe Code Executor: `make run` serves on 127.0.0.1:5000, `make test` runs every check.
+# Both set everything up first (venv, front-end bundle, sandbox image) when it is missing.
+
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+UI_OUT  := static/dist/app.js
+PYTEST_ARGS ?=
+
+.PHONY: install run image test test-runsc lint typecheck unit bench security-report clean engine
+
+install: $(STAMP) $(UI_OUT)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(UI_OUT): static/package.json static/package-lock.json $(wildcard static/src/*)
+	npm --prefix static ci --no-audit --no-fund
+	npm --prefix static run build
+
+engine:
+	@docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || .ci/engine-up
+
+image: install
+	$(BIN)/python -m app image ensure
+
+run: install engine image
+	$(BIN)/python -m app serve --bind 127.0.0.1:5000
+
+lint: install
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+test: install lint typecheck image
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# the same suite with gVisor as the sandbox runtime
+test-runsc: install image
+	SCE_RUNTIME=runsc $(BIN)/pytest -q -m "docker and not browser" $(PYTEST_ARGS)
+
+bench: install image
+	$(BIN)/python -m tests.bench
+
+security-report: install image
+	$(BIN)/python -m tests.security.report
+
+clean:
+	rm -rf $(VENV) static/node_modules static/dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""A warm pool of single-use sandboxes, filled off the request path.
+
+Starting a container costs ~170 ms, almost all of it in the engine; a bootstrap that is already
+waiting answers in a few milliseconds. The pool keeps ``size`` of them ready, hands each out at
+most once, replaces one the moment it is taken, and recycles any that has waited longer than
+``idle_max_s``. When it is empty (a burst, or the engine is slow) a run falls back to a cold
+start rather than waiting for the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from app.errors import SCEError
+from app.sandbox.engine import DockerEngine, Sandbox
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 10.0
+
+
+class WarmPool:
+    def __init__(self, engine: DockerEngine, size: int, idle_max_s: float) -> None:
+        self.engine = engine
+        self.size = size
+        self.idle_max_s = idle_max_s
+        self._ready: deque[Sandbox] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.handed_out = 0
+        self.cold_starts = 0
+        self.last_error: str | None = None
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    def state(self) -> dict[str, object]:
+        return {
+            "size": self.size,
+            "ready": self.ready,
+            "handed_out": self.handed_out,
+            "cold_starts": self.cold_starts,
+            "last_error": self.last_error,
+        }
+
+    def start(self) -> None:
+        if self.size > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._fill(), name="warm-pool")
+
+    async def acquire(self) -> tuple[Sandbox, bool]:
+        """A sandbox for one run, and whether it came warm from the pool."""
+        now = time.monotonic()
+        while self._ready:
+            sandbox = self._ready.popleft()
+            self._wake.set()
+            if now - sandbox.created_at <= self.idle_max_s and sandbox.is_alive():
+                self.handed_out += 1
+                return sandbox, True
+            self.engine.discard(sandbox)
+        self.cold_starts += 1
+        self._wake.set()
+        return await self.engine.start_sandbox(), False
+
+    async def _fill(self) -> None:
+        delay = RETRY_MIN_S
+        while True:
+            self._recycle_stale()
+            if len(self._ready) < self.size:
+                try:
+                    self._ready.append(await self.engine.start_sandbox(pooled=True))
+                    self.last_error = None
+                    delay = RETRY_MIN_S
+                    continue
+                except SCEError as exc:
+                    self.last_error = exc.message
+                    log.warning("warm pool could not start a sandbox: %s", exc.message)
+                    await asyncio.sleep(delay)  # back off while the engine is unwell
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+            self._wake.clear()
+            oldest = min((s.created_at for s in self._ready), default=time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.1, oldest + self.idle_max_s - time.monotonic()))
+
+    def _recycle_stale(self) -> None:
+        now = time.monotonic()
+        for sandbox in [s for s in self._ready if now - s.created_at > self.idle_max_s]:
+            self._ready.remove(sandbox)
+            self.engine.discard(sandbox)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+        while self._ready:
+            self.engine.discard(self._ready.popleft())

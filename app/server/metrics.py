@@ -1,0 +1,37 @@
+"""Prometheus metrics, one registry per app so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.runs = Counter("sce_runs", "Finished runs by reason", ["reason"], registry=r)
+        self.errors = Counter("sce_errors", "Requests or runs ended by an error, by code", ["code"], registry=r)
+        self.duration = Histogram("sce_run_duration_seconds", "Program run time", buckets=DURATION_BUCKETS, registry=r)
+        self.first_output = Histogram(
+            "sce_first_output_seconds",
+            "From the program's delivery to its first output",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.active = Gauge("sce_active_runs", "Runs executing now", registry=r)
+        self.queued = Gauge("sce_queue_length", "Runs waiting for a slot", registry=r)
+        self.pool_ready = Gauge("sce_pool_ready", "Warm sandboxes ready", registry=r)
+        self.websockets = Gauge("sce_open_websockets", "Open WebSocket connections", registry=r)
+        self.engine_errors = Counter("sce_engine_errors", "Failed calls to the sandbox engine", registry=r)
+
+    def bind(
+        self, *, active: Callable[[], float], queued: Callable[[], float], pool_ready: Callable[[], float]
+    ) -> None:
+        self.active.set_function(active)
+        self.queued.set_function(queued)
+        self.pool_ready.set_function(pool_ready)
