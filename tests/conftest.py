@@ -1,0 +1,157 @@
+"""Shared fixtures: a real engine, real servers (hypercorn in a subprocess), real clients.
+
+Docker-marked tests need a running engine and the sandbox image. Locally they are skipped when
+no engine answers; in CI (``CI=true``) a missing engine fails the run instead: the suite must
+never pass there without having run its containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from app.sandbox.engine import LABEL_MANAGED
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_START_TIMEOUT_S = 30.0
+
+
+def _engine_ok() -> bool:
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.images.get(Settings().image)
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _engine_ok():
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI: the Docker engine or the sandbox image is missing; docker tests must run")
+    skip = pytest.mark.skip(reason="no Docker engine / sandbox image (run `make image`)")
+    for item in items:
+        if "docker" in item.keywords:
+            item.add_marker(skip)
+
+
+def managed_containers() -> list[str]:
+    client = docker.from_env(timeout=10)
+    try:
+        return [c.id for c in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})]
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_containers_left_behind() -> Iterator[None]:
+    """The whole session must end with no container of the project on the engine."""
+    yield
+    if not _engine_ok():
+        return
+    deadline = time.monotonic() + 15
+    left = managed_containers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)  # removals run in the background of servers that are just stopping
+        left = managed_containers()
+    assert not left, f"containers left behind: {left}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``python -m app serve`` on a free loopback port, with its own ``SCE_*`` environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/run"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCE_") or k == "SCE_RUNTIME"}
+        full_env.update(env)
+        full_env["SCE_BIND"] = f"127.0.0.1:{self.port}"
+        self.log_path = Path(f"/tmp/sce-test-server-{self.port}.log")
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                r = httpx.get(self.url + "/healthz", timeout=2)
+                if r.status_code == 200 and r.json()["pool"]["ready"] >= r.json()["pool"]["size"]:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # polling a process we cannot get an event from
+        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+ServerFactory = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def server_factory() -> Iterator[ServerFactory]:
+    """Start servers with extra settings: ``server_factory(SCE_MAX_CONCURRENT_RUNS="1")``."""
+    servers: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        server = ServerProcess(env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    """One shared server with the default settings (and generous admission for parallel tests)."""
+    proc = ServerProcess({"SCE_PER_CLIENT_RUNS": "64", "SCE_QUEUE_SIZE": "128"})
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(server: ServerProcess) -> str:
+    """The shared server's base URL, for browser tests."""
+    return server.url
