@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -70,9 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _image(action: str, settings: Settings, *, force: bool) -> int:
     from app.sandbox.image import ImageBuildError, build_image, connect, image_status
 
+    # a SIGTERM (CI timeout, make interrupted) must clean up like Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if action == "status":
             state = image_status(connect(settings), settings)

@@ -170,7 +170,8 @@ def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
             stanza[key] = value.strip()
 
 
-def _usable(uri: str, suite: str) -> bool:
+def _usable(uri: str) -> bool:
+    """A mirror debootstrap can fetch from; security archives lack the base suite."""
     return uri.startswith(("http://", "https://", "file:/")) and "-security" not in uri
 
 
@@ -183,7 +184,7 @@ def mirrors_from_apt(suite: str, apt_dir: Path = Path("/etc/apt")) -> list[str]:
                 continue
             if suite not in st.get("suites", "").split():
                 continue
-            found += [u for u in st.get("uris", "").split() if _usable(u, suite)]
+            found += [u for u in st.get("uris", "").split() if _usable(u)]
     lists = [apt_dir / "sources.list", *sorted(apt_dir.glob("sources.list.d/*.list"))]
     for path in lists:
         if not path.is_file():
@@ -194,7 +195,7 @@ def mirrors_from_apt(suite: str, apt_dir: Path = Path("/etc/apt")) -> list[str]:
                 # drop "[arch=... signed-by=...]" options, which may span several words
                 end = next((i for i, w in enumerate(words) if w.endswith("]")), len(words))
                 words = ["deb", *words[end + 1 :]]
-            if len(words) >= 3 and words[0] == "deb" and words[2] == suite and _usable(words[1], suite):
+            if len(words) >= 3 and words[0] == "deb" and words[2] == suite and _usable(words[1]):
                 found.append(words[1])
     return list(dict.fromkeys(found))
 
@@ -356,20 +357,40 @@ def _import(client: docker.DockerClient, tarball: Path, settings: Settings) -> s
     return image_id
 
 
+def _remove_replaced(client: docker.DockerClient, old_id: str | None, new_id: str, progress: Progress) -> None:
+    """Delete the image a rebuild replaced, if it is ours and no container still uses it."""
+    if not old_id or new_id.endswith(old_id.removeprefix("sha256:")):
+        return
+    try:
+        client.images.remove(old_id)
+        progress(f"removed the replaced image {old_id[:19]}")
+    except docker.errors.APIError as exc:  # in use by a container, or already gone
+        progress(f"kept the replaced image {old_id[:19]}: {exc.explanation or exc}")
+
+
 def build_image(settings: Settings, *, force: bool = False, progress: Progress = print) -> Literal["built", "current"]:
     """Build and tag the sandbox image unless an image of the same recipe is already there.
 
     Works in a fresh directory under /var/tmp that is removed whatever happens (including
     Ctrl-C). Nothing else is held while building: the engine is only asked at the start
-    (status) and at the end (import).
+    (status) and at the end (import), with a connection closed in between.
     """
     started = time.monotonic()
-    client = connect(settings)
-    status = image_status(client, settings)
+
+    def step(message: str) -> None:
+        progress(f"[{time.monotonic() - started:5.1f}s] {message}")
+
+    with contextlib.closing(connect(settings)) as client:
+        status = image_status(client, settings)
+        old_id: str | None = None
+        if status != "missing":
+            old = client.images.get(settings.image)
+            old_id = old.id if old.labels.get(MANAGED_LABEL) == "true" else None
+    recipe = recipe_hash(settings)[:12]
     if status == "current" and not force:
-        progress(f"{settings.image} is current (recipe {recipe_hash(settings)[:12]}); nothing to do")
+        progress(f"{settings.image} is current (recipe {recipe}); nothing to do")
         return "current"
-    progress(f"building {settings.image} ({status}; recipe {recipe_hash(settings)[:12]})")
+    step(f"building {settings.image} ({status}; recipe {recipe})")
     if os.geteuid() != 0:
         raise ImageBuildError("building the image needs root (debootstrap and chroot)")
     debootstrap = shutil.which("debootstrap") or next(
@@ -378,12 +399,13 @@ def build_image(settings: Settings, *, force: bool = False, progress: Progress =
     if debootstrap is None:
         raise ImageBuildError("debootstrap is not installed (apt-get install debootstrap)")
 
+    step("resolving the Debian mirror")
     mirror = resolve_mirror(settings)
-    progress(f"mirror: {mirror}")
+    step(f"mirror: {mirror}")
     workdir = Path(tempfile.mkdtemp(prefix="sce-image-", dir="/var/tmp"))
     try:
         rootfs, tarball = workdir / "rootfs", workdir / "rootfs.tar"
-        progress(f"debootstrap {settings.image_suite} into {rootfs}")
+        step(f"debootstrap {settings.image_suite} ({VARIANT}, +{','.join(PACKAGES)}) into {rootfs}")
         _run_streamed(
             [
                 debootstrap,
@@ -398,20 +420,22 @@ def build_image(settings: Settings, *, force: bool = False, progress: Progress =
         )
         for point in _mounts_under(workdir):  # debootstrap normally unmounts; be sure
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-        progress("compiling the standard library")
+        step("byte-compiling Python")
         _compile_stdlib(rootfs, progress)
-        progress("hardening: user runner, no setuid/setgid, no caches or docs")
+        step("hardening: user runner (10001), no setuid/setgid, no caches or docs")
         stripped = _harden(rootfs)
-        progress(f"  removed {stripped} setuid/setgid bits or capabilities")
-        progress("packing the root filesystem")
+        step(f"removed {stripped} setuid/setgid bits or file capabilities")
+        step("packing the root filesystem")
         _run_streamed(
             ["tar", "--numeric-owner", "--sort=name", "-C", str(rootfs), "-cf", str(tarball), "."],
             progress,
             "  tar: ",
         )
-        progress(f"importing {tarball.stat().st_size / 1e6:.0f} MB into the engine as {settings.image}")
-        image_id = _import(connect(settings, timeout=600), tarball, settings)
+        step(f"importing {tarball.stat().st_size / 1e6:.0f} MB into the engine as {settings.image}")
+        with contextlib.closing(connect(settings, timeout=600)) as client:
+            image_id = _import(client, tarball, settings)
+            _remove_replaced(client, old_id, image_id, progress)
     finally:
         _cleanup(workdir, progress)
-    progress(f"done: {settings.image} {image_id[:19]} in {time.monotonic() - started:.0f} s")
+    step(f"done: {settings.image} {image_id[:19]} built in {time.monotonic() - started:.0f} s")
     return "built"

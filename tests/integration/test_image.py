@@ -1,0 +1,203 @@
+"""The sandbox image, against the real engine: built from the recipe, idempotent, and what the
+runner relies on (Python 3.11 with its whole standard library, uid 10001, no setuid files).
+
+The image is normally built by ``make image`` first; if it is missing or stale the module
+builds it once (``build_image`` is idempotent). Every container is labelled and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from app.sandbox.image import (
+    RECIPE_LABEL,
+    EngineUnavailable,
+    build_image,
+    connect,
+    image_status,
+    mirrors_from_apt,
+    recipe_hash,
+    resolve_mirror,
+)
+from app.settings import Settings
+
+# the run label tells this session's containers from those of another run of the same tests
+RUN_ID = uuid.uuid4().hex[:12]
+TEST_LABELS = {"sce.managed": "true", "sce.test": "image", "sce.test.run": RUN_ID}
+
+
+# --- pure: no engine ---------------------------------------------------------------------------
+
+
+def test_recipe_hash_depends_on_suite_not_mirror() -> None:
+    base = Settings(image_suite="bookworm", image_mirror="http://mirror-a.invalid/debian")
+    assert recipe_hash(base) == recipe_hash(base.model_copy(update={"image_mirror": None}))
+    assert recipe_hash(base) != recipe_hash(base.model_copy(update={"image_suite": "trixie"}))
+    assert len(recipe_hash(base)) == 64
+
+
+def test_mirror_from_deb822_skips_security_and_other_suites(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n"
+        "URIs: http://mirror.invalid/debian\n"
+        "Suites: bookworm bookworm-updates\n"
+        "Components: main\n"
+        "\n"
+        "Types: deb\n"
+        "URIs: http://mirror.invalid/debian-security\n"
+        "Suites: bookworm-security\n"
+        "\n"
+        "Types: deb\n"
+        "URIs: http://other.invalid/debian\n"
+        "Suites: trixie\n"
+    )
+    (tmp_path / "sources.list").write_text(
+        "# comment\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://list.invalid/debian bookworm main\n"
+        "deb http://list.invalid/debian-security bookworm-security main\n"
+        "deb-src http://src.invalid/debian bookworm main\n"
+    )
+    assert mirrors_from_apt("bookworm", tmp_path) == [
+        "http://mirror.invalid/debian",
+        "http://list.invalid/debian",
+    ]
+    assert mirrors_from_apt("trixie", tmp_path) == ["http://other.invalid/debian"]
+
+
+def test_mirror_setting_wins_and_missing_mirror_is_a_clear_error(tmp_path: Path) -> None:
+    override = Settings(image_mirror="http://chosen.invalid/debian")
+    assert resolve_mirror(override, tmp_path) == "http://chosen.invalid/debian"
+    with pytest.raises(RuntimeError, match=r"no Debian mirror for suite .bookworm.*SCE_IMAGE_MIRROR"):
+        resolve_mirror(Settings(image_mirror=None, image_suite="bookworm"), tmp_path)
+
+
+# --- against the engine -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[docker.DockerClient]:
+    try:
+        client = connect(settings)
+    except EngineUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    yield client
+    leftover = _containers(client, {"label": f"sce.test.run={RUN_ID}"})
+    for container_id in leftover:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container_id, force=True)
+    client.close()
+    assert not leftover, f"containers left behind: {leftover}"
+
+
+@pytest.fixture(scope="module")
+def image(client: docker.DockerClient, settings: Settings) -> str:
+    if image_status(client, settings) != "current":
+        build_image(settings)
+    return settings.image
+
+
+def _containers(client: docker.DockerClient, filters: dict[str, str]) -> list[str]:
+    # the low-level list: the high-level one inspects each container and races with removals
+    return [c["Id"] for c in client.api.containers(all=True, filters=filters)]
+
+
+def run_in_image(client: docker.DockerClient, image: str, cmd: list[str], *, user: str | None = None) -> str:
+    """Run ``cmd`` in a throw-away container (no network, auto-removed, labelled); return its
+    output. Output is read through an attach made before start, as the container removes
+    itself on exit; the finally removes it in any case."""
+    container = client.containers.create(
+        image,
+        cmd,
+        network_mode="none",
+        auto_remove=True,
+        labels=TEST_LABELS,
+        **({"user": user} if user is not None else {}),
+    )
+    try:
+        stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
+        container.start()
+        return b"".join(stream).decode()
+    finally:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)
+        deadline = time.monotonic() + 10
+        while _containers(client, {"id": container.id}):
+            assert time.monotonic() < deadline, f"container {container.short_id} was not removed"
+            time.sleep(0.05)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)  # may build the image (about a minute) when make image did not
+def test_status_is_current_after_build(client: docker.DockerClient, settings: Settings, image: str) -> None:
+    assert image_status(client, settings) == "current"
+    labels = client.images.get(image).labels
+    assert labels[RECIPE_LABEL] == recipe_hash(settings)
+    assert labels["sce.managed"] == "true"
+
+
+@pytest.mark.docker
+def test_second_build_is_a_quick_no_op(client: docker.DockerClient, settings: Settings, image: str) -> None:
+    before = client.images.get(image).id
+    lines: list[str] = []
+    started = time.monotonic()
+    assert build_image(settings, progress=lines.append) == "current"
+    assert time.monotonic() - started < 5
+    assert client.images.get(image).id == before
+    assert not any("debootstrap" in line for line in lines), lines
+
+
+@pytest.mark.docker
+def test_image_config(client: docker.DockerClient, image: str) -> None:
+    config = client.images.get(image).attrs["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["WorkingDir"] == "/tmp"
+    assert "PATH=/usr/local/bin:/usr/bin:/bin" in config["Env"]
+    assert "LANG=C.UTF-8" in config["Env"]
+
+
+@pytest.mark.docker
+def test_python_is_3_11(client: docker.DockerClient, image: str) -> None:
+    out = run_in_image(client, image, ["python3", "--version"])
+    assert out.startswith("Python 3.11."), out
+
+
+@pytest.mark.docker
+def test_standard_library_imports(client: docker.DockerClient, image: str) -> None:
+    code = (
+        "import ctypes, sqlite3, ssl, venv, json, decimal, zoneinfo\n"
+        "sqlite3.connect(':memory:').execute('select 1')\n"
+        "zoneinfo.ZoneInfo('Europe/Paris')\n"
+        "print('ok', ssl.OPENSSL_VERSION)\n"
+    )
+    out = run_in_image(client, image, ["python3", "-c", code])
+    assert out.startswith("ok OpenSSL"), out
+
+
+@pytest.mark.docker
+def test_default_user_is_runner(client: docker.DockerClient, image: str) -> None:
+    assert run_in_image(client, image, ["id", "-u"]).strip() == "10001"
+    assert run_in_image(client, image, ["id", "-g"]).strip() == "10001"
+
+
+@pytest.mark.docker
+def test_no_setuid_or_setgid_files(client: docker.DockerClient, image: str) -> None:
+    # as root, so that no directory is unreadable and nothing is missed
+    out = run_in_image(client, image, ["find", "/", "-xdev", "-perm", "/6000", "-type", "f"], user="0")
+    assert out == "", out
