@@ -21,7 +21,7 @@ import docker
 import httpx
 import pytest
 
-from app.sandbox.engine import LABEL_MANAGED
+from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, owner_id, owner_is_alive
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +51,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def managed_containers() -> list[str]:
+    """Containers of the project left by servers that no longer run, or by this test process.
+
+    Containers of other live servers on the same engine (a developer's `make run`) are theirs.
+    """
     client = docker.from_env(timeout=10)
     try:
-        return [c.id for c in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})]
+        # the low-level list: the high-level one inspects each container and races with removals
+        found = client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
     finally:
         client.close()
+    me = owner_id()
+    return [
+        c["Id"]
+        for c in found
+        if LABEL_OWNER in c["Labels"]
+        and (c["Labels"][LABEL_OWNER] == me or not owner_is_alive(c["Labels"][LABEL_OWNER]))
+    ]
 
 
 @pytest.fixture(scope="session", autouse=True)

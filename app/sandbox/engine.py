@@ -158,6 +158,7 @@ class DockerEngine:
         else:
             self.api = docker.from_env(**kwargs).api
         self._cleanup: set[asyncio.Task[None]] = set()
+        self._orphan_starts: set[asyncio.Future[Sandbox]] = set()
         self.on_engine_error: Callable[[BaseException], None] = lambda exc: None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -220,11 +221,25 @@ class DockerEngine:
         return sandbox
 
     async def start_sandbox(self, *, pooled: bool = False) -> Sandbox:
-        """A new container with the interpreter started and waiting for a program."""
+        """A new container with the interpreter started and waiting for a program.
+
+        The start runs on in its thread if the caller is cancelled meanwhile (a client that
+        leaves during a cold start); the sandbox it makes is then discarded, never leaked.
+        """
+        starting = asyncio.ensure_future(self.call(self._start_blocking, pooled))
         try:
-            return await self.call(self._start_blocking, pooled)
+            return await asyncio.shield(starting)
         except docker.errors.NotFound as exc:
             raise Unavailable(f"the sandbox image {self.settings.image!r} is missing") from exc
+        except asyncio.CancelledError:
+            self._orphan_starts.add(starting)
+            starting.add_done_callback(self._discard_if_started)
+            raise
+
+    def _discard_if_started(self, starting: asyncio.Future[Sandbox]) -> None:
+        self._orphan_starts.discard(starting)
+        if not starting.cancelled() and starting.exception() is None:
+            self.discard(starting.result())
 
     def discard(self, sandbox: Sandbox) -> None:
         """Kill and remove a sandbox in the background; survives the caller's cancellation."""
@@ -240,8 +255,9 @@ class DockerEngine:
             pass
 
     async def drain_cleanup(self) -> None:
-        while self._cleanup:
-            await asyncio.gather(*list(self._cleanup), return_exceptions=True)
+        """Wait for every background removal, including of starts whose caller went away."""
+        while self._cleanup or self._orphan_starts:
+            await asyncio.gather(*self._cleanup, *self._orphan_starts, return_exceptions=True)
 
     # -- engine state ----------------------------------------------------------------------------
     async def ping(self) -> bool:
@@ -267,8 +283,11 @@ class DockerEngine:
 
     async def reap_orphans(self) -> int:
         """Remove managed containers whose owner server no longer runs."""
+        # only containers a server made carry an owner (the image's own labels reach every container)
         orphans = [
-            c["Id"] for c in await self.call(self._managed) if not owner_is_alive(c["Labels"].get(LABEL_OWNER, ""))
+            c["Id"]
+            for c in await self.call(self._managed)
+            if LABEL_OWNER in c["Labels"] and not owner_is_alive(c["Labels"][LABEL_OWNER])
         ]
         await asyncio.gather(*(self._remove(cid) for cid in orphans))
         return len(orphans)

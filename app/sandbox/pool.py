@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 from app.errors import SCEError
 from app.sandbox.engine import DockerEngine, Sandbox
@@ -34,6 +35,8 @@ class WarmPool:
         self._task: asyncio.Task[None] | None = None
         self.handed_out = 0
         self.cold_starts = 0
+        self.warmed = 0  # sandboxes the pool has started, ever
+        self._changed = asyncio.Condition()
         self.last_error: str | None = None
 
     @property
@@ -48,6 +51,11 @@ class WarmPool:
             "cold_starts": self.cold_starts,
             "last_error": self.last_error,
         }
+
+    async def wait_until(self, predicate: Callable[[WarmPool], bool]) -> None:
+        """Wait for the pool to reach a state (readiness checks and tests, without polling)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: predicate(self))
 
     def start(self) -> None:
         if self.size > 0 and self._task is None:
@@ -74,6 +82,9 @@ class WarmPool:
             if len(self._ready) < self.size:
                 try:
                     self._ready.append(await self.engine.start_sandbox(pooled=True))
+                    self.warmed += 1
+                    async with self._changed:
+                        self._changed.notify_all()
                     self.last_error = None
                     delay = RETRY_MIN_S
                     continue

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, jsonify, redirect, request, send_file
 from quart.asgi import ASGIWebsocketConnection
 from quart.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
 from app.core.events import Output
 from app.errors import Internal, SCEError
@@ -52,6 +53,12 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
     app.asgi_websocket_class = BoundedWebsocketConnection
     app.config["MAX_CONTENT_LENGTH"] = None  # the run handler enforces its own limit with our error shape
     app.extensions["sce"] = ctx
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        response = jsonify({"error": exc.description or exc.name, "code": exc.name.lower().replace(" ", "_")})
+        response.status_code = exc.code or 500
+        return response
 
     @app.errorhandler(Exception)
     async def _internal(exc: Exception) -> ResponseReturnValue:
