@@ -6,6 +6,7 @@ reads the environment: the app factory, the runner and the pool all take a ``Set
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -55,7 +56,7 @@ class Settings(BaseSettings):
     tmpfs_mb: int = Field(16, ge=1, description="size of the writable /tmp")
     output_bytes: int = Field(1_000_000, ge=1024, description="total stdout+stderr before the run is killed")
     max_line_chars: int = Field(16_384, ge=80, description="a partial line longer than this is sent in pieces")
-    flush_interval_ms: int = Field(25, ge=1, le=100, description="idle time before a partial line is sent")
+    flush_interval_ms: int = Field(25, ge=1, le=100, description="longest a partial line (no newline yet) is held before it is sent")
     code_max_bytes: int = Field(65_536, ge=1, description="largest program, in UTF-8 bytes")
     max_message_bytes: int = Field(1_048_576, ge=1024, le=8 * 1024 * 1024, description="largest frame or body")
     send_timeout_s: float = Field(30.0, gt=0, description="a client that takes longer to accept one frame is dropped")
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        unknown = sorted(
+            name
+            for name in os.environ
+            if name.upper().startswith("SCE_") and name.upper()[4:].lower() not in type(self).model_fields
+        )
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         if self.timeout_s > self.timeout_max_s:
             raise ValueError("SCE_TIMEOUT_S must not exceed SCE_TIMEOUT_MAX_S")
         if self.code_max_bytes >= self.max_message_bytes:
