@@ -1,0 +1,54 @@
+"""Graceful shutdown: runs finish within the grace, the rest are killed and told, nothing is left."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+
+import docker
+import pytest
+import websockets
+
+from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER
+from tests.conftest import ServerFactory
+from tests.wsclient import WsResult, collect
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
+
+
+async def start_run(url: str, code: str) -> tuple[websockets.ClientConnection, WsResult]:
+    ws = await websockets.connect(url)
+    await ws.send(json.dumps({"type": "run", "code": code}))
+    result = WsResult()
+    while not result.of("stdout"):  # the program is running once it has printed
+        result.frames.append(json.loads(await ws.recv()))
+    return ws, result
+
+
+async def test_sigterm_lets_short_runs_finish_and_kills_long_ones(server_factory: ServerFactory) -> None:
+    server = server_factory(SCE_SHUTDOWN_GRACE_S="3")
+    async with asyncio.timeout(60):
+        short_ws, short = await start_run(
+            server.ws_url, "import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b')"
+        )
+        long_ws, long = await start_run(server.ws_url, "import time\nprint('a', flush=True)\ntime.sleep(600)")
+        server.proc.send_signal(signal.SIGTERM)
+        short, long = await asyncio.gather(collect(short_ws, short), collect(long_ws, long))
+        code = await asyncio.to_thread(server.proc.wait, 30)
+    assert short.exit["reason"] == "exit" and short.text() == "a\nb\n"
+    assert long.exit["reason"] == "killed"
+    assert short.close_code == long.close_code == 1000
+    assert code == 0
+    assert containers_of(server.proc.pid) == []
+
+
+def containers_of(pid: int) -> list[str]:
+    client = docker.from_env()
+    try:
+        found = client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+    finally:
+        client.close()
+    prefix = f"{socket.gethostname()}:{pid}:"
+    return [c["Id"] for c in found if c["Labels"].get(LABEL_OWNER, "").startswith(prefix)]
