@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import httpx
 import pytest
 
@@ -72,7 +73,20 @@ def managed_containers() -> list[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_containers_left_behind() -> Iterator[None]:
-    """The whole session must end with no container of the project on the engine."""
+    """The whole session must end with no container of the project on the engine.
+
+    Orphans of servers killed before this session (a machine reused after a hard stop) are
+    removed first, as any starting server would.
+    """
+    if _engine_ok():
+        client = docker.from_env(timeout=30)
+        try:
+            for cid in managed_containers():
+                client.api.remove_container(cid, force=True)
+        except docker.errors.NotFound:
+            pass
+        finally:
+            client.close()
     yield
     if not _engine_ok():
         return
