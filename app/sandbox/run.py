@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from app.core.events import Event, Exit, Output, Reason, RunLimits, Started, signal_name
-from app.core.framing import FrameParser, Stream
+from app.core.framing import FrameError, FrameParser, Stream
 from app.core.lines import OutputAssembler, coalesce
 from app.errors import Unavailable
 from app.protocol import RunRequest
@@ -154,6 +154,13 @@ class Run:
             self._events.put_nowait(Output(stream, text))
 
     async def _read(self) -> None:
+        """Pump output into events; a broken stream fails the run instead of stalling it."""
+        try:
+            await self._pump_output()
+        except (OSError, FrameError) as exc:
+            self._events.put_nowait(Unavailable(f"the sandbox's output stream broke: {exc}"))
+
+    async def _pump_output(self) -> None:
         parser = FrameParser()
         assembler = self.assembler
         loop = asyncio.get_running_loop()
