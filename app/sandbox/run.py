@@ -164,27 +164,34 @@ class Run:
         parser = FrameParser()
         assembler = self.assembler
         loop = asyncio.get_running_loop()
-        while True:
-            flush_at = assembler.next_flush_at()
-            if flush_at is None:
-                data = await self.sandbox.recv()
-            else:
-                try:
-                    async with asyncio.timeout_at(flush_at):
-                        data = await self.sandbox.recv()
-                except TimeoutError:
-                    self._emit(assembler.flush_due(loop.time()))
-                    continue
-            if not data:
-                return
-            now = loop.time()
-            chunks: list[tuple[Stream, str]] = []
-            for stream, payload in parser.feed(data):
-                chunks.extend(assembler.feed(stream, payload, now))
-            chunks.extend(assembler.flush_due(now))
-            self._emit(chunks)
-            if assembler.truncated:
-                self._request_stop("output_limit")
+        receiving: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                # one receive stays pending across flush deadlines: cancelling a receive that
+                # has just completed would throw its bytes away
+                if receiving is None:
+                    receiving = loop.create_task(self.sandbox.recv())
+                flush_at = assembler.next_flush_at()
+                if flush_at is not None:
+                    await asyncio.wait({receiving}, timeout=max(0.0, flush_at - loop.time()))
+                    if not receiving.done():
+                        self._emit(assembler.flush_due(loop.time()))
+                        continue
+                data = await receiving
+                receiving = None
+                if not data:
+                    return
+                now = loop.time()
+                chunks: list[tuple[Stream, str]] = []
+                for stream, payload in parser.feed(data):
+                    chunks.extend(assembler.feed(stream, payload, now))
+                chunks.extend(assembler.flush_due(now))
+                self._emit(chunks)
+                if assembler.truncated:
+                    self._request_stop("output_limit")
+        finally:
+            if receiving is not None:
+                receiving.cancel()
 
     async def _write(self) -> None:
         while True:
