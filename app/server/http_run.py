@@ -9,6 +9,7 @@ from quart import Response, jsonify, request
 from app.core.events import Output
 from app.errors import MessageTooLarge, SCEError, Unavailable, UnsupportedMediaType
 from app.protocol import load_json_object, parse_run_fields
+from app.sandbox.run import StdinQueue
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
@@ -39,7 +40,10 @@ async def http_run(ctx: ServerContext) -> Response:
         async with ctx.admission.slot(client):
             if ctx.draining:
                 raise Unavailable("the server is shutting down")
-            async with ctx.service.run(run_request, ctx.new_run_id()) as run:
+            # nothing can follow the body's stdin: the program reads it, then end of file
+            stdin = StdinQueue()
+            await stdin.close()
+            async with ctx.service.run(run_request, ctx.new_run_id(), stdin) as run:
                 ctx.add_run(run)
                 output: list[str] = []
                 streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
