@@ -1,0 +1,1762 @@
+"""The hostile-program corpus as data, the client that runs it, and the judge of each outcome.
+
+Every entry is one program a hostile or careless user could send, the class of attack it
+belongs to, and what must come back over the real WebSocket: the exit ``reason``, the exit code
+or a predicate, a time bound (from ``started`` to the end, so queueing is not counted), strings
+that must appear and strings that must never appear. The server's own secret (a canary planted
+in its environment) must never appear in any program's output, whatever the program.
+
+Where gVisor (``runsc``) legitimately answers differently and harmlessly (an errno, /proc
+contents, who may signal PID 1), a case carries a ``runsc`` expectation and says why in
+``differs``. Where a runtime shows a real gap (the precise expectation fails, but the sandbox
+still holds), the case names the gap in ``gaps`` and a ``safe`` expectation that must hold
+anyway: the tests then assert ``safe`` and report the precise failure as a known gap (strictly:
+when the gap stops reproducing, the test fails so that the marker is removed).
+
+Used by ``test_corpus.py`` (pytest) and ``report.py`` (docs/SECURITY_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import websockets
+
+# --- the data model -----------------------------------------------------------------------------
+
+CLOSE_CODES = {
+    "bad_message": 1008,
+    "code_too_large": 1009,
+    "message_too_large": 1009,
+    "busy": 1013,
+    "unavailable": 1011,
+    "internal": 1011,
+}
+FRAME_TYPES = {"queued", "started", "stdout", "stderr", "exit", "error"}
+CANARY_NAME = "CANARY_SECRET"
+CANARY_PREFIX = "sce-canary-"
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What the programs and the judge need to know about the server under test."""
+
+    runtime: str
+    port: int
+    canary: str
+    output_bytes: int
+    code_max_bytes: int
+    host_only_users: frozenset[str] = frozenset()
+
+
+@dataclass
+class Outcome:
+    """Everything the client saw of one run, with client-side timings."""
+
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    sent_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    client_error: str | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f.get("type") == kind]
+
+    @property
+    def exit(self) -> dict[str, Any] | None:
+        exits = self.of("exit")
+        return exits[0] if len(exits) == 1 else None
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        errors = self.of("error")
+        return errors[0] if len(errors) == 1 else None
+
+    @property
+    def stdout(self) -> str:
+        return "".join(f["data"] for f in self.of("stdout"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(f["data"] for f in self.of("stderr"))
+
+    @property
+    def output(self) -> str:
+        return "".join(f["data"] for f in self.frames if f.get("type") in ("stdout", "stderr"))
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        started = self.of("started")
+        return started[0]["limits"] if started else {}
+
+    @property
+    def elapsed_s(self) -> float:
+        """From ``started`` (or the request, if none came) to the terminal frame."""
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - (self.started_at if self.started_at is not None else self.sent_at)
+
+    def summary(self) -> str:
+        terminal = self.exit or self.error or {"type": "none", "client_error": self.client_error}
+        shown = {k: v for k, v in terminal.items() if k != "type"}
+        return f"{terminal['type']} {json.dumps(shown, sort_keys=True)} close={self.close_code}"
+
+
+Check = Callable[[Outcome, Ctx], "str | None"]
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What one run must produce. ``error`` set: an error frame with that code instead of an exit."""
+
+    reasons: tuple[str, ...] = ("exit",)
+    exit_codes: tuple[int | None, ...] | None = (0,)  # None: any
+    error: str | None = None
+    within_s: float = 8.0
+    require: tuple[str, ...] = ()  # substrings of stdout + stderr
+    forbid: tuple[str, ...] = ()
+    check: Check | None = None  # returns a failure message, or None
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    cls: str
+    code: str  # may hold @PORT@, @OUTPUT_BYTES@, @CODE_MAX@ placeholders
+    expect: Expect
+    proves: str = ""
+    runsc: Expect | None = None  # a harmless difference under gVisor ...
+    differs: str = ""  # ... and why it is harmless
+    gaps: tuple[tuple[str, str], ...] = ()  # (runtime, description) of a known gap
+    safe: Expect | None = None  # the security property that holds even where a gap applies
+    stdin: str | None = None
+    timeout: float | None = None
+    frames: tuple[dict[str, Any], ...] = ()  # sent right after the run frame
+    on_output: tuple[dict[str, Any], ...] = ()  # sent once the first output frame has arrived
+    build: Callable[[Ctx], str] | None = None  # code computed from the context
+
+    @property
+    def key(self) -> str:
+        return f"{self.cls}/{self.id}"
+
+    def source(self, ctx: Ctx) -> str:
+        code = self.build(ctx) if self.build is not None else self.code
+        return (
+            code.replace("@PORT@", str(ctx.port))
+            .replace("@OUTPUT_BYTES@", str(ctx.output_bytes))
+            .replace("@CODE_MAX@", str(ctx.code_max_bytes))
+        )
+
+    def expected(self, runtime: str) -> Expect:
+        return self.runsc if runtime == "runsc" and self.runsc is not None else self.expect
+
+    def gap(self, runtime: str) -> str | None:
+        return dict(self.gaps).get(runtime)
+
+
+# --- expectation helpers ------------------------------------------------------------------------
+
+TIMEOUT_S = 2.0  # what cases that must be stopped by the wall clock ask for
+TIMEOUT_BOUND_S = TIMEOUT_S + 6.0  # started -> exit frame, kill overshoot included (generous: runsc, load)
+BOMB_TIMEOUT_S = 10.0  # bombs that must end by themselves get room to do so on a loaded machine
+BOMB_BOUND_S = BOMB_TIMEOUT_S + 8.0  # killing a container of 64 processes takes longer
+QUICK_S = 5.0  # a run that must end promptly on its own
+
+
+def exits(code: int | None = 0, *codes: int | None, **kw: Any) -> Expect:
+    return Expect(reasons=("exit",), exit_codes=(code, *codes), **kw)
+
+
+def any_exit(**kw: Any) -> Expect:
+    return Expect(reasons=("exit",), exit_codes=None, **kw)
+
+
+def times_out(**kw: Any) -> Expect:
+    kw.setdefault("within_s", TIMEOUT_BOUND_S)
+    return Expect(reasons=("timeout",), exit_codes=(None,), **kw)
+
+
+def ooms(**kw: Any) -> Expect:
+    return Expect(reasons=("oom",), exit_codes=(None,), **kw)
+
+
+def output_limited(**kw: Any) -> Expect:
+    kw.setdefault("within_s", QUICK_S)
+    kw.setdefault("check", check_output_cap)
+    return Expect(reasons=("output_limit",), exit_codes=(None,), **kw)
+
+
+def refused(code: str) -> Expect:
+    return Expect(reasons=(), exit_codes=None, error=code, within_s=QUICK_S)
+
+
+def denied(*labels: str, **kw: Any) -> Expect:
+    """A probe program printed ``DENIED <label> <errno>`` for every label and ``ALLOWED`` for none."""
+    require = tuple(f"DENIED {label} " for label in labels) + tuple(kw.pop("require", ()))
+    forbid = ("ALLOWED", *kw.pop("forbid", ()))
+    kw.setdefault("within_s", QUICK_S)
+    return exits(0, require=require, forbid=forbid, **kw)
+
+
+def all_of(*checks: Check) -> Check:
+    def run(out: Outcome, ctx: Ctx) -> str | None:
+        for check in checks:
+            problem = check(out, ctx)
+            if problem:
+                return problem
+        return None
+
+    return run
+
+
+def check_output_cap(out: Outcome, ctx: Ctx) -> str | None:
+    exit_ = out.exit or {}
+    cap = out.limits.get("output_bytes", ctx.output_bytes)
+    total = exit_.get("stdout_bytes", -1) + exit_.get("stderr_bytes", -1)
+    if not exit_.get("truncated"):
+        return "truncated is not true"
+    if total != cap:
+        return f"stdout_bytes + stderr_bytes = {total}, expected exactly output_bytes = {cap}"
+    return None
+
+
+def check_ascii_received_exactly_cap(out: Outcome, ctx: Ctx) -> str | None:
+    received = len(out.output.encode("utf-8"))
+    cap = out.limits.get("output_bytes", ctx.output_bytes)
+    if received != cap:
+        return f"the client received {received} bytes of output, expected exactly {cap}"
+    return None
+
+
+def check_min_elapsed(seconds: float) -> Check:
+    def run(out: Outcome, ctx: Ctx) -> str | None:
+        if out.elapsed_s < seconds:
+            return f"the run ended after {out.elapsed_s:.2f} s, before the program's own {seconds} s"
+        return None
+
+    return run
+
+
+def check_line_value(prefix: str, expected: str) -> Check:
+    def run(out: Outcome, ctx: Ctx) -> str | None:
+        for line in out.stdout.splitlines():
+            if line.startswith(prefix + " "):
+                value = line[len(prefix) + 1 :].strip()
+                return None if value == expected else f"{prefix} is {value!r}, expected {expected!r}"
+        return f"no line starting with {prefix!r}"
+
+    return run
+
+
+def check_count_below(prefix: str, limit: int) -> Check:
+    """``<prefix> N ...``: N must be positive and below ``limit``."""
+
+    def run(out: Outcome, ctx: Ctx) -> str | None:
+        for line in out.stdout.splitlines():
+            if line.startswith(prefix + " "):
+                n = int(line.split()[1])
+                return None if 0 < n < limit else f"{prefix} {n}: expected 0 < n < {limit}"
+        return f"no line starting with {prefix!r}"
+
+    return run
+
+
+def check_stdout_is(text: str) -> Check:
+    def run(out: Outcome, ctx: Ctx) -> str | None:
+        return None if out.stdout == text else f"stdout is {out.stdout[:200]!r}, expected {text!r}"
+
+    return run
+
+
+# --- probe prelude: programs report each attempt as ALLOWED or DENIED <errno name> ----------------
+
+PRELUDE = r"""
+import ctypes, errno, os, platform, sys
+_libc = ctypes.CDLL(None, use_errno=True)
+def _errname(e):
+    return errno.errorcode.get(e, str(e))
+def attempt(label, fn, *args):
+    try:
+        r = fn(*args)
+    except OSError as e:
+        print("DENIED", label, _errname(e.errno), flush=True)
+    else:
+        print("ALLOWED", label, repr(r)[:60], flush=True)
+def syscall(label, nr, *args):
+    if platform.machine() != "x86_64":
+        print("SKIPPED", label, "(syscall numbers are x86_64)", flush=True)
+        return
+    argv = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    ctypes.set_errno(0)
+    r = _libc.syscall(ctypes.c_long(nr), *argv)
+    if r == -1:
+        print("DENIED", label, _errname(ctypes.get_errno()), flush=True)
+    else:
+        print("ALLOWED", label, r, flush=True)
+def write_to(path, data=b""):
+    with open(path, "wb") as f:
+        f.write(data)
+"""
+
+
+def probe(body: str) -> str:
+    return PRELUDE + body.strip("\n") + "\n"
+
+
+# --- the corpus ------------------------------------------------------------------------------------
+
+CORPUS: list[Case] = []
+CLASS_DOCS: dict[str, str] = {}
+
+
+def cls(name: str, doc: str) -> Callable[..., Case]:
+    CLASS_DOCS[name] = doc
+
+    def add(id: str, code: str, expect: Expect, **kw: Any) -> Case:
+        case = Case(id=id, cls=name, code=code, expect=expect, **kw)
+        CORPUS.append(case)
+        return case
+
+    return add
+
+
+# CPU: busy and sleeping infinite loops, CPU hogs -------------------------------------------------
+add = cls("cpu", "busy and sleeping infinite loops; threads and processes hogging CPU")
+add("busy_loop", "while True:\n    pass\n", times_out(), timeout=TIMEOUT_S, proves="wall-clock limit")
+add(
+    "busy_loop_ignoring_signals",
+    "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM):\n"
+    "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n",
+    times_out(),
+    timeout=TIMEOUT_S,
+    proves="the wall-clock kill is SIGKILL of the whole container: ignoring signals does not help",
+)
+add("sleep_loop", "import time\nwhile True:\n    time.sleep(0.5)\n", times_out(), timeout=TIMEOUT_S)
+add("sleep_forever", "import time\ntime.sleep(10**6)\n", times_out(), timeout=TIMEOUT_S)
+add("select_forever", "import select\nselect.select([], [], [])\n", times_out(), timeout=TIMEOUT_S)
+add("signal_pause", "import signal\nsignal.pause()\n", times_out(), timeout=TIMEOUT_S)
+add(
+    "ticking_until_killed",
+    "import time\ni = 0\nwhile True:\n    print('tick', i, flush=True)\n    i += 1\n    time.sleep(0.1)\n",
+    times_out(require=("tick 0\n", "tick 3\n")),
+    timeout=TIMEOUT_S,
+    proves="output is streamed live before the wall-clock kill",
+)
+add(
+    "cpu_threads",
+    "import threading\ndef spin():\n    while True:\n        pass\n"
+    "for _ in range(4):\n    threading.Thread(target=spin, daemon=True).start()\nspin()\n",
+    times_out(),
+    timeout=TIMEOUT_S,
+)
+add(
+    "cpu_processes",
+    "import os\nfor _ in range(2):\n    if os.fork() == 0:\n        break\nwhile True:\n    pass\n",
+    times_out(),
+    timeout=TIMEOUT_S,
+    proves="CPU-bound children are killed with the container",
+)
+
+# Fork and thread bombs -----------------------------------------------------------------------------
+add = cls("bombs", "fork and thread bombs against the pids limit (64)")
+PIDS_GAP = (
+    "runsc",
+    "under gVisor the pids cgroup (64) counts the sandbox's own host threads (~38 at idle, more per "
+    "guest process and running thread): the program never sees EAGAIN; the gVisor sentry fails to "
+    "create an OS thread (Go 'newosproc' fatal error) and the whole sandbox dies with exit 2, "
+    "losing buffered output (the run is still contained and the server keeps serving)",
+)
+BOMB_SAFE = Expect(reasons=("exit", "timeout", "oom", "output_limit"), exit_codes=None, within_s=BOMB_BOUND_S)
+add(
+    "fork_until_refused",
+    "import os, time\nkids = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(2)\n"
+    "            os._exit(0)\n        kids += 1\nexcept OSError as e:\n"
+    "    print('LIMIT', kids, type(e).__name__, e.strerror, flush=True)\n",
+    exits(0, require=("LIMIT", "BlockingIOError", "Resource temporarily unavailable"), within_s=BOMB_TIMEOUT_S),
+    proves="pids limit: fork fails with EAGAIN below 64 processes",
+    gaps=(PIDS_GAP,),
+    safe=BOMB_SAFE,
+    timeout=BOMB_TIMEOUT_S,
+)
+add(
+    "classic_fork_bomb",
+    "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+    times_out(within_s=TIMEOUT_S + 8),
+    runsc=Expect(reasons=("exit", "timeout"), exit_codes=(2, None), within_s=TIMEOUT_S + 8),
+    differs="gVisor's sentry dies when the pids cgroup is exhausted (exit 2) instead of the bomb spinning "
+    "until the wall clock: either way the bomb is contained and ended",
+    proves="a fork bomb is contained and ended; the server keeps serving",
+    timeout=TIMEOUT_S,
+)
+add(
+    "thread_until_refused",
+    "import threading, time\nn = 0\ntry:\n    while n < 2000:\n"
+    "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n        n += 1\n"
+    "    print('NO LIMIT', n, flush=True)\nexcept RuntimeError as e:\n    print('LIMIT', n, e, flush=True)\n",
+    exits(
+        0,
+        require=("LIMIT", "can't start new thread"),
+        forbid=("NO LIMIT",),
+        check=check_count_below("LIMIT", 64),
+        within_s=BOMB_TIMEOUT_S,
+    ),
+    proves="pids limit counts threads: thread creation fails below 64",
+    gaps=(PIDS_GAP,),
+    safe=BOMB_SAFE,
+    timeout=BOMB_TIMEOUT_S,
+)
+add(
+    "thread_bomb_unhandled",
+    "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n",
+    exits(1, require=("RuntimeError: can't start new thread",), within_s=BOMB_TIMEOUT_S),
+    gaps=(PIDS_GAP,),
+    safe=BOMB_SAFE,
+    timeout=BOMB_TIMEOUT_S,
+)
+add(
+    "spawn_until_refused",
+    "import subprocess\nprocs = []\ntry:\n    while True:\n"
+    "        procs.append(subprocess.Popen(['sleep', '30']))\nexcept OSError as e:\n"
+    "    print('LIMIT', len(procs), type(e).__name__, flush=True)\n",
+    exits(0, require=("LIMIT", "BlockingIOError"), check=check_count_below("LIMIT", 64), within_s=BOMB_TIMEOUT_S),
+    gaps=(PIDS_GAP,),
+    safe=BOMB_SAFE,
+    timeout=BOMB_TIMEOUT_S,
+)
+add(
+    "bash_fork_bomb",
+    "import subprocess\nsubprocess.run(['bash', '-c', ':(){ :|:& };:'])\nimport time\ntime.sleep(60)\n",
+    Expect(reasons=("timeout", "output_limit"), exit_codes=(None,), within_s=TIMEOUT_S + 8),
+    runsc=Expect(reasons=("exit", "timeout", "output_limit"), exit_codes=(2, None), within_s=TIMEOUT_S + 8),
+    differs="as classic_fork_bomb: under gVisor the sandbox itself dies (exit 2)",
+    timeout=TIMEOUT_S,
+)
+
+# Memory bombs -------------------------------------------------------------------------------------
+add = cls("memory", "memory bombs: instant, gradual, in /tmp and /dev/shm (tmpfs, 16 MiB), in a child")
+add("instant", "b = b'x' * (512 << 20)\n", ooms(), proves="memory limit (128 MiB, no swap): reason oom")
+add(
+    "gradual",
+    "import time\nheap = []\nwhile True:\n    heap.append(b'x' * (4 << 20))\n    time.sleep(0.005)\n",
+    ooms(),
+    proves="memory limit: a slowly growing heap is killed as oom",
+)
+add("list_of_ints", "x = list(range(10**8))\n", ooms())
+add("string_doubling", "s = 'x'\nwhile True:\n    s += s\n", ooms())
+add(
+    "mmap_touch",
+    "import mmap\nm = mmap.mmap(-1, 1 << 30)\nfor i in range(0, 1 << 30, 4096):\n    m[i] = 1\n",
+    ooms(),
+)
+add(
+    "deep_python_recursion",
+    "import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1)\nf(0)\n",
+    ooms(),
+    proves="Python 3.11 frames live on the heap: unbounded recursion ends as oom, not a host problem",
+)
+add(
+    "tmp_fill",
+    "import os\ntry:\n    with open('/tmp/fill', 'wb') as f:\n        while True:\n"
+    "            f.write(b'x' * (1 << 20))\n            f.flush()\nexcept OSError as e:\n"
+    "    print('FULL', os.path.getsize('/tmp/fill'), os.strerror(e.errno), flush=True)\n",
+    exits(0, require=("No space left on device",), check=check_line_value("FULL", "16777216 No space left on device")),
+    proves="/tmp is a 16 MiB tmpfs: ENOSPC at exactly 16 MiB",
+)
+add(
+    "devshm_fill",
+    "import os\ntry:\n    with open('/dev/shm/fill', 'wb') as f:\n        while True:\n"
+    "            f.write(b'x' * (1 << 20))\n            f.flush()\nexcept OSError as e:\n"
+    "    print('FULL', os.path.getsize('/dev/shm/fill'), os.strerror(e.errno), flush=True)\n",
+    exits(0, check=check_line_value("FULL", "16777216 No space left on device")),
+    proves="/dev/shm is a 16 MiB tmpfs: ENOSPC at exactly 16 MiB",
+)
+add(
+    "tmpfs_then_heap",
+    "try:\n    with open('/tmp/fill', 'wb') as f:\n        while True:\n            f.write(b'x' * (1 << 20))\n"
+    "            f.flush()\nexcept OSError:\n    print('TMP FULL', flush=True)\nb = b'y' * (512 << 20)\n",
+    ooms(require=("TMP FULL",)),
+    proves="tmpfs pages are charged to the same 128 MiB",
+)
+add(
+    "shm_mmap_then_heap",
+    "import mmap, os\nfd = os.open('/dev/shm/m', os.O_CREAT | os.O_RDWR)\nos.ftruncate(fd, 15 << 20)\n"
+    "m = mmap.mmap(fd, 15 << 20)\nm[:] = b'y' * (15 << 20)\nprint('SHM MAPPED', flush=True)\n"
+    "b = b'x' * (120 << 20)\n",
+    ooms(require=("SHM MAPPED",)),
+)
+add(
+    "oom_in_child_only",
+    "import os\npid = os.fork()\nif pid == 0:\n    b = b'x' * (512 << 20)\n    os._exit(0)\n"
+    "_, status = os.waitpid(pid, 0)\nprint('CHILD SIGNAL', os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)\n",
+    exits(0, check=check_line_value("CHILD SIGNAL", "9")),
+    runsc=ooms(),
+    differs="under gVisor the host OOM killer can only kill the sandbox as a whole (the sentry holds all "
+    "guest memory): the run ends as oom rather than only the child dying",
+    proves="oom is reported only when the program itself was killed; a killed child is the program's business",
+)
+add(
+    "memoryerror_for_impossible_size",
+    "try:\n    b = bytearray(1 << 40)\nexcept MemoryError:\n    print('MemoryError', flush=True)\n",
+    exits(0, require=("MemoryError",)),
+    runsc=ooms(),
+    differs="gVisor grants a 1 TiB allocation that Linux's overcommit check refuses, then the sandbox is "
+    "killed as oom: contained either way",
+)
+
+# Disk fill and writes to read-only paths -----------------------------------------------------------
+add = cls("disk", "disk fill; writes to the read-only root (/, /etc, /usr, /home ...); noexec tmpfs")
+WRITE_DENIED = ("EROFS", "EACCES", "EPERM")
+add(
+    "many_small_files",
+    "import os\nn = 0\ntry:\n    while True:\n        with open(f'/tmp/f{n}', 'wb') as f:\n"
+    "            f.write(b'x' * 100)\n        n += 1\nexcept OSError as e:\n"
+    "    print('FILES', n, __import__('errno').errorcode[e.errno], flush=True)\n",
+    exits(0, require=("ENOSPC",)),
+)
+add(
+    "write_root",
+    probe("attempt('create-/x', write_to, '/x')\nattempt('mkdir-/newdir', os.mkdir, '/newdir')\n"),
+    denied("create-/x", "mkdir-/newdir"),
+    proves="read-only root filesystem",
+)
+add(
+    "write_etc",
+    probe(
+        "attempt('append-/etc/passwd', lambda: open('/etc/passwd', 'a').write('evil::0:0::/:/bin/sh\\n'))\n"
+        "attempt('create-/etc/cron.d/x', write_to, '/etc/cron.d/x')\n"
+        "attempt('symlink-/etc/evil', os.symlink, '/tmp', '/etc/evil')\n"
+    ),
+    denied("append-/etc/passwd", "create-/etc/cron.d/x", "symlink-/etc/evil"),
+    proves="read-only /etc",
+)
+add(
+    "write_usr",
+    probe(
+        "import os as _os\nattempt('overwrite-stdlib', write_to, _os.__file__)\n"
+        "attempt('create-/usr/local/bin/python3', write_to, '/usr/local/bin/python3')\n"
+        "attempt('create-/usr/lib/x', write_to, '/usr/lib/x')\n"
+    ),
+    denied("overwrite-stdlib", "create-/usr/local/bin/python3", "create-/usr/lib/x"),
+    proves="the interpreter and its standard library cannot be replaced for later runs",
+)
+add(
+    "write_home_and_friends",
+    probe(
+        "for p in ('/home/x', '/root/x', '/var/tmp/x', '/opt/x', '/srv/x', '/run/x', '/var/lib/x', '/dev/x'):\n"
+        "    attempt('create-' + p, write_to, p)\n"
+    ),
+    denied(*(f"create-{p}" for p in ("/home/x", "/root/x", "/var/tmp/x", "/opt/x", "/srv/x", "/run/x", "/dev/x"))),
+)
+add(
+    "chmod_chown",
+    probe(
+        "attempt('chmod-/etc/passwd', os.chmod, '/etc/passwd', 0o666)\n"
+        "write_to('/tmp/mine')\nattempt('chown-root', os.chown, '/tmp/mine', 0, 0)\n"
+    ),
+    denied("chmod-/etc/passwd", "chown-root"),
+)
+add(
+    "proc_sys_writes",
+    probe(
+        "for p in ('/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger',"
+        " '/sys/kernel/mm/transparent_hugepage/enabled'):\n"
+        "    attempt('open-' + p, lambda p=p: open(p, 'wb').close())\n"
+    ),
+    denied(
+        "open-/proc/sys/kernel/hostname",
+        "open-/proc/sys/vm/drop_caches",
+        "open-/proc/sysrq-trigger",
+        "open-/sys/kernel/mm/transparent_hugepage/enabled",
+    ),
+    runsc=denied("open-/proc/sys/kernel/hostname", "open-/proc/sys/vm/drop_caches"),
+    differs="gVisor has no /proc/sysrq-trigger and no /sys/kernel/mm (ENOENT is printed as DENIED too; "
+    "both opens are denied either way)",
+    proves="kernel tunables are out of reach (opened for writing, nothing written)",
+)
+add(
+    "exec_from_tmp",
+    probe(
+        "import subprocess\nfor d in ('/tmp', '/dev/shm'):\n    path = d + '/x.sh'\n"
+        "    with open(path, 'w') as f:\n        f.write('#!/bin/sh\\necho EXECUTED\\n')\n    os.chmod(path, 0o755)\n"
+        "    attempt('exec-' + d, lambda: subprocess.run([path], capture_output=True))\n"
+    ),
+    denied("exec-/tmp", "exec-/dev/shm", forbid=("EXECUTED",)),
+    proves="/tmp and /dev/shm are noexec: no dropped native binaries",
+)
+add(
+    "mknod_device",
+    probe(
+        "import stat\nfor name, dev in (('mem', (1, 1)), ('sda', (8, 0))):\n"
+        "    attempt('mknod-' + name, os.mknod, '/tmp/' + name, stat.S_IFCHR | 0o600, os.makedev(*dev))\n"
+        "    if os.path.exists('/tmp/' + name):\n        attempt('open-' + name, os.open, '/tmp/' + name, os.O_RDWR)\n"
+    ),
+    denied("mknod-mem", "mknod-sda"),
+    runsc=exits(0, require=("DENIED open-mem ENXIO", "DENIED open-sda ENXIO"), forbid=("ALLOWED open",)),
+    differs="gVisor lets the program create device nodes on its tmpfs (it ignores nodev and CAP_MKNOD), but "
+    "they lead only to the sentry's own emulated devices: opening /dev/mem's or a disk's numbers fails ENXIO",
+    proves="no device node can be made (runc) or opened (gVisor) to reach host memory or disks",
+)
+add(
+    "remount_root_rw",
+    probe("syscall('remount-rw', 165, None, b'/', None, 32 | 1 << 5, None)\n"),
+    denied("remount-rw"),
+)
+
+# Secrets and host information --------------------------------------------------------------------
+add = cls("secrets", "the server's environment (canary), /proc/1/environ, the Docker socket, host mounts, cgroups")
+
+
+def check_no_host_users(out: Outcome, ctx: Ctx) -> str | None:
+    users = {line.split(":", 1)[0] for line in out.stdout.splitlines() if ":" in line}
+    leaked = users & ctx.host_only_users
+    if leaked:
+        return f"host-only users visible in the sandbox: {sorted(leaked)}"
+    if "runner" not in users:
+        return "the image's own user 'runner' is missing: this is not the image's /etc/passwd"
+    return None
+
+
+add(
+    "environment",
+    "import os\nfor k, v in sorted(os.environ.items()):\n    print(f'{k}={v}')\n",
+    exits(
+        0,
+        require=("HOME=/tmp\n", "PATH=/usr/local/bin:/usr/bin:/bin\n"),
+        forbid=(CANARY_NAME, "SCE_", "DOCKER", "VIRTUAL_ENV"),
+        check=lambda out, ctx: (
+            None
+            if {line.split("=", 1)[0] for line in out.stdout.splitlines()}
+            <= {"HOME", "HOSTNAME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE"}
+            else f"unexpected variables: {out.stdout!r}"
+        ),
+    ),
+    proves="the program's environment is the fixed sandbox one: no server variable, no canary",
+)
+add(
+    "proc1_environ",
+    probe(
+        "def show(p):\n    data = open(p, 'rb').read()\n"
+        "    print(data.replace(b'\\0', b'\\n').decode(errors='replace'))\n    return len(data)\n"
+        "attempt('read-/proc/1/environ', show, '/proc/1/environ')\n"
+    ),
+    exits(0, forbid=(CANARY_NAME,)),
+    proves="PID 1 in the sandbox is docker-init with the sandbox environment: the server's is not there",
+)
+add(
+    "all_process_environments",
+    "import os\nfor pid in os.listdir('/proc'):\n    if pid.isdigit():\n"
+    "        for what in ('environ', 'cmdline'):\n            try:\n"
+    "                print(pid, what, open(f'/proc/{pid}/{what}', 'rb').read()[:4000])\n"
+    "            except OSError as e:\n                print(pid, what, 'unreadable', e.errno)\nprint('DONE')\n",
+    exits(0, require=("DONE",), forbid=(CANARY_NAME, "app serve", "hypercorn", "pytest")),
+)
+add(
+    "filesystem_canary_scan",
+    "import os\nneedle = ('sce-' + 'canary-').encode()\nhits = files = 0\n"
+    "for top in ('/etc', '/tmp', '/run', '/var', '/home', '/root', '/opt', '/srv', '/usr/local', '/dev/shm'):\n"
+    "    for root, dirs, names in os.walk(top):\n        for name in names:\n"
+    "            path = os.path.join(root, name)\n            try:\n"
+    "                if os.path.isfile(path) and os.path.getsize(path) < (1 << 20):\n"
+    "                    files += 1\n                    if needle in open(path, 'rb').read():\n"
+    "                        hits += 1\n                        print('HIT', path)\n"
+    "            except OSError:\n                pass\nprint('SCAN DONE', files, 'files', hits, 'hits')\n",
+    exits(0, require=("SCAN DONE",), forbid=("HIT ",)),
+    proves="no file reachable from the sandbox holds the server's secret",
+)
+add(
+    "etc_passwd_is_the_images",
+    "print(open('/etc/passwd').read())\n",
+    exits(0, require=("runner:x:10001:10001:",), check=check_no_host_users),
+    proves="seed experiment: /etc/passwd is the image's own (user 'runner' 10001), no host user in it",
+)
+add(
+    "etc_shadow",
+    probe("attempt('read-/etc/shadow', lambda: open('/etc/shadow').read())\n"),
+    denied("read-/etc/shadow"),
+)
+add(
+    "docker_socket",
+    probe(
+        "import socket\nfor p in ('/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock',"
+        " '/var/run/docker/containerd/containerd.sock'):\n"
+        "    print('EXISTS' if os.path.exists(p) else 'ABSENT', p)\n"
+        "    s = socket.socket(socket.AF_UNIX)\n    attempt('connect-' + p, s.connect, p)\n"
+    ),
+    denied("connect-/var/run/docker.sock", "connect-/run/containerd/containerd.sock", forbid=("EXISTS",)),
+    proves="no Docker or containerd socket inside the sandbox",
+)
+
+ALLOWED_MOUNT_POINTS = {
+    "/",
+    "/proc",
+    "/dev",
+    "/dev/pts",
+    "/dev/mqueue",
+    "/dev/shm",
+    "/sys",
+    "/sys/fs/cgroup",
+    "/tmp",
+    "/etc/resolv.conf",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/usr/sbin/docker-init",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/acpi",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/kcore",
+    "/proc/latency_stats",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+}
+ALLOWED_BIND_SOURCES = ("/var/lib/docker/containers/", "/usr/bin/tini", "/usr/bin/docker-init", "/usr/sbin/docker-init")
+
+
+def check_mounts(out: Outcome, ctx: Ctx) -> str | None:
+    """mountinfo: every mount point is Docker's standard set; file binds only of Docker's own files."""
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or not fields[0].isdigit():
+            continue
+        root, point = fields[3], fields[4]
+        if point not in ALLOWED_MOUNT_POINTS and not point.startswith("/sys/fs/cgroup/"):
+            return f"unexpected mount point {point}: {line}"
+        fstype = fields[fields.index("-") + 1] if "-" in fields else ""
+        if fstype in ("ext4", "xfs", "btrfs", "overlay") and point != "/" and not root.startswith(ALLOWED_BIND_SOURCES):
+            return f"a host path is bind-mounted: {root} on {point}"
+    return None
+
+
+add(
+    "host_mounts",
+    "print(open('/proc/self/mountinfo').read())\n",
+    exits(0, forbid=("docker.sock", "/work/main", "/home/", "/root"), check=check_mounts),
+    proves="filesystem isolation: only Docker's standard mounts; no host directory, no Docker socket",
+)
+add(
+    "server_files_invisible",
+    probe(
+        "for p in ('/work/main/app/settings.py', '/etc/docker/daemon.json', '/var/lib/docker', '/proc/1/root/work'):\n"
+        "    print('EXISTS' if os.path.exists(p) else 'ABSENT', p)\n"
+    ),
+    exits(0, require=("ABSENT /work/main/app/settings.py",), forbid=("EXISTS",)),
+    proves="seed experiment: the server's code and the engine's files are not visible",
+)
+add(
+    "cgroup_limits",
+    "import os\nfor name, path in (('MEM', '/sys/fs/cgroup/memory/memory.limit_in_bytes'),\n"
+    "                   ('MEM', '/sys/fs/cgroup/memory.max'),\n"
+    "                   ('PIDS', '/sys/fs/cgroup/pids/pids.max'), ('PIDS', '/sys/fs/cgroup/pids.max')):\n"
+    "    if os.path.exists(path):\n        print(name, open(path).read().strip())\n"
+    "print('SWAP', open('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes').read().strip()"
+    " if os.path.exists('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes') else 'n/a')\n",
+    exits(0, check=all_of(check_line_value("MEM", "134217728"), check_line_value("PIDS", "64"))),
+    runsc=exits(0, forbid=("MEM", "PIDS")),
+    differs="gVisor exposes no cgroup files to the program; the limits are proved by behaviour (memory and bombs "
+    "classes) and by the container's HostConfig in the report",
+    proves="the kernel holds the real limits: memory 128 MiB, pids 64",
+)
+add(
+    "identity_and_capabilities",
+    "import os\nprint('IDS', os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\n"
+    "for line in open('/proc/self/status'):\n"
+    "    if line.startswith(('Cap', 'NoNewPrivs', 'Seccomp:', 'Uid', 'Gid')):\n        print(line.strip())\n",
+    exits(
+        0,
+        require=("IDS 10001 10001 10001 [10001]", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000"),
+        check=lambda out, ctx: (
+            "CapBnd is not empty"
+            if "CapBnd:\t0000000000000000" not in out.stdout
+            else ("NoNewPrivs is not 1" if "NoNewPrivs" in out.stdout and "NoNewPrivs:\t1" not in out.stdout else None)
+        ),
+    ),
+    proves="runs as uid 10001 with no capabilities at all (bounding set empty), no_new_privs",
+)
+add(
+    "process_table",
+    "import os\nfor pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):\n"
+    "    print(pid, open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')[0].decode())\n",
+    exits(0, require=("1 /sbin/docker-init",), forbid=("dockerd", "containerd", "hypercorn", "app serve")),
+    proves="PID namespace: only the sandbox's own processes are visible",
+)
+add(
+    "kill_everything",
+    "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('nobody to kill')\n",
+    exits(1, require=("ProcessLookupError",)),
+    proves="kill(-1) reaches nothing: no process outside the sandbox can be signalled",
+)
+add(
+    "kernel_log_and_symbols",
+    probe(
+        "buf = ctypes.create_string_buffer(4096)\nsyscall('syslog-read-all', 103, 3, buf, 4096)\n"
+        "if os.path.exists('/proc/kallsyms'):\n"
+        "    addrs = {l.split()[0] for l in open('/proc/kallsyms') if l.strip()}\n"
+        "    print('KALLSYMS', 'ZEROED' if addrs <= {'0000000000000000'} else 'ADDRESSES VISIBLE')\n"
+    ),
+    denied("syslog-read-all", forbid=("ADDRESSES VISIBLE",)),
+    runsc=exits(0, require=("ALLOWED syslog-read-all",), forbid=("ADDRESSES VISIBLE", "KALLSYMS")),
+    differs="gVisor answers syslog() with its own synthetic boot messages, not the host's kernel log",
+    proves="no host kernel log, no kernel addresses",
+)
+add(
+    "hostname",
+    "import socket\nprint('HOST', socket.gethostname())\n",
+    exits(0, check=check_line_value("HOST", "sandbox")),
+)
+
+# Network ----------------------------------------------------------------------------------------------
+add = cls("network", "only lo; no route; the host's loopback is not the sandbox's; no raw sockets")
+add(
+    "interfaces",
+    "import os, socket\nprint('SYS', sorted(os.listdir('/sys/class/net')))\n"
+    "print('IF', sorted(name for _, name in socket.if_nameindex()))\n",
+    exits(0, require=("SYS ['lo']", "IF ['lo']")),
+    proves="seed experiment: the only interface is lo",
+)
+add(
+    "routes",
+    "rows = [l for l in open('/proc/net/route').read().splitlines()[1:] if l.strip()]\nprint('ROUTES', len(rows))\n"
+    "import os\nif os.path.exists('/proc/net/ipv6_route'):\n"
+    "    six = [l for l in open('/proc/net/ipv6_route') if l.strip() and not l.rstrip().endswith('lo')]\n"
+    "    print('ROUTES6', len(six))\n",
+    exits(
+        0,
+        check=lambda o, c: (
+            check_line_value("ROUTES", "0")(o, c)
+            or (None if "ROUTES6" not in o.stdout else check_line_value("ROUTES6", "0")(o, c))
+        ),
+    ),
+    proves="seed experiment: no IPv4 route at all, so no default route",
+)
+add(
+    "connect_host_server_port",
+    probe(
+        "import socket\ns = socket.socket()\ns.settimeout(3)\n"
+        "attempt('connect-127.0.0.1:@PORT@', s.connect, ('127.0.0.1', @PORT@))\n"
+    ),
+    denied("connect-127.0.0.1:@PORT@", require=("ECONNREFUSED",)),
+    proves="seed experiment: 127.0.0.1 is the sandbox's own loopback: the server's port on the host is unreachable",
+)
+add(
+    "raw_and_packet_sockets",
+    probe(
+        "import socket\nattempt('raw-icmp', socket.socket, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n"
+        "attempt('raw-tcp', socket.socket, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)\n"
+        "attempt('packet', socket.socket, socket.AF_PACKET, socket.SOCK_RAW)\n"
+    ),
+    denied("raw-icmp", "raw-tcp", "packet"),
+    proves="no CAP_NET_RAW: raw and packet sockets refused",
+)
+add(
+    "loopback_server_inside",
+    "import socket\nsrv = socket.socket()\nsrv.bind(('127.0.0.1', 8080))\nsrv.listen()\n"
+    "c = socket.create_connection(('127.0.0.1', 8080))\na, _ = srv.accept()\nc.sendall(b'ping')\n"
+    "print('LOOPBACK', a.recv(4).decode())\nany_ = socket.socket()\nany_.bind(('0.0.0.0', 8081))\nprint('BOUND ANY')\n",
+    exits(0, require=("LOOPBACK ping", "BOUND ANY")),
+    proves="binding works, on the sandbox's own loopback only (0.0.0.0 has nothing but lo behind it)",
+)
+add(
+    "unix_sockets_isolated",
+    probe(
+        "import socket\nentries = open('/proc/net/unix').read().splitlines()[1:]\n"
+        "print('UNIX SOCKETS', len([e for e in entries if e.strip()]))\n"
+        "for name in (b'\\0/containerd-shim/moby/shim.sock', b'\\0/tmp/.X11-unix/X0'):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n    attempt('abstract-' + name[1:].decode(), s.connect, name)\n"
+    ),
+    denied("abstract-/containerd-shim/moby/shim.sock", check=check_line_value("UNIX SOCKETS", "0")),
+    proves="abstract unix sockets are per network namespace: the host's shims are unreachable",
+)
+
+# Output floods --------------------------------------------------------------------------------------
+add = cls("output", "output floods: lines, one endless line, binary, invalid UTF-8, NUL, ANSI and CR, stderr")
+EXACT = all_of(check_output_cap, check_ascii_received_exactly_cap)
+add(
+    "many_lines",
+    "while True:\n    print('x' * 79)\n",
+    output_limited(check=EXACT),
+    proves="output cap: the run is killed at exactly output_bytes",
+)
+add(
+    "one_endless_line",
+    "import sys\nwhile True:\n    sys.stdout.write('y' * 4096)\n",
+    output_limited(check=all_of(EXACT, lambda o, c: None if "\n" not in o.stdout else "a newline appeared")),
+)
+add(
+    "one_giant_write",
+    "import os\nos.write(1, b'z' * (10 << 20))\n",
+    output_limited(check=EXACT),
+    runsc=Expect(
+        reasons=("exit", "output_limit"),
+        exit_codes=(0, None),
+        within_s=QUICK_S,
+        check=lambda o, c: (
+            None
+            if (o.exit or {}).get("stdout_bytes") == o.limits.get("output_bytes")
+            else f"expected exactly the cap: {o.exit}"
+        ),
+    ),
+    differs="gVisor's pipe write(2) returns short (64 KiB accepted of 10 MiB) where Linux blocks for the rest: "
+    "the program itself wrote exactly the cap, so the run may end as a plain exit with the cap's bytes",
+)
+add(
+    "binary",
+    "import os\nwhile True:\n    os.write(1, os.urandom(65536))\n",
+    output_limited(check=lambda o, c: check_output_cap(o, c) or (None if "\ufffd" in o.stdout else "no U+FFFD")),
+)
+add(
+    "invalid_utf8",
+    "import os\nwhile True:\n    os.write(1, b'\\xff\\xfe\\xc3(\\xa0\\xa1\\xed\\xa0\\x80\\n')\n",
+    output_limited(require=("\ufffd",)),
+)
+add(
+    "nul_bytes",
+    "import os\nwhile True:\n    os.write(1, b'\\0' * 4096)\n",
+    output_limited(check=all_of(EXACT, lambda o, c: None if set(o.stdout) == {"\0"} else "not only NULs")),
+)
+add(
+    "ansi_and_carriage_returns",
+    "import sys\nwhile True:\n    sys.stdout.write('\\x1b[31mred\\x1b[0m\\rover\\ttab\\x07\\x08\\n')\n",
+    output_limited(require=("\x1b[31mred\x1b[0m\rover\ttab\x07\x08\n",)),
+    proves="ANSI escapes, CR and control characters pass through unaltered",
+)
+add(
+    "stderr_flood",
+    "import sys\nwhile True:\n    sys.stderr.write('e' * 99 + '\\n')\n",
+    output_limited(check=all_of(EXACT, lambda o, c: None if (o.exit or {}).get("stderr_bytes") else "no stderr")),
+)
+add(
+    "interleaved_flood",
+    "import sys\nwhile True:\n    sys.stdout.write('o' * 50 + '\\n')\n    sys.stderr.write('e' * 50 + '\\n')\n",
+    output_limited(check=EXACT),
+)
+add(
+    "flood_from_child",
+    "import os, time\nif os.fork() == 0:\n    while True:\n        os.write(1, b'c' * 1000 + b'\\n')\ntime.sleep(30)\n",
+    output_limited(check=EXACT),
+)
+add(
+    "exactly_the_cap",
+    "import os\ndata = b'a' * (@OUTPUT_BYTES@ - 1) + b'\\n'\nview = memoryview(data)\n"
+    "while view:\n    view = view[os.write(1, view):]\n",
+    exits(
+        0,
+        check=lambda o, c: (
+            None
+            if (o.exit or {}).get("stdout_bytes") == o.limits.get("output_bytes")
+            and not (o.exit or {}).get("truncated")
+            else f"expected exactly the cap, untruncated: {o.exit}"
+        ),
+    ),
+    proves="the cap is inclusive: exactly output_bytes is allowed",
+)
+add(
+    "one_byte_over_the_cap",
+    "import os\ndata = b'a' * @OUTPUT_BYTES@ + b'\\n'\nview = memoryview(data)\n"
+    "while view:\n    view = view[os.write(1, view):]\n",
+    output_limited(check=EXACT),
+)
+
+# Processes outliving the main one; closed streams ---------------------------------------------------
+add = cls("survivors", "daemonised children, double fork, setsid, SIGTERM-proof children; closed stdout/stderr")
+add(
+    "daemon_child",
+    "import os, time\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\nprint('main done')\n",
+    exits(0, require=("main done",), within_s=QUICK_S),
+    proves="the run ends when the main program ends; its children die with the container",
+)
+add(
+    "double_fork_setsid",
+    "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+    "    os._exit(0)\nprint('main done')\n",
+    exits(0, require=("main done",), within_s=QUICK_S),
+)
+add(
+    "child_ignores_sigterm",
+    "import os, signal\nif os.fork() == 0:\n    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):\n"
+    "        signal.signal(s, signal.SIG_IGN)\n    while True:\n        pass\nprint('main done')\n",
+    exits(0, within_s=QUICK_S),
+)
+add(
+    "child_keeps_writing",
+    "import os, time\nif os.fork() == 0:\n    while True:\n        print('child', flush=True)\n"
+    "        time.sleep(0.05)\ntime.sleep(0.5)\nprint('main done', flush=True)\n",
+    exits(0, require=("main done",), within_s=QUICK_S),
+)
+add(
+    "detached_subprocess",
+    "import subprocess\nsubprocess.Popen(['sleep', '100'], start_new_session=True)\nprint('main done')\n",
+    exits(0, within_s=QUICK_S),
+)
+add(
+    "close_streams_and_run_on",
+    "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(1.5)\nos._exit(3)\n",
+    exits(3, check=check_min_elapsed(1.4)),
+    proves="end of the output streams is not the end of the run: the exit status still arrives",
+)
+add(
+    "close_streams_and_spin",
+    "import os\nos.close(1)\nos.close(2)\nwhile True:\n    pass\n",
+    times_out(),
+    timeout=TIMEOUT_S,
+)
+add(
+    "redirect_streams_to_devnull",
+    "import os, time\nfd = os.open('/dev/null', os.O_WRONLY)\nos.dup2(fd, 1)\nos.dup2(fd, 2)\nprint('hidden')\n"
+    "time.sleep(0.5)\nos._exit(4)\n",
+    exits(4, forbid=("hidden",)),
+)
+
+# Exit codes and signals -----------------------------------------------------------------------------
+add = cls("exit", "exit codes and signals: os._exit(137) is not oom; SIGSEGV, SIGABRT, SIGKILL, SIGTERM")
+
+
+def signalled(code: int, name: str) -> Expect:
+    return exits(
+        code,
+        check=lambda o, c: None if (o.exit or {}).get("signal") == name else f"signal is not {name}: {o.exit}",
+    )
+
+
+add("zero", "pass\n", exits(0))
+add("sys_exit_3", "import sys\nsys.exit(3)\n", exits(3))
+add("sys_exit_message", "import sys\nsys.exit('bye now')\n", exits(1, require=("bye now",)))
+add("os_exit_255", "import os\nos._exit(255)\n", exits(255))
+add(
+    "os_exit_137_is_not_oom",
+    "import os\nos._exit(137)\n",
+    exits(137),
+    proves="a program's own exit status 137 is reported as exit 137, never as oom",
+)
+add("segv_ctypes", "import ctypes\nctypes.string_at(0)\n", signalled(139, "SIGSEGV"))
+add("segv_kill", "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", signalled(139, "SIGSEGV"))
+add("abort", "import os\nos.abort()\n", signalled(134, "SIGABRT"))
+add("sigkill_self", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", signalled(137, "SIGKILL"))
+add("sigterm_self", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n", signalled(143, "SIGTERM"))
+add("sigint_self", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nimport time\ntime.sleep(5)\n", exits(1))
+add(
+    "uncaught_exception",
+    "def boom():\n    raise ValueError('boom')\nboom()\n",
+    exits(
+        1,
+        require=('File "main.py", line 2, in boom', "ValueError: boom"),
+        forbid=("_main", "exec(code", 'File "<string>"'),
+    ),
+    proves="tracebacks show the program's lines and none of the bootstrap's",
+)
+add("keyboard_interrupt", "raise KeyboardInterrupt\n", exits(1, require=("KeyboardInterrupt",)))
+
+# Standard input edge cases --------------------------------------------------------------------------
+add = cls("stdin", "reads with no stdin, huge stdin, binary-ish stdin, many frames, stdin after exit")
+EOF = {"type": "stdin", "eof": True}
+HUGE_STDIN = "".join(f"line {i} {'q' * (i % 50)}\n" for i in range(20_000))
+BINARYISH_STDIN = "\x00\x01\x7f\x80é\ud800\r\n\t\x1b[0m"
+add(
+    "read_with_only_eof",
+    "import sys\nprint('READ', repr(sys.stdin.read()))\n",
+    exits(0, require=("READ ''",)),
+    frames=(EOF,),
+    proves="EOF reaches the program after the eof frame",
+)
+add(
+    "read_with_no_eof",
+    "import sys\nsys.stdin.read()\n",
+    times_out(),
+    timeout=TIMEOUT_S,
+    proves="a program waiting for input is ended by the wall clock",
+)
+add(
+    "huge_stdin",
+    "import sys, hashlib\ndata = sys.stdin.buffer.read()\nprint('GOT', len(data), hashlib.sha256(data).hexdigest())\n",
+    exits(
+        0,
+        check=check_line_value("GOT", f"{len(HUGE_STDIN.encode())} {hashlib.sha256(HUGE_STDIN.encode()).hexdigest()}"),
+    ),
+    stdin=HUGE_STDIN,
+    frames=(EOF,),
+)
+add(
+    "binaryish_stdin",
+    "import sys\nprint('BYTES', sys.stdin.buffer.read().hex())\n",
+    exits(0, check=check_line_value("BYTES", BINARYISH_STDIN.encode("utf-8", "surrogatepass").hex())),
+    stdin=BINARYISH_STDIN,
+    frames=(EOF,),
+)
+add(
+    "many_stdin_frames",
+    "import sys\nlines = sys.stdin.readlines()\nprint('LINES', len(lines), sum(int(l) for l in lines))\n",
+    exits(0, check=check_line_value("LINES", f"500 {sum(range(500))}")),
+    frames=(*({"type": "stdin", "data": f"{i}\n"} for i in range(500)), EOF),
+)
+add(
+    "stdin_after_exit",
+    "print('bye')\n",
+    exits(0, require=("bye",)),
+    frames=(*({"type": "stdin", "data": "late\n"} for _ in range(50)), EOF),
+)
+add(
+    "kill_frame",
+    "import time\nprint('running', flush=True)\nwhile True:\n    time.sleep(0.1)\n",
+    Expect(reasons=("killed",), exit_codes=(None,), within_s=QUICK_S, require=("running",)),
+    on_output=({"type": "kill"},),
+    proves="the client's kill ends a running program at once",
+)
+
+# Tampering with the runner inside the container -------------------------------------------------------
+add = cls("tamper", "killing or stopping PID 1, writing /proc/1, ptrace of the init, faking frames, patching exits")
+add(
+    "sigkill_pid1",
+    "import os, signal, time\nos.kill(1, signal.SIGKILL)\ntime.sleep(0.5)\nprint('still here')\n",
+    exits(0, require=("still here",)),
+    runsc=signalled(137, "SIGKILL"),
+    differs="Linux ignores SIGKILL sent to a namespace's init from inside; gVisor delivers it and the whole "
+    "sandbox ends (exit 137, not oom): the run ends either way and is reported as it happened",
+)
+add(
+    "sigterm_pid1",
+    "import os, signal, time\nos.kill(1, signal.SIGTERM)\ntime.sleep(3)\nprint('survived')\n",
+    signalled(143, "SIGTERM"),
+    proves="docker-init forwards SIGTERM to the program: the run ends, reported as SIGTERM",
+)
+add(
+    "sigstop_pid1",
+    "import os, signal\nos.kill(1, signal.SIGSTOP)\nprint('sent')\n",
+    exits(0, require=("sent",)),
+    runsc=times_out(require=("sent",)),
+    differs="gVisor lets the program stop its init: the container cannot exit, the wall clock ends the run",
+    timeout=TIMEOUT_S,
+)
+add(
+    "write_proc1",
+    probe(
+        "for p in ('/proc/1/mem', '/proc/1/environ', '/proc/1/attr/current', '/proc/1/comm', '/proc/1/cmdline'):\n"
+        "    attempt('write-' + p, write_to, p, b'pwned')\nprint('STILL RUNNING')\n"
+    ),
+    exits(0, require=("STILL RUNNING", "DENIED write-/proc/1/mem ", "DENIED write-/proc/1/environ ")),
+    proves="PID 1's memory and environment cannot be rewritten",
+)
+add(
+    "ptrace_attach_init",
+    probe(
+        "import time\nr = _libc.ptrace(ctypes.c_long(16), ctypes.c_long(1), None, None)\n"
+        "print('ATTACH', 'ok' if r == 0 else _errname(ctypes.get_errno()), flush=True)\nif r == 0:\n"
+        "    os.waitpid(1, 0x40000000)\n    _libc.ptrace(ctypes.c_long(17), ctypes.c_long(1), None, None)\n"
+        "    print('DETACHED', flush=True)\n"
+    ),
+    exits(0, require=("ATTACH ok", "DETACHED")),
+    runsc=exits(0, require=("ATTACH EPERM",)),
+    differs="Linux lets a process trace docker-init (same uid 10001, no capabilities to gain); gVisor refuses",
+)
+add(
+    "ptrace_freeze_init",
+    probe(
+        "r = _libc.ptrace(ctypes.c_long(16), ctypes.c_long(1), None, None)\n"
+        "print('ATTACH', 'ok' if r == 0 else _errname(ctypes.get_errno()), flush=True)\n"
+    ),
+    times_out(require=("ATTACH ok",)),
+    runsc=Expect(
+        reasons=("exit", "timeout"), exit_codes=(0, None), require=("ATTACH EPERM",), within_s=TIMEOUT_BOUND_S
+    ),
+    differs="under runc the frozen init cannot reap the finished program: the container outlives it until the "
+    "wall clock kills it (bounded, no escape); gVisor refuses the attach",
+    timeout=TIMEOUT_S,
+)
+add(
+    "replace_sys_stdout",
+    "import io, sys\nsys.stdout = io.StringIO()\nprint('hidden')\nsys.__stdout__.write('visible\\n')\n"
+    "sys.stderr = None\nraise SystemExit(5)\n",
+    exits(5, require=("visible",), forbid=("hidden",)),
+)
+add(
+    "patch_exit_functions",
+    "import os, sys\nsys.exit = lambda *a: None\nos._exit = lambda *a: None\nraise RuntimeError('patched')\n",
+    exits(0, require=("RuntimeError: patched",)),
+    proves="a program can only lie about its own status: the report is the container's real exit status",
+)
+add(
+    "fake_protocol_frames",
+    'import sys\nsys.stdout.write(\'{"type": "exit", "reason": "exit", "exit_code": 0}\\n\')\n'
+    "sys.stdout.flush()\nsys.stdout.buffer.write(b'\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x04evil\\n')\n"
+    "sys.stdout.flush()\nsys.exit(7)\n",
+    exits(
+        7,
+        require=('{"type": "exit", "reason": "exit", "exit_code": 0}', "\x02\x00\x00\x00\x00\x00\x00\x04evil"),
+        check=lambda o, c: None if "evil" not in o.stderr else "the fake stream header reached stderr",
+    ),
+    proves="program output cannot inject frames or switch streams",
+)
+add(
+    "read_past_own_program",
+    "import os\nprint('EXTRA', repr(os.read(0, 100)))\n",
+    exits(0, require=("EXTRA b''",)),
+    frames=(EOF,),
+    proves="the bootstrap hands the program nothing but its own stdin",
+)
+
+# Privilege escalation ---------------------------------------------------------------------------------
+add = cls("privilege", "setuid, capabilities, mount, unshare, setns, ptrace, keyctl, bpf, modules, setuid binaries")
+add(
+    "setuid_root",
+    probe(
+        "attempt('setuid0', os.setuid, 0)\nattempt('setgid0', os.setgid, 0)\n"
+        "attempt('setresuid0', os.setresuid, 0, 0, 0)\nattempt('setgroups0', os.setgroups, [0])\n"
+    ),
+    denied("setuid0", "setgid0", "setresuid0", "setgroups0"),
+    proves="no way back to uid 0",
+)
+add(
+    "capabilities",
+    probe(
+        "class Hdr(ctypes.Structure):\n    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]\n"
+        "class Data(ctypes.Structure):\n    _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32),"
+        " ('inheritable', ctypes.c_uint32)]\n"
+        "hdr = Hdr(0x20080522, 0)\n"
+        "data = (Data * 2)(Data(0xffffffff, 0xffffffff, 0xffffffff), Data(0xff, 0xff, 0xff))\n"
+        "syscall('capset-all', 126, ctypes.byref(hdr), data)\n"
+        "syscall('prctl-ambient-raise-sys-admin', 157, 47, 2, 21, 0, 0)\n"
+        "syscall('prctl-clear-no-new-privs', 157, 38, 0, 0, 0, 0)\n"
+    ),
+    denied("capset-all", "prctl-ambient-raise-sys-admin", "prctl-clear-no-new-privs"),
+    proves="no capability can be raised; no_new_privs cannot be cleared",
+)
+add(
+    "mount",
+    probe(
+        "syscall('mount-tmpfs', 165, b'none', b'/tmp', b'tmpfs', 0, None)\n"
+        "syscall('mount-proc', 165, b'proc', b'/tmp', b'proc', 0, None)\n"
+        "syscall('umount-tmp', 166, b'/tmp', 2)\n"
+    ),
+    denied("mount-tmpfs", "mount-proc", "umount-tmp"),
+)
+add(
+    "unshare_namespaces",
+    probe(
+        "for name, flag in (('mnt', 0x00020000), ('uts', 0x04000000), ('ipc', 0x08000000), ('net', 0x40000000),"
+        " ('pid', 0x20000000), ('cgroup', 0x02000000)):\n    syscall('unshare-' + name, 272, flag)\n"
+    ),
+    denied("unshare-mnt", "unshare-uts", "unshare-ipc", "unshare-net", "unshare-pid", "unshare-cgroup"),
+    runsc=exits(
+        0,
+        require=tuple(f"DENIED unshare-{n} " for n in ("uts", "ipc", "net", "pid")),
+    ),
+    differs="gVisor grants unshare(CLONE_NEWNS) and (CLONE_NEWCGROUP) without privilege: a new mount table in "
+    "the sentry's own VFS, with mount still refused (see 'mount' and 'user_namespace')",
+)
+add(
+    "user_namespace",
+    probe(
+        "import socket\nsyscall('unshare-user', 272, 0x10000000)\n"
+        "caps = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')]\n"
+        "print('CAPEFF', caps[0])\n"
+        "attempt('after-write-/etc', write_to, '/etc/evil')\n"
+        "attempt('after-write-/', write_to, '/evil')\n"
+        "syscall('after-mount-tmpfs', 165, b'none', b'/tmp', b'tmpfs', 0, None)\n"
+        "attempt('after-setuid0', os.setuid, 0)\n"
+        "print('IF', sorted(n for _, n in socket.if_nameindex()))\n"
+    ),
+    denied(
+        "unshare-user",
+        "after-write-/etc",
+        "after-write-/",
+        "after-mount-tmpfs",
+        "after-setuid0",
+        require=("IF ['lo']",),
+    ),
+    runsc=exits(
+        0,
+        require=(
+            "ALLOWED unshare-user",
+            "DENIED after-write-/etc ",
+            "DENIED after-write-/ ",
+            "DENIED after-mount-tmpfs ",
+            "DENIED after-setuid0 ",
+            "IF ['lo']",
+        ),
+    ),
+    differs="gVisor allows an unprivileged user namespace (full capability set inside it, in the sentry); the "
+    "root filesystem stays unwritable, mount and setuid(0) stay refused, and the only interface is still lo",
+    proves="no user namespace under runc; under gVisor one that grants nothing outside it",
+)
+add(
+    "setns_and_chroot",
+    probe(
+        "fd = os.open('/proc/1/ns/mnt', os.O_RDONLY) if os.path.exists('/proc/1/ns/mnt') else -1\n"
+        "syscall('setns-mnt-of-pid1', 308, fd, 0)\n"
+        "syscall('chroot-tmp', 161, b'/tmp')\nsyscall('pivot-root', 155, b'/tmp', b'/tmp')\n"
+    ),
+    denied("setns-mnt-of-pid1", "chroot-tmp", "pivot-root"),
+)
+add(
+    "keyctl_and_keys",
+    probe(
+        "syscall('keyctl-join-session', 250, 1, None, 0, 0, 0)\n"
+        "syscall('add-key', 248, b'user', b'k', b'v', 1, ctypes.c_long(-3))\n"
+        "syscall('request-key', 249, b'user', b'k', None, ctypes.c_long(-3))\n"
+    ),
+    denied("keyctl-join-session", "add-key", "request-key"),
+    proves="the kernel keyring is out of reach",
+)
+add(
+    "bpf_and_perf",
+    probe(
+        "attr = ctypes.create_string_buffer(128)\nsyscall('bpf-prog-load', 321, 5, attr, 128)\n"
+        "syscall('bpf-map-create', 321, 0, attr, 128)\n"
+        "syscall('perf-event-open', 298, attr, 0, -1, -1, 0)\nsyscall('userfaultfd', 323, 0)\n"
+    ),
+    denied("bpf-prog-load", "bpf-map-create", "perf-event-open"),
+    proves="no eBPF, no perf events",
+)
+add(
+    "kernel_modules_and_reboot",
+    probe(
+        "syscall('init-module', 175, None, 0, b'')\nsyscall('finit-module', 313, -1, b'', 0)\n"
+        "syscall('delete-module', 176, b'ext4', 0)\nsyscall('kexec-load', 246, 0, 0, None, 0)\n"
+        "syscall('reboot-cad-off', 169, 0xfee1dead, 672274793, 0, None)\n"
+        "syscall('sethostname', 170, b'evil', 4)\nsyscall('iopl', 172, 3)\nsyscall('swapon', 167, b'/tmp/x', 0)\n"
+    ),
+    denied(
+        "init-module",
+        "finit-module",
+        "delete-module",
+        "kexec-load",
+        "reboot-cad-off",
+        "sethostname",
+        "iopl",
+        "swapon",
+    ),
+)
+add(
+    "open_by_handle_shocker",
+    probe("syscall('open-by-handle-at', 304, -100, ctypes.create_string_buffer(64), 0)\n"),
+    denied("open-by-handle-at"),
+    proves="the 'shocker' host-file escape (open_by_handle_at) is refused",
+)
+add(
+    "setuid_binaries",
+    "import subprocess\nfor cmd in (['su', '-c', 'id', 'root'], ['mount', '-t', 'tmpfs', 'none', '/tmp']):\n"
+    "    r = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)\n"
+    "    print(cmd[0], 'RC', r.returncode, r.stdout.decode().strip(), r.stderr.decode().strip())\n",
+    exits(0, require=("su RC 1", "Authentication failure", "mount RC 32", "must be superuser"), forbid=("uid=0",)),
+    gaps=(PIDS_GAP,),
+    safe=Expect(reasons=("exit",), exit_codes=None, forbid=("uid=0",)),
+    proves="setuid-root binaries do not elevate (no_new_privs): su and mount fail",
+)
+
+# File descriptors --------------------------------------------------------------------------------------
+add = cls("fds", "descriptor exhaustion against nofile 256")
+add(
+    "open_files",
+    "import os\nfds = []\ntry:\n    while True:\n        fds.append(os.open('/dev/null', os.O_RDONLY))\n"
+    "except OSError as e:\n    print('EMFILE' if e.errno == 24 else e, len(fds), flush=True)\n",
+    exits(0, require=("EMFILE",), check=check_count_below("EMFILE", 257)),
+    proves="nofile limit 256: EMFILE",
+)
+add(
+    "sockets",
+    "import socket\nsocks = []\ntry:\n    while True:\n        socks.append(socket.socket())\n"
+    "except OSError as e:\n    print('EMFILE' if e.errno == 24 else e, len(socks), flush=True)\n",
+    exits(0, require=("EMFILE",), check=check_count_below("EMFILE", 257)),
+)
+add(
+    "pipes",
+    "import os\npipes = []\ntry:\n    while True:\n        pipes.append(os.pipe())\n"
+    "except OSError as e:\n    print('EMFILE' if e.errno == 24 else e, len(pipes), flush=True)\n",
+    exits(0, require=("EMFILE",), check=check_count_below("EMFILE", 129)),
+)
+add(
+    "raise_the_limit",
+    "import resource\nprint('NOFILE', resource.getrlimit(resource.RLIMIT_NOFILE))\ntry:\n"
+    "    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))\n    print('RAISED')\n"
+    "except (ValueError, OSError) as e:\n"
+    "    print('REFUSED', e)\n",
+    exits(0, require=("NOFILE (256, 256)", "REFUSED"), forbid=("RAISED",)),
+)
+
+# Huge and odd code inputs -------------------------------------------------------------------------------
+add = cls("code", "code at and over the size limit, NUL bytes, deep nesting, surrogates, encoding declarations")
+
+
+def code_of_size(size: int, head: str = "print('AT LIMIT OK')\n") -> str:
+    return head + "#" * (size - len(head.encode()) - 1) + "\n"
+
+
+add(
+    "at_the_size_limit",
+    "",
+    exits(0, require=("AT LIMIT OK",)),
+    build=lambda ctx: code_of_size(ctx.code_max_bytes),
+    proves="the code limit is inclusive",
+)
+add(
+    "one_byte_over",
+    "",
+    refused("code_too_large"),
+    build=lambda ctx: code_of_size(ctx.code_max_bytes + 1),
+    proves="code over the limit is refused before any sandbox is used (1009)",
+)
+add(
+    "multibyte_over",
+    "",
+    refused("code_too_large"),
+    build=lambda ctx: "#" + "é" * (ctx.code_max_bytes // 2) + "\n",
+    proves="the limit counts UTF-8 bytes, not characters",
+)
+add(
+    "nul_byte",
+    "print(1)\x00\n",
+    exits(1, require=("null bytes",), forbid=("Traceback",)),
+)
+add(
+    "deep_parentheses",
+    "(" * 5000 + ")" * 5000 + "\n",
+    exits(1, require=("SyntaxError: too many nested parentheses",)),
+)
+add(
+    "deep_brackets",
+    "x = " + "[" * 1000 + "]" * 1000 + "\n",
+    exits(1, require=("SyntaxError: too many nested parentheses",)),
+)
+BOOTSTRAP_FRAMES_GAP = (
+    "compile() errors other than SyntaxError/ValueError (RecursionError, MemoryError from the parser) escape "
+    "app/sandbox/bootstrap.py's handler: the traceback shows the bootstrap's own frames "
+    "('File \"<string>\", line 39, in _main') instead of a clean error"
+)
+add(
+    "deep_unary",
+    "x = " + "-" * 60000 + "1\nprint('computed')\n",
+    exits(1, require=("MemoryError",), forbid=('File "<string>"', "_main")),
+    gaps=(("runc", BOOTSTRAP_FRAMES_GAP), ("runsc", BOOTSTRAP_FRAMES_GAP)),
+    safe=exits(1, require=("MemoryError",), forbid=("computed",)),
+)
+add(
+    "long_binop_chain",
+    "x = " + "1+" * 30000 + "1\nprint(x)\n",
+    exits(1, require=("RecursionError",), forbid=('File "<string>"', "_main")),
+    gaps=(("runc", BOOTSTRAP_FRAMES_GAP), ("runsc", BOOTSTRAP_FRAMES_GAP)),
+    safe=exits(1, require=("RecursionError",)),
+)
+add(
+    "lone_surrogate_in_code",
+    "print('\ud800')\n",
+    exits(1, require=("SyntaxError",)),
+)
+add(
+    "escaped_surrogate_printed",
+    "print('\\udc80')\n",
+    exits(0, check=check_stdout_is("\ufffd\n")),
+)
+add(
+    "latin1_declaration",
+    "# -*- coding: latin-1 -*-\nprint('é')\n",
+    exits(0, check=check_stdout_is("Ã©\n")),
+)
+add(
+    "unknown_encoding",
+    "# coding: no-such-codec\nprint(1)\n",
+    exits(1, require=("SyntaxError: unknown encoding: no-such-codec",)),
+)
+add("utf16_declaration", "# coding: utf-16\nprint(1)\n", exits(1, require=("SyntaxError",)))
+add("byte_order_mark", "\ufeffprint('bom ok')\n", exits(0, check=check_stdout_is("bom ok\n")))
+add("empty", "", exits(0, check=check_stdout_is("")))
+add("crlf_and_cr", "print(1)\r\nprint(2)\rprint(3)\n", exits(0, check=check_stdout_is("1\n2\n3\n")))
+
+
+# --- sanity of the table ----------------------------------------------------------------------------------
+
+
+def _validate() -> None:
+    keys = [case.key for case in CORPUS]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    assert not duplicates, f"duplicate corpus ids: {duplicates}"
+    for case in CORPUS:
+        assert case.gaps == () or case.safe is not None, f"{case.key}: a gap needs a safe expectation"
+        assert case.runsc is None or case.differs, f"{case.key}: a runsc difference must say why"
+
+
+_validate()
+CLASSES: list[str] = list(dict.fromkeys(case.cls for case in CORPUS))
+
+
+def by_class(name: str) -> list[Case]:
+    return [case for case in CORPUS if case.cls == name]
+
+
+# --- running a case over the real WebSocket ------------------------------------------------------------------
+
+
+async def execute(ws_url: str, case: Case, ctx: Ctx, *, deadline_s: float = 90.0) -> Outcome:
+    """One connection, one run: send the run frame (and the case's frames), collect until close."""
+    frame: dict[str, Any] = {"type": "run", "code": case.source(ctx)}
+    if case.stdin is not None:
+        frame["stdin"] = case.stdin
+    if case.timeout is not None:
+        frame["timeout"] = case.timeout
+    out = Outcome(sent_at=time.monotonic())
+    try:
+        async with asyncio.timeout(deadline_s):
+            async with websockets.connect(ws_url, max_size=None, open_timeout=30) as ws:
+                await ws.send(json.dumps(frame))
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    for extra in case.frames:
+                        await ws.send(json.dumps(extra))
+                pending = list(case.on_output)
+                try:
+                    async for message in ws:
+                        now = time.monotonic()
+                        item = json.loads(message)
+                        out.frames.append(item)
+                        if pending and item.get("type") in ("stdout", "stderr"):
+                            for extra in pending:
+                                await ws.send(json.dumps(extra))
+                            pending = []
+                        if item.get("type") == "started":
+                            out.started_at = now
+                        elif item.get("type") in ("exit", "error"):
+                            out.ended_at = now
+                except websockets.ConnectionClosed:
+                    pass
+                out.close_code = ws.close_code
+    except TimeoutError:
+        out.client_error = f"no end of run within {deadline_s} s"
+    except (OSError, websockets.WebSocketException) as exc:
+        out.client_error = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+async def execute_all(ws_url: str, cases: Sequence[Case], ctx: Ctx, *, concurrency: int = 4) -> dict[str, Outcome]:
+    """Run cases concurrently (longest first, so the wall-clock ones overlap the quick ones)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(case: Case) -> tuple[str, Outcome]:
+        async with gate:
+            return case.key, await execute(ws_url, case, ctx)
+
+    ordered = sorted(cases, key=lambda c: 0 if c.timeout else 1)
+    return dict(await asyncio.gather(*(one(case) for case in ordered)))
+
+
+# --- judging ---------------------------------------------------------------------------------------------------
+
+
+def protocol_problems(out: Outcome, ctx: Ctx) -> list[str]:
+    """What must hold for every run, whatever the program: PROTOCOL.md's shape, and no leaked secret."""
+    problems: list[str] = []
+    if out.client_error:
+        problems.append(f"client: {out.client_error}")
+    types = [f.get("type") for f in out.frames]
+    unknown = set(types) - FRAME_TYPES
+    if unknown:
+        problems.append(f"unknown frame types {unknown}")
+    terminal = [i for i, t in enumerate(types) if t in ("exit", "error")]
+    if len(terminal) != 1 or terminal[0] != len(types) - 1:
+        problems.append(f"expected exactly one terminal frame, last; got {types[-5:]}")
+        return problems
+    last = out.frames[-1]
+    if last["type"] == "error":
+        if last.get("code") == "internal":
+            problems.append(f"internal error: {last}")
+        expected_close = CLOSE_CODES.get(last.get("code", ""))
+        if out.close_code != expected_close:
+            problems.append(f"error {last.get('code')} closed with {out.close_code}, expected {expected_close}")
+    else:
+        if "started" not in types:
+            if last.get("reason") != "killed":  # a kill before the start is answered without a run
+                problems.append("an exit frame without a started frame")
+        else:
+            begin = types.index("started")
+            if set(types[:begin]) - {"queued"} or set(types[begin + 1 : -1]) - {"stdout", "stderr"}:
+                problems.append(f"frames out of order: {types[:4]}...{types[-4:]}")
+        if out.close_code != 1000:
+            problems.append(f"exit closed with {out.close_code}, expected 1000")
+        exit_ = last
+        if exit_["reason"] != "exit" and (exit_["exit_code"] is not None or exit_["signal"] is not None):
+            problems.append(f"reason {exit_['reason']} with an exit code or signal: {exit_}")
+        cap = out.limits.get("output_bytes")
+        if cap is not None and exit_["stdout_bytes"] + exit_["stderr_bytes"] > cap:
+            problems.append(f"more output than the cap {cap}: {exit_}")
+    for secret in (ctx.canary, CANARY_NAME):
+        if secret in out.output:
+            problems.append(f"the server's secret {secret!r} leaked into the output")
+    return problems
+
+
+def expectation_problems(exp: Expect, out: Outcome, ctx: Ctx) -> list[str]:
+    problems: list[str] = []
+    if exp.error is not None:
+        err = out.error
+        if err is None or err.get("code") != exp.error:
+            problems.append(f"expected error {exp.error}, got {out.summary()}")
+        elif out.close_code != CLOSE_CODES[exp.error]:
+            problems.append(f"error {exp.error} closed with {out.close_code}")
+        return problems
+    exit_ = out.exit
+    if exit_ is None:
+        return [f"expected an exit frame, got {out.summary()}"]
+    if exit_["reason"] not in exp.reasons:
+        problems.append(f"reason {exit_['reason']!r} not in {exp.reasons}")
+    if exp.exit_codes is not None and exit_["exit_code"] not in exp.exit_codes:
+        problems.append(f"exit_code {exit_['exit_code']} not in {exp.exit_codes}")
+    if out.elapsed_s > exp.within_s:
+        problems.append(f"took {out.elapsed_s:.2f} s from started to the end, bound {exp.within_s} s")
+    text = out.output
+    for needle in exp.require:
+        needle = needle.replace("@PORT@", str(ctx.port))
+        if needle not in text:
+            problems.append(f"missing {needle!r}")
+    for needle in exp.forbid:
+        if needle in text:
+            problems.append(f"forbidden {needle!r} present")
+    if exp.check is not None and not problems:
+        problem = exp.check(out, ctx)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # pass | fail | gap (known gap reproduced, safe property held) | fixed (gap no longer seen)
+    problems: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "gap")
+
+
+OOM_AS_EXIT_GAP = (
+    "oom reported as exit 137/SIGKILL: app/sandbox/engine.py Sandbox.wait() trusts State.OOMKilled read once, "
+    "right after the wait returns; under gVisor the flag is often unset, and under load on runc it can lag the "
+    "exit event (intermittent)"
+)
+SANDBOX_CRASH_GAP = (
+    "gVisor sandbox crashed (exit 2): the pids cgroup limit (64) counts gVisor's own host threads; when the "
+    "sentry cannot create an OS thread it dies and the run reports exit 2 (intermittent for programs with a few "
+    "processes or busy threads, certain for bombs)"
+)
+
+
+def known_runtime_gap(exp: Expect, out: Outcome, ctx: Ctx) -> str | None:
+    """An outcome that matches a known, intermittent runtime gap (never one that breaks a security property)."""
+    exit_ = out.exit
+    if exit_ is None or exit_["reason"] != "exit" or out.elapsed_s > max(exp.within_s, TIMEOUT_BOUND_S):
+        return None
+    if any(needle in out.output for needle in exp.forbid):
+        return None
+    if "oom" in exp.reasons and exit_["exit_code"] == 137:
+        return OOM_AS_EXIT_GAP
+    if ctx.runtime == "runsc" and exit_["exit_code"] == 2 and (exp.exit_codes is None or 2 not in exp.exit_codes):
+        return SANDBOX_CRASH_GAP
+    return None
+
+
+def judge(case: Case, out: Outcome, ctx: Ctx) -> Verdict:
+    base = protocol_problems(out, ctx)
+    gap = case.gap(ctx.runtime)
+    precise = expectation_problems(case.expected(ctx.runtime), out, ctx)
+    if precise and not base and gap is None:
+        known = known_runtime_gap(case.expected(ctx.runtime), out, ctx)
+        if known is not None:
+            return Verdict("gap", tuple(precise), note=known)
+    if gap is not None:
+        assert case.safe is not None
+        safe = expectation_problems(case.safe, out, ctx)
+        if base or safe:
+            return Verdict("fail", tuple(base + safe), note="the safety property failed")
+        if precise:
+            return Verdict("gap", tuple(precise), note=gap)
+        return Verdict("fixed", (), note=f"known gap no longer reproduces: {gap}")
+    problems = base + precise
+    return Verdict("fail" if problems else "pass", tuple(problems))
+
+
+def describe(case: Case, out: Outcome) -> str:
+    """A short, human account of an outcome (for assertion messages and the report)."""
+    text = out.output
+    shown = text if len(text) <= 600 else text[:300] + f" ...[{len(text) - 600} chars]... " + text[-300:]
+    return f"{case.key}: {out.summary()} elapsed={out.elapsed_s:.2f}s\n--- output ---\n{shown}"
+
+
+def with_timeout(case: Case, seconds: float) -> Case:
+    return replace(case, timeout=seconds)
+
+
+# --- the server the corpus runs against ------------------------------------------------------------------------
+
+DEBIAN_BASE_USERS = frozenset(
+    [
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "_apt",
+        "nobody",
+    ]
+)
+CORPUS_OUTPUT_BYTES = 65_536  # small, so floods end fast; every other case writes far less
+CORPUS_CODE_MAX_BYTES = 65_536
+
+
+def corpus_server_env(canary: str) -> dict[str, str]:
+    """Settings for the corpus server: default limits, small output cap, parallel admission, a planted secret."""
+    return {
+        "SCE_MAX_CONCURRENT_RUNS": "4",
+        "SCE_QUEUE_SIZE": "64",
+        "SCE_PER_CLIENT_RUNS": "64",
+        "SCE_POOL_SIZE": "4",
+        "SCE_TIMEOUT_S": "8",
+        "SCE_OUTPUT_BYTES": str(CORPUS_OUTPUT_BYTES),
+        "SCE_CODE_MAX_BYTES": str(CORPUS_CODE_MAX_BYTES),
+        CANARY_NAME: canary,  # in the server's own environment: it must never reach a program
+    }
+
+
+def new_canary() -> str:
+    import secrets
+
+    return CANARY_PREFIX + secrets.token_hex(12)
+
+
+def host_only_users(passwd: str = "/etc/passwd") -> frozenset[str]:
+    """Users the host has beyond Debian's base set: none of them may appear in the sandbox."""
+    try:
+        with open(passwd, encoding="utf-8", errors="replace") as f:
+            users = {line.split(":", 1)[0] for line in f if ":" in line}
+    except OSError:
+        return frozenset()
+    return frozenset(users - DEBIAN_BASE_USERS)
+
+
+def make_ctx(runtime: str, port: int, canary: str) -> Ctx:
+    return Ctx(
+        runtime=runtime,
+        port=port,
+        canary=canary,
+        output_bytes=CORPUS_OUTPUT_BYTES,
+        code_max_bytes=CORPUS_CODE_MAX_BYTES,
+        host_only_users=host_only_users(),
+    )
