@@ -144,7 +144,7 @@ async def test_hello_world(http: httpx.AsyncClient, server: ServerProcess) -> No
 
 
 async def test_output_interleaves_both_streams_in_order(http: httpx.AsyncClient, server: ServerProcess) -> None:
-    code = "import sys, time\nprint('a')\ntime.sleep(0.05)\nprint('b', file=sys.stderr)\ntime.sleep(0.05)\nprint('c')"
+    code = "import sys, time\nprint('a')\ntime.sleep(0.1)\nprint('b', file=sys.stderr)\ntime.sleep(0.1)\nprint('c')"
     body = assert_run_body(await post_run(http, server, code=code))
     assert body["output"] == "a\nb\nc\n"
     assert body["stdout"] == "a\nc\n"
