@@ -1,0 +1,457 @@
+"""The results as a printed table, docs/perf.json, charts and docs/PERFORMANCE.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tests.bench import charts
+
+SIDE_NAMES = {
+    "ws-deflate": "service, WebSocket (client offers deflate, as browsers do)",
+    "ws-plain": "service, WebSocket (no compression)",
+    "docker-run": "seed: docker run --rm -i per request",
+    "docker-run-linebuf": "seed, stdout line-buffered like the service",
+    "host": "host python3 -c (floor)",
+}
+SHORT = {
+    "ws-deflate": "ws (deflate)",
+    "ws-plain": "ws (plain)",
+    "docker-run": "docker run",
+    "docker-run-linebuf": "docker run, line-buffered",
+    "host": "host python3",
+}
+
+
+def ms(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    v = x * 1000
+    return f"{v:.0f} ms" if abs(v) >= 100 else f"{v:.1f} ms"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
+    """Every result table as (title, rows, note), the first row a header; shared by the printout and the doc."""
+    r = doc["results"]
+    out: list[tuple[str, list[list[str]], str]] = []
+    if "latency" in r:
+        lat = r["latency"]
+        ref = lat["ws-deflate"]
+        t = [["side", "first byte median", "p90", "exit median", "p90", "first byte vs service"]]
+        for side, m in lat.items():
+            t.append(
+                [
+                    SHORT[side],
+                    ms(m["first_byte"]["median"]),
+                    ms(m["first_byte"]["p90"]),
+                    ms(m["exit"]["median"]),
+                    ms(m["exit"]["p90"]),
+                    ratio(m["first_byte"]["median"], ref["first_byte"]["median"]),
+                ]
+            )
+        conn = lat["ws-deflate"].get("connect")
+        title = "Hello world, `print(2 + 2)`: from the run frame (WebSocket connect excluded) or the spawn"
+        note = ""
+        if conn:
+            note += f"The WebSocket connect (not included above): median {ms(conn['median'])}, p90 {ms(conn['p90'])}. "
+        tl = r.get("latency_timeline", {})
+        inside = tl.get("server_program_to_first_output_mean")
+        if inside is not None and not math.isnan(inside):
+            note += (
+                f"By the server's own histogram, from writing the program into the warm sandbox to reading its "
+                f"first output: mean {ms(inside)}. "
+            )
+        if tl.get("die_after_first_byte", {}).get("n"):
+            note += (
+                f"Service: the container's die event comes {ms(tl['die_after_first_byte']['median'])} after the "
+                f"first byte, the exit frame {ms(tl['exit_frame_after_die']['median'])} after that (medians)."
+            )
+        out.append((title, t, note))
+    if "throughput" in r:
+        t = [["concurrency", "service runs/s", "p90", "client-visible runs/s", "SDK churn runs/s", "service / SDK",
+              "SDK churn of the service's container", "server CPU/run",
+              "engine CPU/run: service, SDK (its container)"]]  # fmt: skip
+        for c, m in r["throughput"].items():
+            boot = m.get("sdk_bootstrap_runs_per_s")
+            boot_engine = m.get("engine_cpu_ms_per_run_sdk_bootstrap")
+            t.append(
+                [
+                    c,
+                    f"{m['ws_runs_per_s']['median']:.2f}",
+                    f"{m['ws_runs_per_s']['p90']:.2f}",
+                    f"{m['ws_runs_per_s_client']['median']:.2f}",
+                    f"{m['sdk_runs_per_s']['median']:.2f}",
+                    ratio(m["ws_runs_per_s"]["median"], m["sdk_runs_per_s"]["median"]),
+                    f"{boot['median']:.2f}/s (service / it: {m['ws_runs_per_s']['median'] / boot['median']:.2f}x)"
+                    if boot
+                    else "-",
+                    f"{m['server_cpu_ms_per_run']['median']:.0f} ms",
+                    f"{m['engine_cpu_ms_per_run_ws']['median']:.0f} ms, "
+                    f"{m['engine_cpu_ms_per_run_sdk']['median']:.0f} ms"
+                    + (f" ({boot_engine['median']:.0f} ms)" if boot_engine else ""),
+                ]
+            )
+        out.append(("Runs per second (hello world, one connection per run; service counted until idle again)", t, ""))
+    if "streaming" in r:
+        for name, title in (("lines_100k", "100k short lines"), ("flood_10mib", "10 MiB flood in 1 KiB lines")):
+            s = r["streaming"][name]
+            cpu = r.get("cpu_per_run_ms", {}).get(name, {})
+            t = [["side", "all bytes + exit, median", "p90", "docker run / side", "server CPU", "engine CPU"]]
+            for side in SHORT:
+                if side in s:
+                    c = cpu.get(side, {})
+                    t.append(
+                        [
+                            SHORT[side],
+                            ms(s[side]["median"]),
+                            ms(s[side]["p90"]),
+                            ratio(s["docker-run"]["median"], s[side]["median"]),
+                            f"{c['server']['median']:.0f} ms" if c and side.startswith("ws") else "-",
+                            f"{c['engine']['median']:.0f} ms" if c else "-",
+                        ]
+                    )
+            out.append((f"{title} ({s['bytes']:,} bytes; service: {s['ws_frames_median']} frames)", t, ""))
+    if "timeouts" in r:
+        t = [["program", "limit", "overshoot median", "p90", "max", "server's own", "kill event after deadline",
+              "die after kill", "exit frame after die"]]  # fmt: skip
+        for m in r["timeouts"].values():
+            tl = m.get("timeline", {})
+            t.append(
+                [
+                    m["kind"],
+                    f"{m['limit_s']:g} s",
+                    ms(m["overshoot"]["median"]),
+                    ms(m["overshoot"]["p90"]),
+                    ms(m["overshoot"]["max"]),
+                    ms(m["overshoot_server"]["median"]),
+                    *(
+                        ms(tl[k]["median"]) if k in tl else "-"
+                        for k in ("kill_after_deadline", "die_after_kill", "exit_frame_after_die")
+                    ),
+                ]
+            )
+        out.append(("Timeout accuracy: exit frame (from the run frame) minus the limit", t, ""))
+    if "kill_anatomy" in r:
+        t = [["program", "kill event", "die event", "kill call returns", "wait returns", "inspect done"]]
+        for kind, m in r["kill_anatomy"].items():
+            t.append(
+                [kind]
+                + [ms(m[k]["median"]) for k in ("kill_event", "die_event", "kill_call", "wait_returns", "inspect_done")]
+            )
+        out.append(
+            ("The engine alone at a deadline: SDK kill of the same program, from the kill call (medians)", t, "")
+        )
+    if "oom" in r:
+        t = [["side", "exit median", "p90"]]
+        for side, m in r["oom"].items():
+            t.append([SHORT[side], ms(m["median"]), ms(m["p90"])])
+        out.append(("Out of memory, `b'x' * (512 * 1024 * 1024)` under 128 MiB: run frame (or spawn) to exit", t, ""))
+    srv: list[list[str]] = [["measure", "value"]]
+    for workload, sides in r.get("cpu_per_run_ms", {}).items():
+        for side, c in sides.items():
+            if side.startswith("ws"):
+                srv.append(
+                    [
+                        f"CPU per run, {workload}, {SHORT[side]}",
+                        f"server {c['server']['median']:.0f} ms, engine {c['engine']['median']:.0f} ms",
+                    ]
+                )
+    if "idle_sockets" in r:
+        i = r["idle_sockets"]
+        srv.append([f"RSS before {i['count']} idle WebSockets", f"{i['rss_before_kb'] / 1024:.1f} MiB"])
+        srv.append([f"RSS with {i['count']} idle WebSockets open", f"{i['rss_open_kb'] / 1024:.1f} MiB"])
+        srv.append(["RSS per idle WebSocket", f"{i['per_socket_kb']:.0f} KiB"])
+    if "server_rss" in r:
+        rs = r["server_rss"]
+        srv.append(["RSS at start, at the end", f"{rs['start_kb'] / 1024:.1f} MiB, {rs['end_kb'] / 1024:.1f} MiB"])
+        if "runs" in rs:
+            srv.append([f"RSS growth per run ({rs['runs']} runs)", f"{rs['growth_kb_per_run']:.1f} KiB"])
+    if len(srv) > 1:
+        out.append(("The server process (CPU counted until it is idle again; engine = dockerd + containerd)", srv, ""))
+    return out
+
+
+def findings(doc: dict[str, Any]) -> list[str]:
+    """Plain statements read off the numbers, for each target (and more where one is missed)."""
+    r = doc["results"]
+    out: list[str] = []
+    missed = {t["key"] for t in doc["targets"] if not t["passed"]}
+    if "latency" in r:
+        lat = r["latency"]
+        ws, seed, host = (lat[k]["first_byte"]["median"] for k in ("ws-deflate", "docker-run", "host"))
+        out.append(
+            f"First byte: the service answers hello world in {ms(ws)} from the run frame, the seed's "
+            f"`docker run` in {ms(seed)} ({seed / ws:.0f}x), host Python in {ms(host)}: a warm sandbox "
+            "has already paid for the container and the interpreter."
+        )
+    if "throughput" in r and "4" in r["throughput"]:
+        t = r["throughput"]["4"]
+        text = (
+            f"Throughput at concurrency 4: {t['ws_runs_per_s']['median']:.2f} runs/s against "
+            f"{t['sdk_runs_per_s']['median']:.2f} for bare SDK churn of `python3 -c pass`"
+        )
+        if "sdk_bootstrap_runs_per_s" in t:
+            text += (
+                f" and {t['sdk_bootstrap_runs_per_s']['median']:.2f} for SDK churn of the service's own container "
+                "(its bootstrap and imports, no server)"
+            )
+        text += (
+            f". CPU per run: engine {t['engine_cpu_ms_per_run_ws']['median']:.0f} ms for a service run, "
+            f"{t['engine_cpu_ms_per_run_sdk']['median']:.0f} ms for a bare one; the server "
+            f"{t['server_cpu_ms_per_run']['median']:.0f} ms."
+        )
+        out.append(text)
+    if "streaming" in r:
+        s = r["streaming"]["lines_100k"]
+        cpu = r.get("cpu_per_run_ms", {}).get("lines_100k", {})
+        text = (
+            f"100k lines: service {ms(s['ws-deflate']['median'])} (no compression: {ms(s['ws-plain']['median'])}), "
+            f"`docker run` into a pipe {ms(s['docker-run']['median'])}, the same with line-buffered stdout "
+            f"{ms(s['docker-run-linebuf']['median'])}, host {ms(s['host']['median'])}."
+        )
+        if cpu.get("ws-deflate") and cpu.get("docker-run"):
+            text += (
+                f" CPU per run: server {cpu['ws-deflate']['server']['median']:.0f} ms and engine "
+                f"{cpu['ws-deflate']['engine']['median']:.0f} ms for the service; engine "
+                f"{cpu['docker-run']['engine']['median']:.0f} ms for `docker run` "
+                f"({cpu.get('docker-run-linebuf', {}).get('engine', {}).get('median', float('nan')):.0f} ms "
+                "line-buffered: every line is one write the engine forwards as one attach frame)."
+            )
+        out.append(text)
+    if "timeouts" in r:
+        worst_key = max(r["timeouts"], key=lambda k: r["timeouts"][k]["overshoot"]["max"])
+        w = r["timeouts"][worst_key]
+        tl = {k: v["median"] for k, v in w.get("timeline", {}).items() if v["n"]}
+        text = (
+            f"Timeouts: worst overshoot {ms(w['overshoot']['max'])} ({w['kind']}, {w['limit_s']:g} s limit); "
+            f"median there {ms(w['overshoot']['median'])}, of which the server's own measure "
+            f"{ms(w['overshoot_server']['median'])}."
+        )
+        parts = {
+            "kill_after_deadline": "the kill reaching the engine after the deadline",
+            "die_after_kill": "the container dying after the kill",
+            "exit_frame_after_die": "the exit frame after the death (wait, inspect, drain, send)",
+        }
+        if tl:
+            text += " Medians: " + ", ".join(f"{parts[k]} {ms(v)}" for k, v in tl.items()) + "."
+        worst_run = w.get("worst_run")
+        if worst_run:
+            text += (
+                " The worst sample itself: "
+                + ", ".join(f"{parts[k]} {ms(worst_run[k])}" for k in parts if k in worst_run)
+                + "."
+            )
+        ka = r.get("kill_anatomy", {}).get(w["kind"])
+        if ka:
+            text += (
+                f" The engine alone takes {ms(ka['die_event']['median'])} from a kill call to the die event "
+                f"and {ms(ka['wait_returns']['median'])} until a waiting `wait` returns."
+            )
+        out.append(text)
+    wrong = r.get("wrong_results", [])
+    if wrong:
+        out.append(
+            f"WRONG RESULTS: {len(wrong)} sample(s) gave a wrong answer and were left out of the figures: "
+            + "; ".join(f"{w['side']} {w['workload']}: {w['detail']}" for w in wrong[:5])
+        )
+    for key, p in r.get("profiles", {}).items():
+        if "error" in p or not p.get("samples"):
+            continue
+        top = ", ".join(f"{t['function']} {t['share'] * 100:.0f}%" for t in p["self"][:4])
+        incl = ", ".join(
+            f"{t['function']} {t['share'] * 100:.0f}%"
+            for t in p["inclusive"][:6]
+            if "(asyncio/" not in t["function"] and "(selectors" not in t["function"]
+        )
+        out.append(
+            f"Profile, {key}{' (missed)' if key in missed else ''}: the server's Python was busy "
+            f"{p['busy_share_of_one_core'] * 100:.0f}% of one core; most self time in {top}; inclusive: {incl}."
+        )
+    return out
+
+
+def target_rows(doc: dict[str, Any]) -> list[list[str]]:
+    t = [["target", "measured", "needed", "result", "detail"]]
+    for tg in doc["targets"]:
+        fmt = (lambda v: f"{v:.2f}x") if tg["higher_is_better"] else ms
+        need = (">= " if tg["higher_is_better"] else "<= ") + fmt(tg["threshold"])
+        t.append([tg["goal"], fmt(tg["value"]), need, "PASS" if tg["passed"] else "MISS", tg["detail"]])
+    return t
+
+
+def _text_table(table: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for n, row in enumerate(table):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _md_table(table: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    return "\n".join(lines)
+
+
+def print_table(doc: dict[str, Any]) -> None:
+    m = doc["machine"]
+    print()
+    print(
+        f"Safe Code Executor benchmark, {doc['generated_at']}{' (quick)' if doc['quick'] else ''}: "
+        f"{m['nproc']} cpus, {m['memory_gib']} GiB, kernel {m['kernel']}, docker {m['docker_server']}, {m['runtime']}"
+    )
+    for title, table, note in rows(doc):
+        print(f"\n{title}\n{_text_table(table)}")
+        if note:
+            print(note)
+    print(f"\nTargets\n{_text_table(target_rows(doc))}")
+    print("\nFindings")
+    for line in findings(doc):
+        print(f"- {line}")
+    for key, p in doc["results"].get("profiles", {}).items():
+        print(f"\nProfile of the server during {key}:")
+        print(_profile_text(p))
+
+
+def _profile_text(p: dict[str, Any], top: int = 10) -> str:
+    if "error" in p:
+        return f"  {p['error']}"
+    lines = [
+        f"  {p['samples']} samples over {p['seconds']:.1f} s: the server's Python held the GIL "
+        f"{p['busy_share_of_one_core'] * 100:.0f}% of the time; by thread: "
+        + ", ".join(f"{t['function']} {t['share'] * 100:.0f}%" for t in p["threads"])
+    ]
+    lines.append("  self time: " + "; ".join(f"{t['function']} {t['share'] * 100:.1f}%" for t in p["self"][:top]))
+    lines.append("  inclusive: " + "; ".join(f"{t['function']} {t['share'] * 100:.1f}%" for t in p["inclusive"][:top]))
+    return "\n".join(lines)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a statistic of no samples) as null: perf.json stays strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_all(doc: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "perf.json").write_text(json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    images = charts.draw_all(doc, out_dir / "images")
+    (out_dir / "PERFORMANCE.md").write_text(markdown(doc, [p.name for p in images]))
+
+
+METHOD = """\
+`make bench` (`python -m tests.bench`) starts the server as a real subprocess (`python -m app serve`,
+hypercorn, one worker) on a loopback port and measures it against the seed's design and the host
+floor **in one run, interleaved**: every iteration takes one sample of each side, rotating which
+side goes first, so whatever the machine does meanwhile hits every side alike. Compare ratios
+within one run, not figures across runs. Before each sample the server is *settled*: its warm
+pool full and every used sandbox removed (read from the engine's event stream, so waiting adds
+no work to what is being measured).
+
+- **Service** (`ws`): a WebSocket client (the `websockets` library) connects, sends the run frame
+  and reads every frame until the server closes. Times run from *sending the run frame* (the
+  connect is excluded; its own time is given with the latency table) to the first `stdout` frame
+  and to the `exit` frame. `ws (deflate)` offers permessage-deflate, as every browser does and
+  hypercorn accepts; `ws (plain)` refuses compression. The targets use `ws (deflate)`.
+- **Seed's design** (`docker run`): `docker run --rm -i` per request, same image and the engine's
+  own flags, derived from `DockerEngine._container_config` (so they cannot drift apart), running
+  `python3 -c CODE`; timed from spawning the CLI to its first stdout byte and to its exit, reading
+  its stdout pipe to EOF. The exact command is in perf.json (`seed_command`). Its Python writes to
+  a pipe, so its stdout is block-buffered; the service's bootstrap makes stdout line-buffered
+  (output appears live), so `docker run, line-buffered` runs the same program with
+  `sys.stdout.reconfigure(line_buffering=True)` to separate that cost from the server's.
+- **Host floor**: Debian's `/usr/bin/python3 -c CODE` on the host (the image's own Python build).
+- **Throughput**: N hello-world runs through the server, c clients at a time, each run on its own
+  connection, against bare SDK churn (create, start, wait, remove of the same image and flags
+  running `python3 -c pass`) with c threads: the engine's own ceiling. The service's rate counts
+  until it is idle again (used sandboxes removed, pool refilled), so both sides did the same
+  engine work; the client-visible rate (until the last exit frame) is given too.
+- **Timeouts**: a busy loop, and one that forks three children first (eight busy processes),
+  with a 1, 2 and 5 s limit; overshoot = exit frame time (from the run frame) - limit. The
+  engine's `kill` and `die` events for the run's container split it into: the kill's arrival
+  after the deadline, the container's death after the kill, and the exit frame after the death.
+  Interleaved with them, the engine alone: the same program in a container killed through the SDK
+  after the same time, timed from the kill call.
+- **CPU and memory**: the server's utime+stime from /proc/PID/stat and its VmRSS from
+  /proc/PID/status, read before a run and once it is idle again (so the sandbox's removal and
+  replacement are charged to the run); "engine" is dockerd + containerd the same way. Idle
+  WebSockets: connections opened and left without a run frame (the server runs with
+  `SCE_RUN_FRAME_TIMEOUT_S=120` so it keeps them).
+- Server settings: the defaults, except those listed under the machine below (raised so that the
+  benchmark measures speed rather than admission limits). Medians and p90 over the samples; all
+  samples are in perf.json.
+- Where a target is missed, the server is profiled with py-spy (`--gil`: samples of the thread
+  holding the GIL, so the shares are of the server's own Python time) while that workload is
+  repeated. `python -m tests.bench --quick` is a short smoke run written under `.bench/`.
+"""
+
+
+def markdown(doc: dict[str, Any], images: list[str]) -> str:
+    m = doc["machine"]
+    parts = [
+        "# Performance",
+        "",
+        "Generated by `make bench` (`python -m tests.bench`) on "
+        f"{doc['generated_at']} in {doc['wall_s']:.0f} s{' (quick run)' if doc['quick'] else ''}; "
+        "the numbers are in [perf.json](perf.json). Do not edit by hand: rerun the benchmark.",
+        "",
+        "## Targets",
+        "",
+        _md_table(target_rows(doc)),
+        "",
+        "## Findings",
+        "",
+        *(f"- {line}" for line in findings(doc)),
+        "",
+        "## Machine",
+        "",
+        _md_table(
+            [
+                ["", ""],
+                ["CPUs (nproc)", f"{m['nproc']} ({m['cpu_model']})"],
+                ["memory", f"{m['memory_gib']} GiB"],
+                ["kernel", m["kernel"]],
+                ["OS", m["os"]],
+                ["Docker", f"engine {m['docker_server']} (API {m['docker_api']}), CLI {m['docker_cli']}"],
+                ["storage, cgroups", f"{m['storage_driver']}, cgroup v{m['cgroup_version']}"],
+                ["sandbox runtime", f"{m['runtime']} (registered: {', '.join(m['runtimes'])})"],
+                ["Python", f"server {m['python_server']}, host floor {m['python_host']} ({m['host_python_path']})"],
+                ["load average at start", ", ".join(f"{x:.2f}" for x in m["loadavg_at_start"])],
+                [
+                    "server settings",
+                    ", ".join(f"`{k}={v}`" for k, v in doc["settings"]["server_env"].items())
+                    + f"; pool size {doc['settings']['pool_size']}, memory {doc['settings']['memory_mb']} MiB, "
+                    f"{doc['settings']['cpus']:g} CPU, {doc['settings']['pids']} pids",
+                ],
+            ]
+        ),
+        "",
+        "## Method",
+        "",
+        METHOD,
+        "## Results",
+        "",
+    ]
+    for title, table, note in rows(doc):
+        parts += [f"### {title}", "", _md_table(table), ""] + ([note, ""] if note else [])
+    if images:
+        parts += ["## Charts", ""] + [f"![{name}](images/{name})" for name in images] + [""]
+    profiles = doc["results"].get("profiles", {})
+    if profiles:
+        parts += ["## Profiles of the server", ""]
+        for key, p in profiles.items():
+            parts += [f"### {key}", "", "```", _profile_text(p, top=12), "```", ""]
+    return "\n".join(parts)
