@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from quart import Response, jsonify, request
@@ -14,9 +15,15 @@ from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
 
+# A request refused before its body was read must not be answered with an unread body left in
+# the socket: closing then makes the kernel reset the connection and the client loses the answer
+# (a 413 for a large body, typically). So the answer is sent at once, with `Connection: close`,
+# and the rest of the body is read and dropped (up to this much) before the connection closes.
+DISCARD_MAX_BYTES = 64 * 1024 * 1024
+
 
 async def _read_body(ctx: ServerContext) -> bytes:
-    """The body, refused as soon as it is known to be too large (never buffered past the limit)."""
+    """The body, never buffered past the limit."""
     limit = ctx.settings.max_message_bytes
     if request.content_length is not None and request.content_length > limit:
         raise MessageTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
@@ -28,14 +35,41 @@ async def _read_body(ctx: ServerContext) -> bytes:
     return bytes(body)
 
 
+async def _refuse(ctx: ServerContext, error: SCEError, body_read: bool) -> Response:
+    ctx.metrics.errors.labels(error.code).inc()
+    response = error_response(error, ctx.settings.retry_after_s)
+    if body_read:
+        return response
+    response.headers["Connection"] = "close"
+    if "100-continue" in request.headers.get("Expect", "").lower():
+        return response  # the client waits for our word before sending its body: it will not
+    payload = await response.get_data(as_text=False)
+    body = request.body
+
+    async def answer_then_discard() -> AsyncIterator[bytes]:
+        yield payload
+        seen = 0
+        async for chunk in body:
+            seen += len(chunk)
+            if seen > DISCARD_MAX_BYTES:
+                break
+
+    streamed = Response(answer_then_discard(), status=response.status_code, headers=response.headers)
+    streamed.headers["Content-Length"] = str(len(payload))
+    return streamed
+
+
 async def http_run(ctx: ServerContext) -> Response:
     settings = ctx.settings
+    body_read = False
     try:
         check_origin(request.headers, settings)
         check_token(request.headers, request.args, settings)
         if request.mimetype != "application/json":
             raise UnsupportedMediaType(f"the body must be application/json, not {request.mimetype or 'nothing'!r}")
-        run_request = parse_run_fields(load_json_object(await _read_body(ctx), settings), settings)
+        raw = await _read_body(ctx)
+        body_read = True
+        run_request = parse_run_fields(load_json_object(raw, settings), settings)
         client = client_key(request.headers, request.args, request.remote_addr, settings)
         async with ctx.admission.slot(client):
             if ctx.draining:
@@ -72,5 +106,4 @@ async def http_run(ctx: ServerContext) -> Response:
             body["error"] = sentence
         return jsonify(body)
     except SCEError as error:
-        ctx.metrics.errors.labels(error.code).inc()
-        return error_response(error, settings.retry_after_s)
+        return await _refuse(ctx, error, body_read)

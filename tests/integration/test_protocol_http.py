@@ -246,12 +246,6 @@ async def test_oversized_body_is_413_message_too_large(server: ServerProcess) ->
     assert json.loads(body)["code"] == "message_too_large"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/server/http_run.py answers 413 from Content-Length without reading the body; hypercorn then "
-    "closes the socket with the unread body in its receive buffer, so the kernel sends RST and the client "
-    "loses the 413 (httpx: ReadError) instead of reading it",
-)
 async def test_a_body_far_past_the_limit_still_gets_its_413(http: httpx.AsyncClient, server: ServerProcess) -> None:
     big = json.dumps({"code": "print(1)", "stdin": "x" * 32_000_000})
     for _ in range(2):
@@ -259,12 +253,6 @@ async def test_a_body_far_past_the_limit_still_gets_its_413(http: httpx.AsyncCli
         assert_error_body(response, 413, "message_too_large")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refusal sent before the request body has arrived (401/403/413/415) ends the connection without "
-    "'Connection: close': hypercorn cannot recycle a connection whose body the app never read, so an HTTP/1.1 "
-    "client that reuses it gets a disconnect (httpx: RemoteProtocolError 'Server disconnected')",
-)
 async def test_a_refused_request_leaves_its_connection_usable(guarded: ServerProcess) -> None:
     body = b'{"code": "print(1)"}'
     head = (
