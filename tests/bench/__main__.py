@@ -1,13 +1,15 @@
-"""``python -m tests.bench [--quick] [--out DIR] [--phases a,b] [--profile]``: measure, compare, write up.
+"""``python -m tests.bench [--quick] [--out DIR] [--phases a,b] [--profile] [--render JSON]``: measure, write up.
 
 A full run (``make bench``) writes docs/perf.json, docs/PERFORMANCE.md and docs/images/perf-*.png;
-``--quick`` is a short smoke run written under .bench/ unless ``--out`` says otherwise.
+``--quick`` is a short smoke run written under .bench/ unless ``--out`` says otherwise; ``--render
+perf.json`` redraws the table, charts and doc from numbers already measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -161,6 +163,17 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def render(source: Path, out_dir: Path) -> int:
+    """The write-up again from measured numbers (after a change to the report's wording or charts)."""
+    from tests.bench import report
+
+    doc = json.loads(source.read_text())
+    report.print_table(doc)
+    report.write_all(doc, out_dir)
+    log(f"rendered {source} into {out_dir}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run (written under .bench/)")
@@ -169,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, help="SCE_POOL_SIZE for the server (default: its own)")
     parser.add_argument("--profile", action="store_true", help="profile every target's workload, missed or not")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
+    parser.add_argument("--render", metavar="JSON", help="only redraw the table, charts and doc from a perf.json")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(Path(args.render), Path(args.out) if args.out else Path(args.render).parent)
     signal.signal(signal.SIGTERM, _sigterm)
     return asyncio.run(main_async(args))
 

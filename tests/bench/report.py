@@ -177,6 +177,16 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
     return out
 
 
+def paired(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """a/b per interleaved iteration (the samples are in iteration order); [] if they do not pair up."""
+    xs, ys = a.get("samples", []), b.get("samples", [])
+    return [x / y for x, y in zip(xs, ys, strict=True) if y] if len(xs) == len(ys) else []
+
+
+def _ratios(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def findings(doc: dict[str, Any]) -> list[str]:
     """Plain statements read off the numbers, for each target (and more where one is missed)."""
     r = doc["results"]
@@ -201,8 +211,19 @@ def findings(doc: dict[str, Any]) -> list[str]:
                 f" and {t['sdk_bootstrap_runs_per_s']['median']:.2f} for SDK churn of the service's own container "
                 "(its bootstrap and imports, no server)"
             )
+        text += "."
+        per_round = paired(t["ws_runs_per_s"], t["sdk_runs_per_s"])
+        if per_round:
+            text += f" Service / SDK churn round by round: {_ratios(per_round)}"
+            boot_rounds = paired(t["ws_runs_per_s"], t.get("sdk_bootstrap_runs_per_s", {}))
+            if boot_rounds:
+                text += (
+                    f"; service / churn of its own container: {_ratios(boot_rounds)}; that container / "
+                    f"`python3 -c pass`: {_ratios(paired(t['sdk_bootstrap_runs_per_s'], t['sdk_runs_per_s']))}"
+                )
+            text += "."
         text += (
-            f". CPU per run: engine {t['engine_cpu_ms_per_run_ws']['median']:.0f} ms for a service run, "
+            f" CPU per run: engine {t['engine_cpu_ms_per_run_ws']['median']:.0f} ms for a service run, "
             f"{t['engine_cpu_ms_per_run_sdk']['median']:.0f} ms for a bare one; the server "
             f"{t['server_cpu_ms_per_run']['median']:.0f} ms."
         )
@@ -222,6 +243,19 @@ def findings(doc: dict[str, Any]) -> list[str]:
                 f"{cpu['docker-run']['engine']['median']:.0f} ms for `docker run` "
                 f"({cpu.get('docker-run-linebuf', {}).get('engine', {}).get('median', float('nan')):.0f} ms "
                 "line-buffered: every line is one write the engine forwards as one attach frame)."
+            )
+        vs_linebuf = paired(s["docker-run-linebuf"], s["ws-plain"])
+        if vs_linebuf:
+            text += (
+                " Iteration by iteration, line-buffered `docker run` took this many times as long as the service "
+                f"without compression: {_ratios(vs_linebuf)}; block-buffered `docker run` over the service with "
+                f"deflate: {_ratios(paired(s['docker-run'], s['ws-deflate']))}."
+            )
+        host_engine = cpu.get("host", {}).get("engine", {}).get("median")
+        if host_engine:
+            text += (
+                f" (Engine CPU is read system-wide: the host-Python side, which does not touch the engine, "
+                f"shows {host_engine:.0f} ms of it per sample, what the engine did for others meanwhile.)"
             )
         out.append(text)
     if "timeouts" in r:
@@ -269,9 +303,12 @@ def findings(doc: dict[str, Any]) -> list[str]:
             for t in p["inclusive"][:6]
             if "(asyncio/" not in t["function"] and "(selectors" not in t["function"]
         )
+        waiting = sum(t["share"] for t in p["self"] if t["function"].startswith("EpollSelector.select"))
         out.append(
-            f"Profile, {key}{' (missed)' if key in missed else ''}: the server's Python was busy "
-            f"{p['busy_share_of_one_core'] * 100:.0f}% of one core; most self time in {top}; inclusive: {incl}."
+            f"Profile, {key}{' (missed)' if key in missed else ''}: the server's Python held the GIL "
+            f"{p['busy_share_of_one_core'] * 100:.0f}% of the time, "
+            f"{p['busy_share_of_one_core'] * (1 - waiting) * 100:.0f}% leaving out the event loop's own wait in "
+            f"select; most self time in {top}; inclusive: {incl}."
         )
     return out
 
@@ -390,7 +427,7 @@ no work to what is being measured).
   replacement are charged to the run); "engine" is dockerd + containerd the same way. Idle
   WebSockets: connections opened and left without a run frame (the server runs with
   `SCE_RUN_FRAME_TIMEOUT_S=120` so it keeps them).
-- Server settings: the defaults, except those listed under the machine below (raised so that the
+- Server settings: the defaults, except those in the machine table above (raised so that the
   benchmark measures speed rather than admission limits). Medians and p90 over the samples; all
   samples are in perf.json.
 - Where a target is missed, the server is profiled with py-spy (`--gil`: samples of the thread
