@@ -1,0 +1,927 @@
+"""``python -m tests.security.report`` (``make security-report``): prove the sandbox, write it down.
+
+Runs the whole hostile-program corpus against real servers under runc and under runsc, takes
+a few measurements with one run at a time (time to ``oom``, wall-clock overshoot, the fork bomb's
+outcome, hello-world latency), reads the sandbox containers' configuration from the engine, and
+regenerates docs/SECURITY_NOTES.md from those results: the threat model, each protection with
+the tests that prove it and its measured figure, the seed's experiments with their real output,
+every difference between the two runtimes, and the known gaps.
+
+Options: ``--runtimes runc,runsc`` (default both), ``--output PATH``, ``--repeat N`` (measurements).
+Exit status 1 if any corpus case failed (the document is written anyway, failures included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+
+from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_id
+from tests.conftest import ROOT, ServerProcess
+from tests.security.corpus import (
+    CLASS_DOCS,
+    CLASSES,
+    CORPUS,
+    OOM_AS_EXIT_GAP,
+    PRELUDE,
+    SANDBOX_CRASH_GAP,
+    TIMEOUT_S,
+    Case,
+    Ctx,
+    Outcome,
+    Verdict,
+    by_class,
+    corpus_server_env,
+    execute,
+    execute_all,
+    judge,
+    make_ctx,
+    new_canary,
+)
+
+RUNTIMES = ("runc", "runsc")
+DEFAULT_OUTPUT = ROOT / "docs" / "SECURITY_NOTES.md"
+CASES = {case.key: case for case in CORPUS}
+
+
+# --- collecting ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RuntimeResults:
+    runtime: str
+    ctx: Ctx
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    corpus_s: float = 0.0
+    measures: dict[str, list[Any]] = field(default_factory=dict)
+    host_config: dict[str, Any] = field(default_factory=dict)
+    still_serves: bool = False
+
+    def out(self, key: str) -> Outcome | None:
+        return self.outcomes.get(key)
+
+
+def log(message: str) -> None:
+    print(f"[security-report {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def sandbox_config(owner: str) -> dict[str, Any]:
+    """HostConfig of one of the server's own warm sandboxes, as the engine sees it."""
+    client = docker.from_env(timeout=20)
+    try:
+        found = client.api.containers(
+            filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}", f"{LABEL_POOL}=true"]}
+        )
+        if not found:
+            return {}
+        info = client.api.inspect_container(found[0]["Id"])
+    finally:
+        client.close()
+    host, config = info["HostConfig"], info["Config"]
+    return {
+        "Runtime": host.get("Runtime"),
+        "User": config.get("User"),
+        "NetworkMode": host.get("NetworkMode"),
+        "ReadonlyRootfs": host.get("ReadonlyRootfs"),
+        "Privileged": host.get("Privileged"),
+        "CapDrop": host.get("CapDrop"),
+        "CapAdd": host.get("CapAdd"),
+        "SecurityOpt": host.get("SecurityOpt"),
+        "Memory": host.get("Memory"),
+        "MemorySwap": host.get("MemorySwap"),
+        "PidsLimit": host.get("PidsLimit"),
+        "NanoCpus": host.get("NanoCpus"),
+        "Ulimits": host.get("Ulimits"),
+        "Tmpfs": host.get("Tmpfs"),
+        "ShmSize": host.get("ShmSize"),
+        "IpcMode": host.get("IpcMode"),
+        "Init": host.get("Init"),
+        "Devices": host.get("Devices"),
+        "Binds": host.get("Binds"),
+        "Mounts": info.get("Mounts"),
+        "Env": config.get("Env"),
+    }
+
+
+def _case(key: str, **changes: Any) -> Case:
+    from dataclasses import replace
+
+    return replace(CASES[key], **changes)
+
+
+async def measure(server: ServerProcess, ctx: Ctx, repeat: int) -> dict[str, list[Any]]:
+    """One run at a time, so the figures are the sandbox's and not the corpus's contention."""
+    m: dict[str, list[Any]] = {}
+
+    async def sample(name: str, case: Case, n: int, pick: Callable[[Outcome], Any]) -> None:
+        for _ in range(n):
+            out = await execute(server.ws_url, case, ctx)
+            m.setdefault(name, []).append(pick(out))
+
+    def duration(out: Outcome) -> Any:
+        e = out.exit or {}
+        return {
+            "reason": e.get("reason"),
+            "code": e.get("exit_code"),
+            "ms": e.get("duration_ms"),
+            "client_s": out.elapsed_s,
+        }
+
+    await sample("hello", _case("exit/zero", code="print('hello world')\n"), repeat * 2, duration)
+    await sample("oom_instant", CASES["memory/instant"], repeat, duration)
+    await sample("oom_gradual", CASES["memory/gradual"], max(2, repeat // 2), duration)
+    await sample("timeout_busy", CASES["cpu/busy_loop"], repeat, duration)
+    await sample("timeout_sleep", CASES["cpu/sleep_forever"], max(2, repeat // 2), duration)
+    await sample("fork_bomb", CASES["bombs/fork_until_refused"], 2, lambda o: {**duration(o), "out": o.stdout[-120:]})
+    await sample("classic_fork_bomb", CASES["bombs/classic_fork_bomb"], 2, duration)
+    await sample("output_cap", CASES["output/many_lines"], 2, lambda o: {**duration(o), "exit": o.exit})
+    await sample(
+        "python",
+        _case("exit/zero", code="import sys, platform\nprint(sys.version.split()[0], platform.release())\n"),
+        1,
+        lambda o: o.stdout.strip(),
+    )
+    return m
+
+
+async def collect_runtime(runtime: str, repeat: int) -> RuntimeResults:
+    canary = new_canary()
+    env = corpus_server_env(canary)
+    env["SCE_RUNTIME"] = runtime
+    server = ServerProcess(env)
+    try:
+        ctx = make_ctx(runtime, server.port, canary)
+        results = RuntimeResults(runtime, ctx)
+        results.host_config = sandbox_config(owner_id(server.proc.pid))
+        for name in CLASSES:
+            started = time.monotonic()
+            results.outcomes.update(await execute_all(server.ws_url, by_class(name), ctx, concurrency=4))
+            results.corpus_s += time.monotonic() - started
+            log(f"{runtime}: {name} done ({time.monotonic() - started:.1f} s)")
+        for case in CORPUS:
+            results.verdicts[case.key] = judge(case, results.outcomes[case.key], ctx)
+        log(f"{runtime}: corpus {results.corpus_s:.0f} s; measuring")
+        results.measures = await measure(server, ctx, repeat)
+        hello = await execute(server.ws_url, _case("exit/zero", code="print('hello world')\n"), ctx)
+        results.still_serves = hello.stdout == "hello world\n" and server.proc.poll() is None
+        async with httpx.AsyncClient(timeout=10) as http:
+            health = await http.get(server.url + "/healthz")
+        results.still_serves = results.still_serves and health.status_code == 200
+    finally:
+        server.stop()
+    if canary in server.log():
+        results.verdicts["~server-log"] = Verdict("fail", ("the canary reached the server's log",))
+    return results
+
+
+# --- figures -----------------------------------------------------------------------------------------------
+
+
+def fmt_s(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.2f} s"
+    return f"median {statistics.median(values):.2f} s (max {max(values):.2f} s, n={len(values)})"
+
+
+def reasons(samples: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for s in samples:
+        key = s["reason"] if s["reason"] != "exit" else f"exit {s['code']}"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
+
+
+def oom_figure(r: RuntimeResults, name: str = "oom_instant") -> str:
+    samples = r.measures.get(name, [])
+    times = [s["ms"] / 1000 for s in samples if s["reason"] == "oom"]
+    return f"start → oom {fmt_s(times)}; outcomes: {reasons(samples)}"
+
+
+def overshoot_figure(r: RuntimeResults, name: str = "timeout_busy") -> str:
+    samples = r.measures.get(name, [])
+    server = [s["ms"] / 1000 - TIMEOUT_S for s in samples if s["reason"] == "timeout"]
+    client = [s["client_s"] - TIMEOUT_S for s in samples if s["reason"] == "timeout"]
+    return (
+        f"{TIMEOUT_S:g} s limit: duration_ms overshoot {fmt_s(server)}; seen by the client "
+        f"(started → exit frame) {fmt_s(client)}; outcomes: {reasons(samples)}"
+    )
+
+
+def line_of(out: Outcome | None, prefix: str) -> str:
+    if out is None:
+        return "not run"
+    for line in out.stdout.splitlines():
+        if line.startswith(prefix):
+            return line.strip()
+    e = out.exit or out.error or {}
+    return f"no `{prefix}` line ({e.get('reason', e.get('code'))} {e.get('exit_code', '')})".strip()
+
+
+def outcome_short(out: Outcome | None) -> str:
+    if out is None:
+        return "not run"
+    if out.error:
+        return f"error `{out.error['code']}` (close {out.close_code})"
+    e = out.exit
+    if e is None:
+        return f"no exit ({out.client_error})"
+    if e["reason"] == "exit":
+        sig = f" {e['signal']}" if e["signal"] else ""
+        return f"exit {e['exit_code']}{sig}"
+    extra = " truncated" if e["truncated"] else ""
+    return f"{e['reason']}{extra}"
+
+
+def denials(out: Outcome | None) -> str:
+    if out is None:
+        return "not run"
+    found = [line.split(None, 1)[1] for line in out.stdout.splitlines() if line.startswith(("DENIED", "ALLOWED"))]
+    allowed = [line for line in out.stdout.splitlines() if line.startswith("ALLOWED")]
+    text = "; ".join(found) if found else outcome_short(out)
+    return ("ALLOWED: " + "; ".join(a[8:] for a in allowed) + " | ") * bool(allowed) + text
+
+
+def fork_figure(r: RuntimeResults) -> str:
+    samples = r.measures.get("fork_bomb", [])
+    parts = []
+    for s in samples:
+        limit = re.search(r"LIMIT (\d+) (\w+)", s.get("out", ""))
+        parts.append(
+            f"{limit.group(2)} after {limit.group(1)} children"
+            if limit and s["reason"] == "exit"
+            else f"{s['reason']} {s['code'] if s['code'] is not None else ''} in {s['ms'] / 1000:.2f} s".strip()
+        )
+    classic = r.measures.get("classic_fork_bomb", [])
+    return "handled bomb: " + "; ".join(parts) + f" — classic bomb: {reasons(classic)}"
+
+
+def protection_rows(
+    res: dict[str, RuntimeResults],
+) -> list[tuple[str, str, list[str], Callable[[RuntimeResults], str]]]:
+    """(protection, mechanism, proving tests, figure) for the table."""
+
+    def cfg(r: RuntimeResults, *keys: str) -> str:
+        return "engine: " + ", ".join(f"{k}={json.dumps(r.host_config.get(k))}" for k in keys)
+
+    return [
+        (
+            "Wall-clock limit",
+            "the supervisor kills the container (SIGKILL, whole cgroup) at the run's timeout",
+            ["cpu/busy_loop", "cpu/busy_loop_ignoring_signals", "cpu/select_forever", "stdin/read_with_no_eof"],
+            overshoot_figure,
+        ),
+        (
+            "Memory limit, no swap",
+            "cgroup memory = memory+swap = 128 MiB; the kernel's OOM killer; reported as `oom`",
+            ["memory/instant", "memory/gradual", "memory/tmpfs_then_heap", "secrets/cgroup_limits"],
+            lambda r: (
+                oom_figure(r)
+                + "; gradual: "
+                + oom_figure(r, "oom_gradual").split(";")[0]
+                + "; inside: "
+                + line_of(r.out("secrets/cgroup_limits"), "MEM")
+                + "; "
+                + cfg(r, "Memory", "MemorySwap")
+            ),
+        ),
+        (
+            "Process/thread limit",
+            "cgroup pids.max = 64",
+            ["bombs/fork_until_refused", "bombs/thread_until_refused", "bombs/classic_fork_bomb"],
+            lambda r: fork_figure(r) + "; " + cfg(r, "PidsLimit"),
+        ),
+        (
+            "Open-file limit",
+            "RLIMIT_NOFILE 256 (soft = hard)",
+            ["fds/open_files", "fds/sockets", "fds/raise_the_limit"],
+            lambda r: (
+                line_of(r.out("fds/open_files"), "EMFILE")
+                + " open fds; "
+                + line_of(r.out("fds/raise_the_limit"), "REFUSED")
+            ),
+        ),
+        (
+            "Bounded writable space",
+            "/tmp and /dev/shm are 16 MiB tmpfs (nosuid, nodev, noexec), charged to the memory cgroup",
+            ["memory/tmp_fill", "memory/devshm_fill", "disk/many_small_files", "disk/exec_from_tmp"],
+            lambda r: (
+                "/tmp: "
+                + line_of(r.out("memory/tmp_fill"), "FULL")
+                + "; /dev/shm: "
+                + line_of(r.out("memory/devshm_fill"), "FULL")
+                + "; exec: "
+                + denials(r.out("disk/exec_from_tmp"))
+            ),
+        ),
+        (
+            "Read-only root filesystem",
+            "ReadonlyRootfs; the image's files (interpreter, stdlib, /etc) cannot change between runs",
+            ["disk/write_root", "disk/write_etc", "disk/write_usr", "disk/write_home_and_friends"],
+            lambda r: denials(r.out("disk/write_root")) + "; " + denials(r.out("disk/write_usr")),
+        ),
+        (
+            "Unprivileged user, no capabilities",
+            "user 10001:10001, cap_drop ALL, no-new-privileges; setuid binaries do not elevate",
+            [
+                "secrets/identity_and_capabilities",
+                "privilege/setuid_root",
+                "privilege/capabilities",
+                "privilege/setuid_binaries",
+            ],
+            lambda r: (
+                line_of(r.out("secrets/identity_and_capabilities"), "IDS")
+                + "; "
+                + line_of(r.out("secrets/identity_and_capabilities"), "CapEff")
+                + "; "
+                + line_of(r.out("secrets/identity_and_capabilities"), "Seccomp")
+            ),
+        ),
+        (
+            "Kernel attack surface",
+            "Docker's default seccomp profile (runc) or gVisor's own kernel (runsc) plus no capabilities",
+            [
+                "privilege/mount",
+                "privilege/unshare_namespaces",
+                "privilege/user_namespace",
+                "privilege/keyctl_and_keys",
+                "privilege/bpf_and_perf",
+                "privilege/kernel_modules_and_reboot",
+                "privilege/open_by_handle_shocker",
+            ],
+            lambda r: (
+                "keyctl: "
+                + denials(r.out("privilege/keyctl_and_keys")).split(";")[0]
+                + "; bpf: "
+                + denials(r.out("privilege/bpf_and_perf")).split(";")[0]
+                + "; user ns: "
+                + denials(r.out("privilege/user_namespace")).split(";")[0]
+            ),
+        ),
+        (
+            "No network",
+            "network_mode none: a private network namespace with only `lo`",
+            [
+                "network/interfaces",
+                "network/routes",
+                "network/connect_host_server_port",
+                "network/raw_and_packet_sockets",
+            ],
+            lambda r: (
+                line_of(r.out("network/interfaces"), "IF")
+                + "; "
+                + line_of(r.out("network/routes"), "ROUTES")
+                + "; host port: "
+                + denials(r.out("network/connect_host_server_port"))
+            ),
+        ),
+        (
+            "Filesystem isolation",
+            "the image's own root; only Docker's standard mounts; no host directory, no engine socket",
+            [
+                "secrets/host_mounts",
+                "secrets/server_files_invisible",
+                "secrets/docker_socket",
+                "secrets/etc_passwd_is_the_images",
+            ],
+            lambda r: (
+                f"{len(mount_points(r.out('secrets/host_mounts')))} mount points, all standard; "
+                + line_of(r.out("secrets/server_files_invisible"), "ABSENT /work")
+            ),
+        ),
+        (
+            "Secrets stay with the server",
+            "a fixed sandbox environment; the server's variables never reach a container",
+            [
+                "secrets/environment",
+                "secrets/proc1_environ",
+                "secrets/all_process_environments",
+                "secrets/filesystem_canary_scan",
+            ],
+            lambda r: (
+                line_of(r.out("secrets/filesystem_canary_scan"), "SCAN DONE")
+                + "; the canary in any of "
+                + f"{len(r.outcomes)} outputs: "
+                + ("**YES**" if any(r.ctx.canary in o.output for o in r.outcomes.values()) else "no")
+            ),
+        ),
+        (
+            "Process isolation",
+            "a private PID namespace: only docker-init and the program's own processes",
+            ["secrets/process_table", "secrets/kill_everything", "tamper/sigkill_pid1"],
+            lambda r: f"{len((r.out('secrets/process_table') or Outcome()).stdout.splitlines())} processes visible",
+        ),
+        (
+            "Output cap",
+            "the reader cuts at exactly output_bytes (here 65 536) and kills the run: `output_limit`",
+            ["output/many_lines", "output/one_endless_line", "output/binary", "output/exactly_the_cap"],
+            lambda r: "; ".join(
+                f"{k.split('/')[1]}: {output_bytes(r.out(k))} B {outcome_short(r.out(k))}"
+                for k in ("output/many_lines", "output/interleaved_flood", "output/exactly_the_cap")
+            ),
+        ),
+        (
+            "Run lifetime = the program's",
+            "docker-init as PID 1: when the program exits the container ends, children included",
+            ["survivors/daemon_child", "survivors/double_fork_setsid", "survivors/close_streams_and_run_on"],
+            lambda r: (
+                "daemon child: "
+                + f"{(r.out('survivors/daemon_child') or Outcome()).elapsed_s:.2f} s, "
+                + outcome_short(r.out("survivors/daemon_child"))
+                + "; closed streams: "
+                + outcome_short(r.out("survivors/close_streams_and_run_on"))
+            ),
+        ),
+        (
+            "Protocol integrity",
+            "program output is data: it cannot forge frames, switch streams, or fake its status",
+            ["tamper/fake_protocol_frames", "tamper/patch_exit_functions", "exit/os_exit_137_is_not_oom"],
+            lambda r: (
+                "a forged exit frame and a forged stderr header arrived as stdout data; "
+                + f"{len((r.out('tamper/fake_protocol_frames') or Outcome()).of('exit'))} exit frame, "
+                + outcome_short(r.out("tamper/fake_protocol_frames"))
+                + "; os._exit(137): "
+                + outcome_short(r.out("exit/os_exit_137_is_not_oom"))
+            ),
+        ),
+        (
+            "Input limits",
+            "code ≤ 65 536 UTF-8 bytes (inclusive); frames ≤ max_message_bytes; malformed input → documented errors",
+            ["code/at_the_size_limit", "code/one_byte_over", "code/multibyte_over", "test_fuzz.py"],
+            lambda r: (
+                "at limit: "
+                + outcome_short(r.out("code/at_the_size_limit"))
+                + "; +1 byte: "
+                + outcome_short(r.out("code/one_byte_over"))
+            ),
+        ),
+    ]
+
+
+def output_bytes(out: Outcome | None) -> int:
+    e = (out.exit if out is not None else None) or {}
+    return int(e.get("stdout_bytes", 0)) + int(e.get("stderr_bytes", 0))
+
+
+def mount_points(out: Outcome | None) -> list[str]:
+    if out is None:
+        return []
+    points = []
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[0].isdigit():
+            points.append(fields[4])
+    return points
+
+
+# --- the document --------------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "unknown"
+
+    return {
+        "host kernel": platform.release(),
+        "docker engine": run(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "runsc": run(["runsc", "--version"]),
+        "sandbox image": run(
+            ["docker", "image", "inspect", "--format", "{{.Id}} (created {{.Created}})", "sce-sandbox:bookworm"]
+        ),
+        "CPUs": str(os.cpu_count()),
+    }
+
+
+THREAT_MODEL = """\
+**Who attacks.** Anyone who can reach `/run` sends arbitrary Python. The program is hostile: it
+will try to read the server's secrets, reach the host or the network, escape the container,
+exhaust the machine (CPU, memory, processes, disk, descriptors, output), outlive its run, lie
+about its outcome, or break the protocol for other users. Clients are hostile too: they send
+malformed, oversized or endless frames and vanish mid-run.
+
+**What is protected.** The host and its kernel; the server process, its environment and files;
+the Docker engine (its socket is root on the host); other users' runs; the service's availability.
+
+**Trust boundary.** Everything inside the sandbox container is untrusted, including PID 1 and the
+bootstrap that loads the program (it runs in the program's own process). The server trusts only
+what the engine reports (exit status, OOM flag) and the bytes it reads from the attach stream,
+which it treats as data. Two runtimes are supported: `runc` (Linux namespaces, cgroups, seccomp,
+no capabilities) and `runsc` (gVisor: the program talks to a user-space kernel, not the host's).
+
+**Out of scope.** Kernel or runtime zero-days beyond what these layers mitigate; side channels
+(Spectre-class, timing); denial of service at the network level in front of the server; the
+information that any container sees about the machine (CPU model, kernel version under runc,
+overlay layer paths in `/proc/self/mountinfo` under runc) is accepted and listed below."""
+
+
+def doc(res: dict[str, RuntimeResults], elapsed_s: float) -> str:
+    runs = [res[r] for r in RUNTIMES if r in res]
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines: list[str] = []
+    add = lines.append
+    add("# Security notes")
+    add("")
+    add(
+        "<!-- Generated by `make security-report` (python -m tests.security.report). Do not edit by hand:"
+        " change the corpus or the report and regenerate. -->"
+    )
+    add("")
+    add(
+        f"Generated {now} in {elapsed_s / 60:.1f} min by running the hostile-program corpus "
+        f"({len(CORPUS)} programs in {len(CLASSES)} classes, `tests/security/corpus.py`) through real servers "
+        f"over the WebSocket protocol, under {' and '.join(r.runtime for r in runs)}. Every figure below was "
+        "measured in that run; figures drift between runs and machines, so compare them as ratios."
+    )
+    add("")
+    for k, v in versions().items():
+        add(f"- {k}: {v}")
+    for r in runs:
+        py = (r.measures.get("python") or ["?"])[0]
+        add(f"- {r.runtime}: Python and kernel as the program sees them: `{py}`")
+    add("")
+    add("## Summary")
+    add("")
+    add("| runtime | corpus wall time | pass | known gap (xfail) | fail | hello world afterwards |")
+    add("| --- | --- | --- | --- | --- | --- |")
+    for r in runs:
+        counts = {s: sum(1 for v in r.verdicts.values() if v.status == s) for s in ("pass", "gap", "fail", "fixed")}
+        add(
+            f"| {r.runtime} | {r.corpus_s:.0f} s | {counts['pass']} | {counts['gap']} | "
+            f"{counts['fail'] + counts['fixed']} | {'yes' if r.still_serves else '**NO**'} |"
+        )
+    add("")
+    for r in runs:
+        hello = [s["client_s"] for s in r.measures.get("hello", []) if s["reason"] == "exit"]
+        add(f"- {r.runtime}: hello world, `started` → `exit` seen by the client: {fmt_s(hello)}")
+    add("")
+    add("## Threat model")
+    add("")
+    add(THREAT_MODEL)
+    add("")
+    add("## Protections, the tests that prove them, and what was measured")
+    add("")
+    add("Test ids are `tests/security/test_corpus.py::test_corpus[<class>/<id>]` unless named otherwise.")
+    add("")
+    header = "| protection | mechanism | proved by | " + " | ".join(r.runtime for r in runs) + " |"
+    add(header)
+    add("|" + " --- |" * (3 + len(runs)))
+    for name, mechanism, tests, figure in protection_rows(res):
+        figures = " | ".join(cell(safe_figure(figure, r)) for r in runs)
+        add(f"| {name} | {mechanism} | {', '.join(f'`{t}`' for t in tests)} | {figures} |")
+    add("")
+    add("Beyond the corpus (not re-run by this report; run with `pytest -m security`):")
+    add("")
+    add(
+        "- `tests/security/test_faults.py::test_vanishing_clients_leave_no_container`: 200 clients vanish "
+        "(abrupt TCP close or close frame; before `started`, after it, after output); each round's sandboxes "
+        "must be gone within 2 s, with nothing beyond the warm pool left at the end."
+    )
+    add(
+        "- `test_killed_server_orphans_are_reaped`: a server SIGKILLed during 10 runs leaves its containers; the "
+        "next server removes every one (by the `sce.owner` label of the dead process) before it serves."
+    )
+    add("- `test_two_hundred_clients_at_once`: every client gets its run's `exit` or `busy` (1013), nothing else.")
+    add(
+        "- `test_engine_stop_and_restart` (`-m engine_restart`): dockerd stopped mid-run → that run ends with "
+        "`error` `unavailable` (1011), /healthz answers 503, new runs get `unavailable`; after `.ci/engine-up` "
+        "the service resumes."
+    )
+    add(
+        "- `tests/security/test_fuzz.py`: hypothesis-generated frames and bodies (random JSON, wrong types, "
+        "binary, oversized, NaN) get only documented answers, never `internal`/500."
+    )
+    add("")
+    add("### The sandbox container as the engine reports it")
+    add("")
+    for r in runs:
+        add(f"{r.runtime}:")
+        add("")
+        add("```json")
+        add(json.dumps(r.host_config, indent=1, sort_keys=True, default=str))
+        add("```")
+        add("")
+    add(seed_section(res))
+    add(differences_section(res))
+    add(gaps_section(res))
+    add(corpus_section(res))
+    add("## Regenerating")
+    add("")
+    add(
+        "`make security-report` (or `python -m tests.security.report [--runtimes runc,runsc] [--repeat N]`) "
+        "needs the engine, the sandbox image and the runsc runtime; it starts its own servers on free "
+        "loopback ports and takes a few minutes. The same corpus runs as tests: `pytest -m security` "
+        "(runc) and `SCE_RUNTIME=runsc pytest -m security` (gVisor)."
+    )
+    add("")
+    return "\n".join(lines)
+
+
+def safe_figure(figure: Callable[[RuntimeResults], str], r: RuntimeResults) -> str:
+    try:
+        return figure(r)
+    except Exception as exc:  # a figure must never stop the report
+        return f"(no figure: {type(exc).__name__})"
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("\t", " ")
+
+
+def program_summary(case: Case, limit: int = 90) -> str:
+    """The program in one line (without the probe prelude), for the corpus tables."""
+    code = case.code.replace(PRELUDE, "") if case.build is None else f"(built: {len(case.code)} chars template)"
+    if case.build is not None:
+        code = {
+            "at_the_size_limit": "print('AT LIMIT OK') + '#' padding to exactly code_max_bytes",
+            "one_byte_over": "the same, one byte longer",
+            "multibyte_over": "'#' + 'é' * (code_max_bytes // 2): fewer characters than bytes",
+        }.get(case.id, code)
+    text = " ⏎ ".join(line.strip() for line in code.strip().splitlines() if line.strip())
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def excerpt(out: Outcome | None, limit: int = 1600) -> str:
+    if out is None:
+        return "(not run)"
+    text = out.output
+    if len(text) > limit:
+        text = text[: limit // 2] + f"\n... [{len(text) - limit} characters] ...\n" + text[-limit // 2 :]
+    return text.rstrip("\n") + f"\n--> {outcome_short(out)}, {out.elapsed_s:.2f} s from started to the end"
+
+
+def seed_section(res: dict[str, RuntimeResults]) -> str:
+    runc = res.get("runc") or next(iter(res.values()))
+    parts = ["## The seed's experiments, re-run", ""]
+
+    def block(title: str, key: str, note: str = "", render: Callable[[Outcome | None], str] = excerpt) -> None:
+        parts.append(f"### {title}")
+        parts.append("")
+        if note:
+            parts.append(note)
+            parts.append("")
+        for r in res.values():
+            case = CASES[key]
+            parts.append(f"`{key}` under {r.runtime}:")
+            parts.append("")
+            parts.append("```text")
+            parts.append(render(r.out(key)))
+            parts.append("```")
+            parts.append("")
+            if r.runtime == "runsc" and case.runsc is not None:
+                parts.append(f"(gVisor differs here, harmlessly: {case.differs})")
+                parts.append("")
+
+    host_only = sorted(runc.ctx.host_only_users)
+    block(
+        "Reading /etc/passwd",
+        "secrets/etc_passwd_is_the_images",
+        "The file is the image's own: it has the image's `runner` (10001) and none of the host's "
+        f"{len(host_only)} users beyond Debian's base set ({', '.join(host_only) or 'none on this host'}).",
+    )
+    block("Memory bomb", "memory/instant", "`b'x' * (512 << 20)` against the 128 MiB limit. " + oom_figure(runc) + ".")
+    block("Infinite loop", "cpu/busy_loop", "`while True: pass` with a 2 s timeout. " + overshoot_figure(runc) + ".")
+    block("Write attack on the read-only root", "disk/write_etc")
+    block("Network isolation: interfaces", "network/interfaces")
+    block("Network isolation: routes", "network/routes")
+    block(
+        "Network isolation: the server's own port on 127.0.0.1",
+        "network/connect_host_server_port",
+        "The test server listens on the host's 127.0.0.1; inside the sandbox 127.0.0.1 is the sandbox's "
+        "own loopback, so the connection is refused. (Only 127.0.0.1 is ever contacted.)",
+    )
+    block(
+        "Filesystem isolation: what is mounted",
+        "secrets/host_mounts",
+        "From `/proc/self/mountinfo`: mount point, filesystem type, and for file systems of the host's disk the "
+        "path on that disk (only Docker's own per-container files and docker-init are bound in).",
+        render=mount_table,
+    )
+    block("Filesystem isolation: the server's files", "secrets/server_files_invisible")
+    return "\n".join(parts)
+
+
+def mount_table(out: Outcome | None) -> str:
+    if out is None:
+        return "(not run)"
+    rows = []
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[0].isdigit() and "-" in fields:
+            fstype = fields[fields.index("-") + 1]
+            source = fields[3] if fields[3] != "/" else ""
+            rows.append(f"{fields[4]:<28} {fstype:<8} {source}")
+    return "\n".join(rows) + f"\n--> {outcome_short(out)}"
+
+
+def observation(out: Outcome | None, port: int) -> str:
+    """What a case did, normalised for comparison across runtimes (the server's port varies by run)."""
+    if out is None:
+        return "not run"
+    probes = []
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] in ("DENIED", "ALLOWED", "SKIPPED"):
+            label = fields[1].replace(str(port), "PORT")
+            probes.append(
+                f"{label} {fields[2]}" if fields[0] == "DENIED" and len(fields) > 2 else f"{label} {fields[0]}"
+            )
+    return outcome_short(out) + (" — " + "; ".join(probes) if probes else "")
+
+
+def short_gap(note: str) -> str:
+    for needle, short in (
+        ("gVisor sandbox crashed", "known gap: gVisor sandbox crash at the pids limit (exit 2)"),
+        ("under gVisor the pids cgroup", "known gap: gVisor sandbox crash at the pids limit (exit 2)"),
+        ("oom reported as exit 137", "known gap: oom reported as exit 137"),
+        ("compile() errors", "known gap: bootstrap frames in the traceback"),
+    ):
+        if needle in note:
+            return short
+    return note
+
+
+def differences_section(res: dict[str, RuntimeResults]) -> str:
+    parts = ["## runc and runsc: every difference", ""]
+    if not {"runc", "runsc"} <= set(res):
+        return "\n".join([*parts, "(one runtime only in this run)", ""])
+    runc, runsc = res["runc"], res["runsc"]
+    parts.append(
+        "Cases whose outcome or probe results differ between the runtimes in this run. *Expected* "
+        "differences are written into the corpus (`runsc=` with the reason); the others are the known "
+        "gaps below or noise (timing)."
+    )
+    parts.append("")
+    parts.append("| case | runc | runsc | expected difference? |")
+    parts.append("| --- | --- | --- | --- |")
+    for case in CORPUS:
+        a, b = observation(runc.out(case.key), runc.ctx.port), observation(runsc.out(case.key), runsc.ctx.port)
+        if a == b:
+            continue
+        verdicts = (runc.verdicts[case.key].status, runsc.verdicts[case.key].status)
+        if case.runsc is not None:
+            why = "yes: " + case.differs
+        elif runsc.verdicts[case.key].status == "gap":
+            why = short_gap(runsc.verdicts[case.key].note)
+        elif verdicts == ("pass", "pass"):
+            why = "harmless: the same outcome, another errno or detail; the case passes on both"
+        else:
+            why = "**unexpected**"
+        parts.append(f"| `{case.key}` | {cell(a)} | {cell(b)} | {cell(why)} |")
+    parts.append("")
+    return "\n".join(parts)
+
+
+KNOWN_SERVER_BUGS = [
+    (
+        "Huge integer timeout → internal error",
+        "`tests/security/test_fuzz.py::test_huge_integer_timeout_websocket`, `..._http` (xfail, strict)",
+        '`{"type": "run", "code": "pass", "timeout": 1000…0}` (400 digits): `app/protocol.py` '
+        "`parse_run_fields` calls `math.isfinite()` on an int beyond float range → OverflowError → WebSocket "
+        "`error` `internal` 1011, POST /run 500 (traceback in the log). Expected: `bad_message` or a clamped timeout.",
+    ),
+    (
+        "A client vanishing right after `started` can leave its program running to the timeout",
+        "`tests/security/test_faults.py::test_vanishing_clients_leave_no_container` (xfail when seen)",
+        "Abort the TCP connection immediately after the `started` frame: in about 1 of 10 tries the run is not "
+        "killed but ends by its wall clock (logged `reason: timeout`), holding a sandbox and an admission slot "
+        "meanwhile. Cause: `WebSocketSession.send()` uses `asyncio.wait_for`, which on Python 3.11 swallows a "
+        "cancellation that arrives as the inner send completes (a send to a closed hypercorn stream completes at "
+        "once), and `serve()` cancels `self._main` without awaiting it. Fix: `asyncio.timeout()` instead of "
+        "`wait_for`, and await the cancelled task.",
+    ),
+    (
+        "Bootstrap frames in compile-error tracebacks",
+        "`code/deep_unary`, `code/long_binop_chain` (xfail, strict, both runtimes)",
+        "`app/sandbox/bootstrap.py` catches only SyntaxError/ValueError around `compile()`; the parser's "
+        'MemoryError and the compiler\'s RecursionError escape with `File "<string>", line 39, in _main`.',
+    ),
+    ("oom reported as exit 137", "any `memory/*` case (xfail when seen)", OOM_AS_EXIT_GAP),
+    (
+        "runsc: pids limit kills the gVisor sandbox",
+        "`bombs/*`, `cpu/cpu_*`, `survivors/*` under runsc",
+        SANDBOX_CRASH_GAP,
+    ),
+]
+
+
+def gaps_section(res: dict[str, RuntimeResults]) -> str:
+    parts = ["## Known gaps and server bugs", ""]
+    parts.append(
+        "Found by this suite; each is asserted by a test that passes as xfail while the gap reproduces and "
+        "never excuses a broken security property (a case's `safe` expectation is checked first)."
+    )
+    parts.append("")
+    parts.append("| gap | where it shows | details |")
+    parts.append("| --- | --- | --- |")
+    for title, where, details in KNOWN_SERVER_BUGS:
+        parts.append(f"| {cell(title)} | {cell(where)} | {cell(details)} |")
+    parts.append("")
+    parts.append("Seen in this run:")
+    parts.append("")
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for r in res.values():
+        for key, verdict in r.verdicts.items():
+            if verdict.status in ("gap", "fixed", "fail"):
+                label = {"gap": "known gap", "fixed": "GAP NO LONGER SEEN", "fail": "**FAIL**"}[verdict.status]
+                note = verdict.note or "; ".join(verdict.problems)
+                detail = "; ".join(verdict.problems)
+                groups.setdefault((r.runtime, label, note), []).append(f"`{key}` ({detail[:200]})")
+    for (runtime, label, note), keys in groups.items():
+        parts.append(f"- {runtime}, {label}: {cell(note)}")
+        parts.extend(f"  - {cell(k)}" for k in keys)
+    if not groups:
+        parts.append("- none")
+    parts.append("")
+    parts.append("Information a program can see (accepted, listed for completeness):")
+    parts.append("")
+    parts.append(
+        "- runc: the host's kernel release (`uname`), the engine's overlay layer paths under /var/lib/docker in "
+        "`/proc/self/mountinfo`, the container id in `/proc/self/cgroup`; `/etc/resolv.conf` names the host's "
+        "resolver (unreachable: no route)."
+    )
+    parts.append(
+        "- runc: the program may ptrace docker-init (same uid 10001, no capability to gain) and leave it stopped: "
+        "the container then outlives the program until the wall clock ends the run (`tamper/ptrace_freeze_init`)."
+    )
+    parts.append(
+        "- runsc: the program may stop its init with SIGSTOP (`tamper/sigstop_pid1`) or kill it "
+        "(`tamper/sigkill_pid1`): the run ends by the wall clock or at once; nothing escapes."
+    )
+    parts.append("")
+    return "\n".join(parts)
+
+
+def corpus_section(res: dict[str, RuntimeResults]) -> str:
+    parts = ["## The corpus, case by case", ""]
+    runtimes = [r for r in RUNTIMES if r in res]
+    for name in CLASSES:
+        cases = by_class(name)
+        parts.append(f"### {name} ({len(cases)}): {CLASS_DOCS[name]}")
+        parts.append("")
+        parts.append("| case | program | proves | " + " | ".join(runtimes) + " |")
+        parts.append("|" + " --- |" * (3 + len(runtimes)))
+        for case in cases:
+            cells = []
+            for rt in runtimes:
+                r = res[rt]
+                verdict = r.verdicts[case.key]
+                mark = {"pass": "✓", "gap": "gap", "fail": "**FAIL**", "fixed": "**fixed?**"}[verdict.status]
+                out = r.out(case.key)
+                secs = f", {out.elapsed_s:.1f} s" if out else ""
+                cells.append(f"{mark} {outcome_short(out)}{secs}")
+            program = cell(program_summary(case)).replace("`", "'")
+            row = f"| `{case.id}` | `{program}` | {cell(case.proves)} | " + " | ".join(cell(c) for c in cells) + " |"
+            parts.append(row)
+        parts.append("")
+    return "\n".join(parts)
+
+
+# --- main ----------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.security.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated: runc,runsc")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--repeat", type=int, default=5, help="samples per measurement")
+    args = parser.parse_args(argv)
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    started = time.monotonic()
+    results: dict[str, RuntimeResults] = {}
+    for runtime in runtimes:
+        log(f"{runtime}: starting")
+        results[runtime] = asyncio.run(collect_runtime(runtime, args.repeat))
+    text = doc(results, time.monotonic() - started)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    failed = [
+        f"{r.runtime} {k}" for r in results.values() for k, v in r.verdicts.items() if v.status in ("fail", "fixed")
+    ]
+    log(f"wrote {args.output} in {time.monotonic() - started:.0f} s; failures: {failed or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
