@@ -26,7 +26,10 @@ from app.sandbox.bootstrap import encode_program
 from app.sandbox.engine import ExitStatus
 
 EXIT_WAIT_AFTER_KILL_S = 10.0  # a killed container that has not exited by then: the engine is unwell
-DRAIN_AFTER_EXIT_S = 2.0  # output still in flight when the container has exited
+# Output still in flight when the container has exited: the engine ends the stream right after,
+# so this bound only matters when the engine (or this server) is badly overloaded; output it
+# cuts off is reported as truncated, never dropped silently.
+DRAIN_AFTER_EXIT_S = 30.0
 STDIN_QUEUE_DEPTH = 16
 
 
@@ -230,9 +233,11 @@ class Run:
             except TimeoutError:
                 raise Unavailable("the sandbox did not exit after being killed") from None
             duration_ms = round((time.monotonic() - self.started_at) * 1000)
-            # the container is gone, so the stream ends; keep reading (never block its exit) briefly
-            with contextlib.suppress(TimeoutError):
+            # the container is gone, so the stream ends once the engine has passed on what is left
+            try:
                 await asyncio.wait_for(asyncio.shield(reader), DRAIN_AFTER_EXIT_S)
+            except TimeoutError:
+                self.assembler.truncated = True
             reader.cancel()
             self._emit(self.assembler.finish())
         finally:

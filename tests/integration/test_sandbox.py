@@ -165,6 +165,13 @@ async def test_closing_output_streams_does_not_end_the_run(service: SandboxServi
     assert exit_.duration_ms >= 1400
 
 
+async def test_bootstrap_imports_nothing_heavy_before_the_program(service: SandboxService) -> None:
+    """Each import the bootstrap makes up front is CPU paid by every container, run or not."""
+    code = "import sys\nprint(sorted({'traceback', 'linecache', 'typing', 're', 'tokenize'} & set(sys.modules)))"
+    events, _ = await run_code(service, code)
+    assert text(events) == "[]\n"
+
+
 async def test_environment_holds_only_what_the_runner_sets(
     service: SandboxService, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -65,3 +65,19 @@ def test_utf8_program_with_non_ascii_output() -> None:
 def test_no_program_means_a_quiet_exit() -> None:
     p = subprocess.run([sys.executable, "-I", "-c", BOOTSTRAP], input=b"", capture_output=True, timeout=30)
     assert p.returncode == 0 and p.stdout == b"" and p.stderr == b""
+
+
+def test_source_is_found_by_traceback_and_inspect_inside_the_program() -> None:
+    code = (
+        "import inspect, traceback\n"
+        "def f():\n"
+        "    return 1 / 0\n"
+        "try:\n"
+        "    f()\n"
+        "except ZeroDivisionError:\n"
+        "    traceback.print_exc()\n"
+        "print(inspect.getsource(f), end='')\n"
+    )
+    p = run(code)
+    assert "    return 1 / 0" in p.stderr.decode()
+    assert p.stdout.decode() == "def f():\n    return 1 / 0\n"
