@@ -15,6 +15,7 @@ Stream = Literal["stdout", "stderr"]
 
 HEADER_SIZE = 8
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+_HEADER = struct.Struct(">BxxxL")
 
 
 class FrameError(ValueError):
@@ -28,21 +29,33 @@ class FrameParser:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[Stream, bytes]]:
+        """Completed payloads, neighbours of one stream joined (a line-buffered program writes
+        one frame per line: joining them here makes the line work per read, not per line)."""
         self._buf += data
         buf = self._buf
-        out: list[tuple[Stream, bytes]] = []
+        view = memoryview(buf)
+        runs: list[tuple[Stream, list[memoryview]]] = []
         pos = 0
-        while len(buf) - pos >= HEADER_SIZE:
-            kind, length = struct.unpack_from(">BxxxL", buf, pos)
-            if len(buf) - pos - HEADER_SIZE < length:
-                break
-            stream = _STREAMS.get(kind)
-            if stream is None:
-                raise FrameError(f"unknown stream byte {kind}")
-            start = pos + HEADER_SIZE
-            pos = start + length
-            if length:
-                out.append((stream, bytes(buf[start:pos])))
+        try:
+            while len(buf) - pos >= HEADER_SIZE:
+                kind, length = _HEADER.unpack_from(buf, pos)
+                if len(buf) - pos - HEADER_SIZE < length:
+                    break
+                stream = _STREAMS.get(kind)
+                if stream is None:
+                    raise FrameError(f"unknown stream byte {kind}")
+                start = pos + HEADER_SIZE
+                pos = start + length
+                if not length:
+                    continue
+                if runs and runs[-1][0] == stream:
+                    runs[-1][1].append(view[start:pos])
+                else:
+                    runs.append((stream, [view[start:pos]]))
+            out = [(stream, b"".join(parts)) for stream, parts in runs]
+        finally:
+            runs.clear()
+            view.release()
         del buf[:pos]
         return out
 

@@ -36,3 +36,8 @@ def test_incomplete_header_is_held() -> None:
     parser = FrameParser()
     assert parser.feed(b"\x01\x00\x00") == []
     assert parser.pending == 3
+
+
+def test_neighbouring_frames_of_one_stream_are_joined() -> None:
+    stream = b"".join(encode_frame("stdout", b"%d\n" % i) for i in range(5)) + encode_frame("stderr", b"e\n")
+    assert FrameParser().feed(stream) == [("stdout", b"0\n1\n2\n3\n4\n"), ("stderr", b"e\n")]
