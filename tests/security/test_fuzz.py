@@ -272,6 +272,7 @@ def expected_http(content_type: str, body: bytes) -> str:
 @example(content_type="application/json", body=b"\xff\xfe\x00")
 def test_post_run(fuzz_server: ServerProcess, content_type: str, body: bytes) -> None:
     """POST /run answers 200 for a run, else the documented status and ``{"error", "code"}``; never 500."""
+    content_type = content_type.strip()  # a header value cannot start or end with blanks
     expected = expected_http(content_type, body)
     headers = {"Content-Type": content_type} if content_type else {}
     response = httpx.post(fuzz_server.url + "/run", content=body, headers=headers, timeout=60)
