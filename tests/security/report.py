@@ -634,7 +634,7 @@ def doc(res: dict[str, RuntimeResults], elapsed_s: float) -> str:
         "(runc) and `SCE_RUNTIME=runsc pytest -m security` (gVisor)."
     )
     add("")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines()) + "\n"
 
 
 def safe_figure(figure: Callable[[RuntimeResults], str], r: RuntimeResults) -> str:
@@ -731,7 +731,7 @@ def mount_table(out: Outcome | None) -> str:
         if len(fields) > 4 and fields[0].isdigit() and "-" in fields:
             fstype = fields[fields.index("-") + 1]
             source = fields[3] if fields[3] != "/" else ""
-            rows.append(f"{fields[4]:<28} {fstype:<8} {source}")
+            rows.append(f"{fields[4]:<28} {fstype:<8} {source}".rstrip())
     return "\n".join(rows) + f"\n--> {outcome_short(out)}"
 
 
