@@ -41,12 +41,14 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# everything under runc, then the hostile-program corpus again under gVisor (runsc)
 test: install lint typecheck image
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+	SCE_RUNTIME=runsc $(BIN)/pytest -q tests/security/test_corpus.py $(PYTEST_ARGS)
 
-# the same suite with gVisor as the sandbox runtime
+# every Docker suite with gVisor as the sandbox runtime (CI runs it after `make test`)
 test-runsc: install image
-	SCE_RUNTIME=runsc $(BIN)/pytest -q -m "docker and not browser" $(PYTEST_ARGS)
+	SCE_RUNTIME=runsc $(BIN)/pytest -q -m "docker and not browser and not engine_restart" $(PYTEST_ARGS)
 
 bench: install image
 	$(BIN)/python -m tests.bench
