@@ -815,7 +815,7 @@ KNOWN_SERVER_BUGS = [
         "Bootstrap frames in compile-error tracebacks",
         "`code/deep_unary`, `code/long_binop_chain` (xfail, strict, both runtimes)",
         "`app/sandbox/bootstrap.py` catches only SyntaxError/ValueError around `compile()`; the parser's "
-        'MemoryError and the compiler\'s RecursionError escape with `File "<string>", line 39, in _main`.',
+        'MemoryError and the compiler\'s RecursionError escape with `File "<string>", line …, in _main`.',
     ),
     (
         "Engine stopped mid-run reported as the program's exit 143",
