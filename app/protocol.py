@@ -78,9 +78,12 @@ def parse_run_fields(obj: dict[str, Any], settings: Settings) -> RunRequest:
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise BadMessage("'timeout' must be a number of seconds")
+        try:
+            timeout = float(timeout)  # an integer too large for a float overflows here
+        except OverflowError:
+            timeout = math.inf
         if not math.isfinite(timeout) or timeout <= 0:
-            raise BadMessage("'timeout' must be a positive number of seconds")
-        timeout = float(timeout)
+            raise BadMessage("'timeout' must be a positive, finite number of seconds")
     return RunRequest(code=code, stdin=stdin, timeout=timeout)
 
 

@@ -62,7 +62,7 @@ def _main():
     sys.path[0:0] = [os.getcwd()]
     try:
         code = compile(source_bytes, "main.py", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:
+    except Exception as exc:  # SyntaxError, ValueError (NUL bytes), MemoryError, RecursionError
         _print_exception(exc.with_traceback(None))
         sys.exit(1)
     try:

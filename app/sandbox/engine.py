@@ -41,6 +41,12 @@ SANDBOX_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+OOM_FLAG_TRIES = 4
+OOM_FLAG_INTERVAL_S = 0.1
+# gVisor's own threads (~40 at idle) count against the container's pids cgroup; at the plain limit
+# its Go runtime cannot start a thread and the whole sandbox dies (exit 2, output lost). The guest's
+# processes then need this much room on top of the limit the program is promised.
+RUNSC_PIDS_HEADROOM = 192
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
 
@@ -88,6 +94,7 @@ class Sandbox:
         self._raw = raw  # keeps the SDK's response (and so the socket) alive
         self._sock = sock
         self._closed = False
+        self.killed = False  # by us: then a 137 is our SIGKILL, not a question for the OOM flag
 
     def is_alive(self) -> bool:
         """A waiting bootstrap writes nothing, so a readable socket means the container is gone."""
@@ -117,6 +124,7 @@ class Sandbox:
 
     async def kill(self) -> None:
         """SIGKILL the whole container; one that has already exited is fine."""
+        self.killed = True
         try:
             await self.engine.call(self.engine.api.kill, self.container_id)
         except docker.errors.NotFound:
@@ -131,8 +139,15 @@ class Sandbox:
         code = int(result.get("StatusCode", -1))
         oom = False
         if code == 137:
-            state = (await self.engine.call(self.engine.api.inspect_container, self.container_id))["State"]
-            oom = bool(state.get("OOMKilled"))
+            # The OOM flag can trail the exit (gVisor's often does): a 137 we did not cause is
+            # looked at a few more times before it is called the program's own.
+            tries = 1 if self.killed else OOM_FLAG_TRIES
+            for attempt in range(tries):
+                state = (await self.engine.call(self.engine.api.inspect_container, self.container_id))["State"]
+                oom = bool(state.get("OOMKilled"))
+                if oom or attempt == tries - 1:
+                    break
+                await asyncio.sleep(OOM_FLAG_INTERVAL_S)
         return ExitStatus(code=code, oom_killed=oom)
 
     def close_socket(self) -> None:
@@ -179,7 +194,7 @@ class DockerEngine:
             network_mode="none",
             mem_limit=f"{s.memory_mb}m",
             memswap_limit=f"{s.memory_mb}m",
-            pids_limit=s.pids,
+            pids_limit=s.pids + (RUNSC_PIDS_HEADROOM if s.runtime == "runsc" else 0),
             nano_cpus=int(s.cpus * 1e9),
             ulimits=[Ulimit(name="nofile", soft=s.nofile, hard=s.nofile)],
             read_only=True,

@@ -97,7 +97,8 @@ class WarmPool:
             self._wake.clear()
             oldest = min((s.created_at for s in self._ready), default=time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.1, oldest + self.idle_max_s - time.monotonic()))
+                async with asyncio.timeout(max(0.1, oldest + self.idle_max_s - time.monotonic())):
+                    await self._wake.wait()
 
     def _recycle_stale(self) -> None:
         now = time.monotonic()

@@ -229,13 +229,15 @@ class Run:
                 self._request_stop("timeout")
                 await self.sandbox.kill()
             try:
-                status = await asyncio.wait_for(asyncio.shield(waiter), EXIT_WAIT_AFTER_KILL_S)
+                async with asyncio.timeout(EXIT_WAIT_AFTER_KILL_S):
+                    status = await asyncio.shield(waiter)
             except TimeoutError:
                 raise Unavailable("the sandbox did not exit after being killed") from None
             duration_ms = round((time.monotonic() - self.started_at) * 1000)
             # the container is gone, so the stream ends once the engine has passed on what is left
             try:
-                await asyncio.wait_for(asyncio.shield(reader), DRAIN_AFTER_EXIT_S)
+                async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
+                    await asyncio.shield(reader)
             except TimeoutError:
                 self.assembler.truncated = True
             reader.cancel()

@@ -59,7 +59,8 @@ class ServerContext:
     async def _until_idle(self, seconds: float) -> None:
         if self.runs:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self._idle.wait()
 
     @staticmethod
     def new_run_id() -> str:

@@ -52,8 +52,11 @@ class WebSocketSession:
 
     # -- frames out ---------------------------------------------------------------------------
     async def send(self, frame: dict[str, Any]) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands
+        # as the send completes (a vanished client), and the run would go on to its timeout
         try:
-            await asyncio.wait_for(websocket.send(json.dumps(frame)), self.settings.send_timeout_s)
+            async with asyncio.timeout(self.settings.send_timeout_s):
+                await websocket.send(json.dumps(frame))
         except TimeoutError:
             raise ClientStalled() from None
 
@@ -77,7 +80,8 @@ class WebSocketSession:
 
     async def await_run_frame(self) -> RunRequest:
         try:
-            frame = await asyncio.wait_for(self.receive(), self.settings.run_frame_timeout_s)
+            async with asyncio.timeout(self.settings.run_frame_timeout_s):
+                frame = await self.receive()
         except TimeoutError:
             raise BadMessage(f"no run frame within {self.settings.run_frame_timeout_s:g} s") from None
         if not isinstance(frame, RunRequest):
@@ -145,8 +149,9 @@ class WebSocketSession:
             finally:
                 receiver.cancel()
                 self._main.cancel()
-                with contextlib.suppress(BaseException):
-                    await receiver
+                for task in (receiver, self._main):  # their clean-up (the sandbox) ends before ours
+                    with contextlib.suppress(BaseException):
+                        await task
             await self.close(1000)
         except SCEError as error:
             await self.fail(error)
