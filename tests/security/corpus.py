@@ -368,10 +368,9 @@ add(
 add = cls("bombs", "fork and thread bombs against the pids limit (64)")
 PIDS_GAP = (
     "runsc",
-    "under gVisor the pids cgroup (64) counts the sandbox's own host threads (~38 at idle, more per "
-    "guest process and running thread): the program never sees EAGAIN; the gVisor sentry fails to "
-    "create an OS thread (Go 'newosproc' fatal error) and the whole sandbox dies with exit 2, "
-    "losing buffered output (the run is still contained and the server keeps serving)",
+    "under gVisor the pids cgroup counts the sandbox's own host threads (~40 at idle), so the server "
+    "gives it headroom (RUNSC_PIDS_HEADROOM in app/sandbox/engine.py) and the guest's processes are not "
+    "refused with EAGAIN at 64: a bomb is bounded by memory and the wall clock instead",
 )
 BOMB_SAFE = Expect(reasons=("exit", "timeout", "oom", "output_limit"), exit_codes=None, within_s=BOMB_BOUND_S)
 add(
@@ -1348,8 +1347,6 @@ add(
     "    r = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)\n"
     "    print(cmd[0], 'RC', r.returncode, r.stdout.decode().strip(), r.stderr.decode().strip())\n",
     exits(0, require=("su RC 1", "Authentication failure", "mount RC 32", "must be superuser"), forbid=("uid=0",)),
-    gaps=(PIDS_GAP,),
-    safe=Expect(reasons=("exit",), exit_codes=None, forbid=("uid=0",)),
     proves="setuid-root binaries do not elevate (no_new_privs): su and mount fail",
 )
 
@@ -1436,14 +1433,12 @@ add(
     "deep_unary",
     "x = " + "-" * 60000 + "1\nprint('computed')\n",
     exits(1, require=("MemoryError",), forbid=('File "<string>"', "_main")),
-    gaps=(("runc", BOOTSTRAP_FRAMES_GAP), ("runsc", BOOTSTRAP_FRAMES_GAP)),
     safe=exits(1, require=("MemoryError",), forbid=("computed",)),
 )
 add(
     "long_binop_chain",
     "x = " + "1+" * 30000 + "1\nprint(x)\n",
     exits(1, require=("RecursionError",), forbid=('File "<string>"', "_main")),
-    gaps=(("runc", BOOTSTRAP_FRAMES_GAP), ("runsc", BOOTSTRAP_FRAMES_GAP)),
     safe=exits(1, require=("RecursionError",)),
 )
 add(
@@ -1636,14 +1631,14 @@ class Verdict:
 
 
 OOM_AS_EXIT_GAP = (
-    "oom reported as exit 137/SIGKILL: app/sandbox/engine.py Sandbox.wait() trusts State.OOMKilled read once, "
-    "right after the wait returns; under gVisor the flag is often unset, and under load on runc it can lag the "
-    "exit event (intermittent)"
+    "oom reported as exit 137/SIGKILL: the engine's State.OOMKilled is the only OOM signal; Sandbox.wait() "
+    "re-reads it for 0.3 s after a 137 the server did not cause, but under gVisor with several runs at once the "
+    "flag sometimes never gets set (intermittent; the run is still killed at its memory limit)"
 )
 SANDBOX_CRASH_GAP = (
-    "gVisor sandbox crashed (exit 2): the pids cgroup limit (64) counts gVisor's own host threads; when the "
-    "sentry cannot create an OS thread it dies and the run reports exit 2 (intermittent for programs with a few "
-    "processes or busy threads, certain for bombs)"
+    "gVisor sandbox crashed (exit 2): the pids cgroup limit counts gVisor's own host threads; when the "
+    "sentry cannot create an OS thread it dies and the run reports exit 2 (the server now gives runsc "
+    "RUNSC_PIDS_HEADROOM more; kept for bombs that still reach it)"
 )
 
 

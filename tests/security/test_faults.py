@@ -182,8 +182,7 @@ async def test_vanishing_clients_leave_no_container(server_factory: ServerFactor
         await until(at_rest, 30, "the server at rest with only its warm pool")
     print(f"slowest removal after a vanishing client: {slowest:.2f} s over {tries} tries; lived on: {lived_on}")
     await hello(server)
-    if lived_on:
-        pytest.xfail(f"known server bug in {len(lived_on)} of {tries // width} rounds: {VANISHED_RUN_LIVES_ON}")
+    assert not lived_on, f"{len(lived_on)} of {tries // width} rounds: {VANISHED_RUN_LIVES_ON}"
 
 
 # --- the server killed mid-run ---------------------------------------------------------------------------
