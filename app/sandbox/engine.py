@@ -212,7 +212,6 @@ class DockerEngine:
             "command": ["python3", "-I", "-c", BOOTSTRAP],
             "user": SANDBOX_USER,
             "working_dir": "/tmp",
-            "hostname": "sandbox",
             "environment": SANDBOX_ENV,
             "stdin_open": True,  # with detach=False the SDK also sets StdinOnce: EOF without losing output
             "detach": False,

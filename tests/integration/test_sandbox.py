@@ -13,7 +13,7 @@ import pytest
 
 from app.core.events import Exit, Output, Started
 from app.protocol import RunRequest
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, DockerEngine
+from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, RUNSC_PIDS_HEADROOM, DockerEngine
 from app.sandbox.run import Run
 from app.sandbox.service import SandboxService
 from app.settings import Settings
@@ -194,7 +194,7 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Memory"] == host["MemorySwap"] == 128 * 1024 * 1024
-    assert host["PidsLimit"] == 64
+    assert host["PidsLimit"] == 64 + (RUNSC_PIDS_HEADROOM if service.settings.runtime == "runsc" else 0)
     assert host["Init"] is True
     assert host["LogConfig"]["Type"] == "none"
     assert "nosuid" in host["Tmpfs"]["/tmp"] and "nodev" in host["Tmpfs"]["/tmp"]

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -813,7 +814,8 @@ add(
 add(
     "hostname",
     "import socket\nprint('HOST', socket.gethostname())\n",
-    exits(0, check=check_line_value("HOST", "sandbox")),
+    exits(0, require=("HOST ",), forbid=(f"HOST {socket.gethostname()}\n",)),
+    proves="the sandbox has its own hostname (the engine's short container id), not the host's",
 )
 
 # Network ----------------------------------------------------------------------------------------------
