@@ -35,14 +35,11 @@ class SCEError(Exception):
     """Base of every error the service reports to a client."""
 
     code: ClassVar[str] = "internal"
+    default_message: ClassVar[str] = "internal error"
 
     def __init__(self, message: str = "") -> None:
-        super().__init__(message or self.default_message())
-        self.message = message or self.default_message()
-
-    @classmethod
-    def default_message(cls) -> str:
-        return "internal error"
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
 
     @property
     def close_code(self) -> int:
@@ -70,20 +67,14 @@ class MessageTooLarge(SCEError):
 
 class Busy(SCEError):
     code = "busy"
-
-    @classmethod
-    def default_message(cls) -> str:
-        return "all sandboxes are busy; try again shortly"
+    default_message = "all sandboxes are busy; try again shortly"
 
 
 class Unavailable(SCEError):
     """The engine cannot be reached, or the sandbox itself failed."""
 
     code = "unavailable"
-
-    @classmethod
-    def default_message(cls) -> str:
-        return "the sandbox engine is unavailable"
+    default_message = "the sandbox engine is unavailable"
 
 
 class Internal(SCEError):
@@ -92,23 +83,14 @@ class Internal(SCEError):
 
 class UnsupportedMediaType(SCEError):
     code = "unsupported_media_type"
-
-    @classmethod
-    def default_message(cls) -> str:
-        return "the body must be application/json"
+    default_message = "the body must be application/json"
 
 
 class Unauthorized(SCEError):
     code = "unauthorized"
-
-    @classmethod
-    def default_message(cls) -> str:
-        return "a valid API token is required"
+    default_message = "a valid API token is required"
 
 
 class Forbidden(SCEError):
     code = "forbidden"
-
-    @classmethod
-    def default_message(cls) -> str:
-        return "this origin is not allowed"
+    default_message = "this origin is not allowed"

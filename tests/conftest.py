@@ -107,7 +107,8 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m app serve`` on a free loopback port, with its own ``SCE_*`` environment."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, healthy: bool = True) -> None:
+        self.healthy = healthy  # False: ready once it answers /healthz at all (e.g. a missing image)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/run"
@@ -128,6 +129,8 @@ class ServerProcess:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
                 r = httpx.get(self.url + "/healthz", timeout=2)
+                if not self.healthy and r.status_code in (200, 503):
+                    return
                 if r.status_code == 200 and r.json()["pool"]["ready"] >= r.json()["pool"]["size"]:
                     return
             except httpx.HTTPError:

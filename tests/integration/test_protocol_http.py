@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -52,26 +51,9 @@ def guarded() -> Iterator[ServerProcess]:
     proc.stop()
 
 
-class UnhealthyServerProcess(ServerProcess):
-    """A server that is up but whose /healthz says 503 (its image is missing)."""
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code in (200, 503):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # polling a process we cannot get an event from
-        raise RuntimeError(f"server did not come up:\n{self.log()}")
-
-
 @pytest.fixture(scope="module")
 def no_image() -> Iterator[ServerProcess]:
-    proc = UnhealthyServerProcess({"SCE_IMAGE": MISSING_IMAGE, "SCE_POOL_SIZE": "0"})
+    proc = ServerProcess({"SCE_IMAGE": MISSING_IMAGE, "SCE_POOL_SIZE": "0"}, healthy=False)
     yield proc
     proc.stop()
 
