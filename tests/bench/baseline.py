@@ -87,7 +87,9 @@ def _host_flags(hc: dict[str, Any]) -> list[str]:
 def docker_run_args(config: dict[str, Any], command: list[str]) -> list[str]:
     """``docker run --rm -i`` with the engine's flags, running ``command`` instead of the bootstrap."""
     args = ["docker", "run", "--rm", "-i", *_host_flags(config["host_config"])]
-    args += ["--user", config["user"], "--workdir", config["working_dir"], "--hostname", config["hostname"]]
+    args += ["--user", config["user"], "--workdir", config["working_dir"]]
+    if "hostname" in config:
+        args += ["--hostname", config["hostname"]]
     for key, value in config["environment"].items():
         args += ["--env", f"{key}={value}"]
     for key, value in BENCH_LABELS.items():
