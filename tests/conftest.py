@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -154,6 +155,18 @@ class ServerProcess:
 
 
 ServerFactory = Callable[..., ServerProcess]
+
+
+def module_server(env: dict[str, str], *, healthy: bool = True) -> Any:
+    """A module-scoped fixture serving with ``env``: ``tight = module_server(TIGHT_ENV)``."""
+
+    @pytest.fixture(scope="module")
+    def fixture() -> Iterator[ServerProcess]:
+        proc = ServerProcess(env, healthy=healthy)
+        yield proc
+        proc.stop()
+
+    return fixture
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from app.settings import Settings
-from tests.conftest import ServerFactory, ServerProcess
+from tests.conftest import ServerFactory, ServerProcess, module_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(60)]
 
@@ -37,25 +37,13 @@ GUARDED_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def tight() -> Iterator[ServerProcess]:
-    proc = ServerProcess(TIGHT_ENV)
-    yield proc
-    proc.stop()
+tight = module_server(TIGHT_ENV)
 
 
-@pytest.fixture(scope="module")
-def guarded() -> Iterator[ServerProcess]:
-    proc = ServerProcess(GUARDED_ENV)
-    yield proc
-    proc.stop()
+guarded = module_server(GUARDED_ENV)
 
 
-@pytest.fixture(scope="module")
-def no_image() -> Iterator[ServerProcess]:
-    proc = ServerProcess({"SCE_IMAGE": MISSING_IMAGE, "SCE_POOL_SIZE": "0"}, healthy=False)
-    yield proc
-    proc.stop()
+no_image = module_server({"SCE_IMAGE": MISSING_IMAGE, "SCE_POOL_SIZE": "0"}, healthy=False)
 
 
 @pytest.fixture

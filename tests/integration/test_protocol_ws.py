@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import docker
@@ -23,7 +23,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from app.settings import Settings
-from tests.conftest import ServerFactory, ServerProcess
+from tests.conftest import ServerFactory, ServerProcess, module_server
 from tests.wsclient import WsResult, collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(60)]
@@ -61,25 +61,13 @@ MISSING_IMAGE = "sce-missing-image:does-not-exist"
 # --- servers -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tight() -> Iterator[ServerProcess]:
-    proc = ServerProcess(TIGHT_ENV)
-    yield proc
-    proc.stop()
+tight = module_server(TIGHT_ENV)
 
 
-@pytest.fixture(scope="module")
-def guarded() -> Iterator[ServerProcess]:
-    proc = ServerProcess(GUARDED_ENV)
-    yield proc
-    proc.stop()
+guarded = module_server(GUARDED_ENV)
 
 
-@pytest.fixture(scope="module")
-def no_image() -> Iterator[ServerProcess]:
-    proc = ServerProcess({"SCE_IMAGE": MISSING_IMAGE, "SCE_POOL_SIZE": "0"}, healthy=False)
-    yield proc
-    proc.stop()
+no_image = module_server({"SCE_IMAGE": MISSING_IMAGE, "SCE_POOL_SIZE": "0"}, healthy=False)
 
 
 # --- helpers -------------------------------------------------------------------------------------
