@@ -52,17 +52,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def project_containers(owner: str | None = None) -> list[dict[str, Any]]:
+    """The project's containers on the engine (all states), optionally only one owner's.
+
+    The low-level list: the high-level one inspects each container and races with removals.
+    """
+    labels = [f"{LABEL_MANAGED}=true"] + ([f"{LABEL_OWNER}={owner}"] if owner else [])
+    client = docker.from_env(timeout=10)
+    try:
+        found: list[dict[str, Any]] = client.api.containers(all=True, filters={"label": labels})
+        return found
+    finally:
+        client.close()
+
+
+def server_containers(pid: int) -> list[str]:
+    """Ids of the containers a server process owns (its owner label starts ``host:pid:``)."""
+    prefix = f"{socket.gethostname()}:{pid}:"
+    return [c["Id"] for c in project_containers() if (c.get("Labels") or {}).get(LABEL_OWNER, "").startswith(prefix)]
+
+
 def managed_containers() -> list[str]:
     """Containers of the project left by servers that no longer run, or by this test process.
 
     Containers of other live servers on the same engine (a developer's `make run`) are theirs.
     """
-    client = docker.from_env(timeout=10)
-    try:
-        # the low-level list: the high-level one inspects each container and races with removals
-        found = client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
-    finally:
-        client.close()
+    found = project_containers()
     me = owner_id()
     return [
         c["Id"]

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import httpx
 import pytest
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, server_containers
 from tests.wsclient import WsResult, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
@@ -55,25 +52,13 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def containers_of(server: ServerProcess) -> list[str]:
-    """The managed containers this server process owns (other servers may share the engine)."""
-    owner_prefix = f"{socket.gethostname()}:{server.proc.pid}:"
-    client = docker.from_env(timeout=10)
-    try:
-        # the low-level list: the high-level one inspects each container and races with removals
-        found = client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
-        return [c["Id"] for c in found if (c.get("Labels") or {}).get(LABEL_OWNER, "").startswith(owner_prefix)]
-    finally:
-        client.close()
-
-
 async def settled(server: ServerProcess) -> tuple[dict[str, Any], str]:
     """Wait until nothing runs, waits or stays open, and no container beyond the pool is left."""
     async with asyncio.timeout(SETTLE_S), httpx.AsyncClient(timeout=10) as http:
         while True:
             health = (await http.get(server.url + "/healthz")).json()
             metrics = (await http.get(server.url + "/metrics")).text
-            containers = await asyncio.to_thread(containers_of, server)
+            containers = await asyncio.to_thread(server_containers, server.proc.pid)
             if (
                 health["active_runs"] == 0
                 and health["queued"] == 0

@@ -8,15 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import docker
 import pytest
 
 from app.core.events import Exit, Output, Started
 from app.protocol import RunRequest
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, RUNSC_PIDS_HEADROOM, DockerEngine
+from app.sandbox.engine import RUNSC_PIDS_HEADROOM, DockerEngine
 from app.sandbox.run import Run
 from app.sandbox.service import SandboxService
 from app.settings import Settings
+from tests.conftest import project_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
@@ -51,15 +51,7 @@ async def run_code(svc: SandboxService, code: str, **kw: Any) -> tuple[list[Any]
 
 
 def managed_ids(owner: str | None = None) -> set[str]:
-    client = docker.from_env()
-    try:
-        return {
-            c["Id"]
-            for c in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
-            if owner is None or c["Labels"].get(LABEL_OWNER) == owner
-        }
-    finally:
-        client.close()
+    return {c["Id"] for c in project_containers(owner)}
 
 
 async def test_exit_with_output_and_code(service: SandboxService) -> None:

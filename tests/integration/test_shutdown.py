@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 
-import docker
 import pytest
 import websockets
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, server_containers
 from tests.wsclient import WsResult, collect
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
@@ -41,14 +38,4 @@ async def test_sigterm_lets_short_runs_finish_and_kills_long_ones(server_factory
     assert long.exit["reason"] == "killed"
     assert short.close_code == long.close_code == 1000
     assert code == 0
-    assert containers_of(server.proc.pid) == []
-
-
-def containers_of(pid: int) -> list[str]:
-    client = docker.from_env()
-    try:
-        found = client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
-    finally:
-        client.close()
-    prefix = f"{socket.gethostname()}:{pid}:"
-    return [c["Id"] for c in found if c["Labels"].get(LABEL_OWNER, "").startswith(prefix)]
+    assert server_containers(server.proc.pid) == []

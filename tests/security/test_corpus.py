@@ -17,12 +17,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import docker
 import httpx
 import pytest
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, owner_id
-from tests.conftest import ServerProcess
+from app.sandbox.engine import owner_id
+from tests.conftest import ServerProcess, project_containers
 from tests.security.corpus import (
     CLASSES,
     CORPUS,
@@ -69,17 +68,6 @@ def _items() -> list[object]:
     return items
 
 
-def owned_containers(owner: str) -> list[dict[str, object]]:
-    client = docker.from_env(timeout=10)
-    try:
-        found: list[dict[str, object]] = client.api.containers(
-            all=True, filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}"]}
-        )
-        return found
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def corpus() -> Iterator[CorpusServer]:
     canary = new_canary()
@@ -123,7 +111,7 @@ async def _still_serves(corpus: CorpusServer, cls: str) -> None:
         # nothing of the class's runs is left behind: at most the warm pool remains (removal is in the background)
         deadline = time.monotonic() + LEAK_WAIT_S
         while True:
-            left = await asyncio.to_thread(owned_containers, corpus.owner)
+            left = await asyncio.to_thread(project_containers, corpus.owner)
             active = (await http.get("/healthz")).json()["active_runs"]
             if len(left) <= POOL_SIZE and active == 0:
                 break

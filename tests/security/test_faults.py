@@ -23,13 +23,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import pytest
 import websockets
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_id
-from tests.conftest import ROOT, ServerFactory, ServerProcess
+from app.sandbox.engine import LABEL_POOL, owner_id
+from tests.conftest import ROOT, ServerFactory, ServerProcess, project_containers
 from tests.wsclient import collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.security]
@@ -42,20 +41,9 @@ DOCKER_PID_FILE = Path("/var/run/docker.pid")
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def containers_of(owner: str) -> list[dict[str, Any]]:
-    client = docker.from_env(timeout=10)
-    try:
-        found: list[dict[str, Any]] = client.api.containers(
-            all=True, filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}"]}
-        )
-        return found
-    finally:
-        client.close()
-
-
 async def census(server: ServerProcess, owner: str, http: httpx.AsyncClient) -> tuple[int, int, int, int]:
     """(cold containers, pooled containers, active runs, pool ready) for one server."""
-    found = await asyncio.to_thread(containers_of, owner)
+    found = await asyncio.to_thread(project_containers, owner)
     cold = sum(1 for c in found if c["Labels"].get(LABEL_POOL) == "false")
     pooled = len(found) - cold
     health = (await http.get("/healthz")).json()
@@ -195,21 +183,21 @@ async def test_killed_server_orphans_are_reaped(server_factory: ServerFactory) -
     dead_owner = owner_id(dead.proc.pid)
     clients = await asyncio.gather(*(open_run(dead.ws_url) for _ in range(10)))
     await asyncio.gather(*(wait_for(ws, "stdout") for ws in clients))
-    running = containers_of(dead_owner)
+    running = project_containers(dead_owner)
     assert len(running) >= 10, running
 
     dead.stop(signal.SIGKILL)
     for ws in clients:  # the clients see the connection drop, without a protocol frame
         result = await asyncio.wait_for(collect(ws), 30)
         assert not result.of("exit"), result.frames
-    orphans = containers_of(dead_owner)
+    orphans = project_containers(dead_owner)
     assert len(orphans) >= 10, "the orphans vanished before any server reaped them: the test proves nothing"
 
     successor = server_factory()  # ready means started: reaping happens before serving
     async with httpx.AsyncClient(base_url=successor.url, timeout=10) as http:
 
         async def reaped() -> bool | str:
-            left = await asyncio.to_thread(containers_of, dead_owner)
+            left = await asyncio.to_thread(project_containers, dead_owner)
             return not left or f"{len(left)} orphans left"
 
         took = await until(reaped, 15, f"orphans of {dead_owner} reaped", step=0.1)
