@@ -76,7 +76,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _image(action: str, settings: Settings, *, force: bool) -> int:
-    from app.sandbox.image import ImageBuildError, build_image, connect, image_status
+    from app.sandbox.docker.image import ImageBuildError, build_image, connect, image_status
 
     # a SIGTERM (CI timeout, make interrupted) must clean up like Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)

@@ -23,7 +23,7 @@ import docker.errors
 import httpx
 import pytest
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, owner_id, owner_is_alive
+from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, owner_id, owner_is_alive
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import signal as _signal
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.core.framing import Stream
+from app.core.streams import Stream
 
 Reason = Literal["exit", "timeout", "oom", "output_limit", "killed"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
-from app.core.framing import Stream
+from app.core.streams import Stream
 
 
 @dataclass

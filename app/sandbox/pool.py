@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from app.errors import SCEError
-from app.sandbox.engine import DockerEngine, Sandbox
+from app.sandbox.docker.engine import DockerEngine, Sandbox
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from app.core.events import Event, Exit, Output, Reason, RunLimits, Started, signal_name
-from app.core.framing import FrameError, FrameParser, Stream
 from app.core.lines import OutputAssembler, coalesce
 from app.errors import Unavailable
 from app.protocol import RunRequest
 from app.sandbox.bootstrap import encode_program
-from app.sandbox.engine import ExitStatus
+from app.sandbox.docker.engine import ExitStatus
+from app.sandbox.docker.framing import FrameError, FrameParser, Stream
 
 EXIT_WAIT_AFTER_KILL_S = 10.0  # a killed container that has not exited by then: the engine is unwell
 # Output still in flight when the container has exited: the engine ends the stream right after,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from app.core.events import RunLimits
 from app.protocol import RunRequest, effective_timeout
-from app.sandbox.engine import DockerEngine
+from app.sandbox.docker.engine import DockerEngine
 from app.sandbox.pool import WarmPool
 from app.sandbox.run import Run, StdinQueue
 from app.settings import Settings

@@ -24,7 +24,7 @@ from typing import Any
 
 import docker
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, DockerEngine, owner_id
+from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, DockerEngine, owner_id
 from app.settings import Settings
 from tests.bench.common import now
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import docker
 import httpx
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, owner_id
+from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, owner_id
 from tests.bench.common import proc_cpu_s, proc_rss_kb
 from tests.conftest import ServerProcess
 

@@ -18,7 +18,7 @@ import docker
 import docker.errors
 import pytest
 
-from app.sandbox.image import (
+from app.sandbox.docker.image import (
     RECIPE_LABEL,
     EngineUnavailable,
     build_image,

@@ -12,7 +12,7 @@ import pytest
 
 from app.core.events import Exit, Output, Started
 from app.protocol import RunRequest
-from app.sandbox.engine import RUNSC_PIDS_HEADROOM, DockerEngine
+from app.sandbox.docker.engine import RUNSC_PIDS_HEADROOM, DockerEngine
 from app.sandbox.run import Run
 from app.sandbox.service import SandboxService
 from app.settings import Settings

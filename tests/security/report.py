@@ -32,7 +32,7 @@ from typing import Any
 import docker
 import httpx
 
-from app.sandbox.engine import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_id
+from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_id
 from tests.conftest import ROOT, ServerProcess
 from tests.security.corpus import (
     CLASS_DOCS,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from app.sandbox.engine import owner_id
+from app.sandbox.docker.engine import owner_id
 from tests.conftest import ServerProcess, project_containers
 from tests.security.corpus import (
     CLASSES,

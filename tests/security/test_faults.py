@@ -27,7 +27,7 @@ import httpx
 import pytest
 import websockets
 
-from app.sandbox.engine import LABEL_POOL, owner_id
+from app.sandbox.docker.engine import LABEL_POOL, owner_id
 from tests.conftest import ROOT, ServerFactory, ServerProcess, project_containers
 from tests.wsclient import collect, run_ws
 

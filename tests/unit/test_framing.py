@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.framing import FrameError, FrameParser, encode_frame
+from app.sandbox.docker.framing import FrameError, FrameParser, encode_frame
 
 
 def test_frames_split_at_every_byte_come_out_whole() -> None:

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from app.core.events import Exit, Output, RunLimits
-from app.core.framing import encode_frame
 from app.protocol import RunRequest
-from app.sandbox.engine import ExitStatus
+from app.sandbox.docker.engine import ExitStatus
+from app.sandbox.docker.framing import encode_frame
 from app.sandbox.run import Run
 
 

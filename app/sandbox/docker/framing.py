@@ -9,9 +9,8 @@ so the parser keeps a small buffer and yields ``(stream, payload)`` pairs as the
 from __future__ import annotations
 
 import struct
-from typing import Literal
 
-Stream = Literal["stdout", "stderr"]
+from app.core.streams import Stream
 
 HEADER_SIZE = 8
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
