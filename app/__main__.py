@@ -3,7 +3,7 @@
     sce image build [--force]   build the image (exit 1 on failure)
     sce image ensure            build only when missing or stale (what ``make run`` uses)
     sce image status            print missing/stale/current; exit 0 only if current
-    sce serve [--bind H:P]      run the server
+    sce serve [--bind H:P]      run the server (exit 1 if it cannot listen there)
 
 Every subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
 way everywhere: one line per problem, naming the variable, exit 2.
@@ -109,8 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "image":
         return _image(args.action, settings, force=getattr(args, "force", False))
     # imported only here: serving pulls in Quart and hypercorn, which the image commands never need
-    run_server: Callable[[Settings], None] = importlib.import_module("app.server.serve").run_server
-    run_server(settings)
+    serving = importlib.import_module("app.server.serve")
+    run_server: Callable[[Settings], None] = serving.run_server
+    cannot_listen: type[Exception] = serving.CannotListen
+    try:
+        run_server(settings)
+    except cannot_listen as exc:  # e.g. the port is taken: one line, and nothing was started
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 from collections.abc import Iterable
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
 from hypercorn.protocol import ws_stream
+from hypercorn.utils import wrap_app
 from wsproto.connection import Connection
 
 from app.server.app import create_app
@@ -51,9 +53,44 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+class CannotListen(Exception):
+    """The listen address cannot be taken; the message is the one line the user sees."""
+
+
+def claim_address(config: Config, bind: str) -> Sockets:
+    """Bind and listen on the configured address now, before the app starts anything.
+
+    Hypercorn runs the app's startup (which fills the warm pool with containers) before it binds,
+    so a taken port would otherwise be found only after containers were started. Listening here,
+    not just binding, also closes the race with a second server starting at the same moment
+    (Linux lets two SO_REUSEADDR sockets bind one address while neither listens).
+    """
+    sockets: Sockets | None = None
+    try:
+        sockets = config.create_sockets()
+        for sock in sockets.insecure_sockets:
+            sock.listen(config.backlog)
+    except OSError as exc:
+        if sockets is not None:
+            for sock in sockets.insecure_sockets:
+                sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CannotListen(
+                f"cannot listen on {bind}: another program already listens there; "
+                "choose another address with --bind HOST:PORT or SCE_BIND"
+            ) from exc
+        reason = exc.strerror or str(exc)
+        raise CannotListen(
+            f"cannot listen on {bind}: {reason}; choose another address with --bind HOST:PORT or SCE_BIND"
+        ) from exc
+    return sockets
+
+
 async def serve_forever(settings: Settings) -> None:
     if not settings.ws_compression:
         refuse_websocket_compression()
+    config = hypercorn_config(settings)
+    sockets = claim_address(config, settings.bind)
     app = create_app(settings)
     ctx: ServerContext = app.extensions["sce"]
     stop = asyncio.Event()
@@ -66,9 +103,13 @@ async def serve_forever(settings: Settings) -> None:
         logging.getLogger("sce").info("shutting down: draining %d run(s)", len(ctx.runs))
         await ctx.drain()
 
-    await serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+    # hypercorn.asyncio.serve() with the sockets claimed above (it creates its own otherwise)
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets, shutdown_trigger=shutdown_trigger
+    )
 
 
 def run_server(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; raises CannotListen, before any container exists, if the address is taken."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(serve_forever(settings))
