@@ -23,7 +23,7 @@ $(UI_OUT): static/package.json static/package-lock.json $(wildcard static/src/*)
 	npm --prefix static run build
 
 engine:
-	@docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || .ci/engine-up
+	@scripts/engine-up
 
 image: install
 	$(BIN)/python -m app image ensure
