@@ -41,8 +41,9 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-# everything under runc, then the hostile-program corpus again under gVisor (runsc)
+# the UI's node tests, everything under runc, then the hostile-program corpus again under gVisor (runsc)
 test: install lint typecheck image
+	npm --prefix static test
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 	SCE_RUNTIME=runsc $(BIN)/pytest -q tests/security/test_corpus.py $(PYTEST_ARGS)
 
