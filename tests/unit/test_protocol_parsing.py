@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+from pathlib import PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from app.errors import ERROR_TABLE, BadMessage, Busy, CodeTooLarge, Internal, MessageTooLarge, SCEError, Unavailable
 from app.protocol import (
+    InFile,
     KillFrame,
+    ResumeFrame,
     RunRequest,
     StdinFrame,
+    WatchFrame,
     effective_timeout,
     load_json_object,
     parse_client_frame,
@@ -242,3 +250,250 @@ def test_error_codes_map_to_protocol_close_codes(error: SCEError, code: str, clo
     frame = error.to_frame()
     assert frame["type"] == "error" and frame["code"] == code
     assert isinstance(frame["message"], str) and frame["message"]
+
+
+# --- v2: runtime, stats, files in -------------------------------------------------------------
+
+FILES = Settings(
+    code_max_bytes=10,
+    max_message_bytes=1024 * 1024,
+    files_in_max_count=3,
+    files_in_max_bytes=8,
+    files_in_total_bytes=12,
+)
+
+
+def run_with_files(*files: dict[str, object]) -> object:
+    return parse({"type": "run", "code": "x", "files": list(files)}, FILES)
+
+
+def refusal(error_type: type[SCEError], *files: dict[str, object]) -> str:
+    with pytest.raises(error_type) as caught:
+        run_with_files(*files)
+    return caught.value.message
+
+
+def test_runtime_and_stats_are_taken_as_given(settings: Settings) -> None:
+    frame = parse({"type": "run", "code": "x", "runtime": "scientific", "stats": True}, settings)
+    assert frame == RunRequest(code="x", runtime="scientific", stats=True)
+    assert parse({"type": "run", "code": "x", "runtime": None, "stats": None}, settings) == RunRequest(code="x")
+
+
+@pytest.mark.parametrize(
+    ("frame", "sentence"),
+    [
+        ({"type": "run", "code": "x", "runtime": 3}, "'runtime' must be a string"),
+        ({"type": "run", "code": "x", "stats": "yes"}, "'stats' must be true or false"),
+        ({"type": "run", "code": "x", "stats": 1}, "'stats' must be true or false"),
+        ({"type": "run", "code": "x", "files": "a.txt"}, "'files' must be a list"),
+        ({"type": "run", "code": "x", "files": {"path": "a"}}, "'files' must be a list"),
+        ({"type": "run", "code": "x", "files": ["a.txt"]}, "files[0] must be an object"),
+        ({"type": "run", "code": "x", "files": [{"content": "x"}]}, "files[0]: 'path' must be a string"),
+        ({"type": "run", "code": "x", "files": [{"path": "a"}]}, "files[0]: 'content' must be a string"),
+        ({"type": "run", "code": "x", "files": [{"path": "a", "content": 5}]}, "files[0]: 'content' must be a string"),
+        (
+            {"type": "run", "code": "x", "files": [{"path": "a", "content": "", "encoding": "hex"}]},
+            "files[0]: 'encoding' must be 'utf-8' or 'base64'",
+        ),
+    ],
+    ids=repr,
+)
+def test_v2_run_fields_wrong_types_say_which_field(frame: dict[str, object], sentence: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        parse(frame, FILES)
+    assert sentence in caught.value.message
+
+
+def test_files_are_decoded_in_order() -> None:
+    frame = run_with_files(
+        {"path": "data/in.csv", "content": "a,b\n"},
+        {"path": "blob.bin", "content": "AAH/", "encoding": "base64"},
+        {"path": "é.txt", "content": "é", "encoding": None},
+    )
+    assert isinstance(frame, RunRequest)
+    assert frame.files == (
+        InFile("data/in.csv", b"a,b\n"),
+        InFile("blob.bin", b"\x00\x01\xff"),
+        InFile("é.txt", "é".encode()),
+    )
+
+
+def test_files_field_absent_null_or_empty_means_no_files() -> None:
+    for value in (None, []):
+        frame = parse({"type": "run", "code": "x", "files": value}, FILES)
+        assert isinstance(frame, RunRequest) and frame.files == ()
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("", "empty"),
+        ("/etc/passwd", "relative"),
+        ("../up.txt", "'..'"),
+        ("a/../../b", "'..'"),
+        ("a/..", "'..'"),
+        ("./a", "'.' part"),
+        ("a/./b", "'.' part"),
+        ("a//b", "empty part"),
+        ("a/", "empty part"),
+        ("a\x00b", "NUL"),
+        ("a\\b", "backslash"),
+        ("..\\up", "backslash"),
+        ("x" * 256, "over 255 bytes"),
+        ("é" * 128, "over 255 bytes"),  # 128 characters, 256 bytes
+        ("/".join(["d" * 200] * 6), "1024"),
+        ("\ud800.txt", "Unicode"),
+    ],
+    ids=repr,
+)
+def test_bad_paths_are_bad_message_naming_the_file_and_why(path: str, why: str) -> None:
+    message = refusal(BadMessage, {"path": path, "content": "x"})
+    assert why in message
+    assert message.startswith("file ")
+    assert len(message) < 200  # a long path is cut short in the message
+
+
+@pytest.mark.parametrize("path", ["a.txt", "data/in.csv", "a/b/c/d.py", ".hidden", "..dots", "a..b", "x" * 255, "a b"])
+def test_good_paths_are_accepted(path: str) -> None:
+    frame = run_with_files({"path": path, "content": "x"})
+    assert isinstance(frame, RunRequest) and frame.files[0].path == path
+
+
+@pytest.mark.parametrize("content", ["AAH", "AA=H", "AA H", "AAH/\n", "!!!!", "QR==", "=AAA"], ids=repr)
+def test_bad_base64_is_bad_message(content: str) -> None:
+    message = refusal(BadMessage, {"path": "blob.bin", "content": content, "encoding": "base64"})
+    assert message == "file 'blob.bin': content is not valid base64"
+
+
+def test_lone_surrogate_in_utf8_content_is_bad_message() -> None:
+    message = refusal(BadMessage, {"path": "a.txt", "content": "\ud800"})
+    assert "'a.txt'" in message and "UTF-8" in message
+
+
+def test_duplicate_path_is_bad_message() -> None:
+    message = refusal(BadMessage, {"path": "a.txt", "content": "1"}, {"path": "a.txt", "content": "2"})
+    assert message == "file 'a.txt' is sent twice"
+
+
+def test_a_file_that_is_also_a_folder_is_bad_message() -> None:
+    message = refusal(BadMessage, {"path": "a", "content": "1"}, {"path": "a/b.txt", "content": "2"})
+    assert message == "file 'a' is also a folder of another file"
+
+
+def test_count_over_the_limit_is_bad_message() -> None:
+    files = [{"path": f"f{i}", "content": ""} for i in range(4)]
+    assert refusal(BadMessage, *files) == "4 files sent; the limit is 3"
+    assert isinstance(run_with_files(*files[:3]), RunRequest)
+
+
+def test_file_over_its_size_limit_is_code_too_large() -> None:
+    assert isinstance(run_with_files({"path": "a", "content": "x" * 8}), RunRequest)
+    message = refusal(CodeTooLarge, {"path": "a", "content": "x" * 9})
+    assert message == "file 'a' is 9 bytes; the limit per file is 8"
+    # the limit counts decoded bytes: 12 base64 characters are 9 bytes
+    assert "9 bytes" in refusal(CodeTooLarge, {"path": "b", "content": "eHh4eHh4eHh4", "encoding": "base64"})
+    assert "'é'" in refusal(CodeTooLarge, {"path": "é", "content": "é" * 5})  # 5 characters, 10 bytes
+
+
+def test_files_over_the_total_are_code_too_large() -> None:
+    within = [{"path": "a", "content": "x" * 6}, {"path": "b", "content": "x" * 6}]
+    assert isinstance(run_with_files(*within), RunRequest)
+    message = refusal(CodeTooLarge, *within, {"path": "c", "content": "x"})
+    assert message == "the files are 13 bytes in all; the limit is 12"
+
+
+def test_a_malformed_request_is_bad_message_even_when_also_too_large() -> None:
+    refusal(BadMessage, {"path": "a", "content": "x" * 100}, {"path": "../b", "content": "x"})
+
+
+def test_http_body_takes_the_same_files() -> None:
+    request = parse_run_fields({"code": "x", "files": [{"path": "a", "content": "hi"}]}, FILES)
+    assert request.files == (InFile("a", b"hi"),)
+    with pytest.raises(BadMessage):
+        parse_run_fields({"code": "x", "files": [{"path": "/a", "content": "hi"}]}, FILES)
+
+
+def test_the_default_file_limits() -> None:
+    defaults = Settings()
+    assert (defaults.files_in_max_count, defaults.files_in_max_bytes, defaults.files_in_total_bytes) == (
+        20,
+        1024 * 1024,
+        4 * 1024 * 1024,
+    )
+
+
+@given(st.text(max_size=40))
+@hyp_settings(max_examples=300, deadline=None)
+def test_any_accepted_path_stays_inside_the_working_directory(path: str) -> None:
+    try:
+        frame = run_with_files({"path": path, "content": ""})
+    except BadMessage:
+        return
+    assert isinstance(frame, RunRequest)
+    root = PurePosixPath("/work")
+    joined = root / frame.files[0].path
+    assert joined.parent != joined and root in joined.parents
+    assert ".." not in joined.parts and "\x00" not in path and "\\" not in path
+
+
+@given(st.binary(max_size=8))
+@hyp_settings(max_examples=100, deadline=None)
+def test_base64_round_trips(data: bytes) -> None:
+    frame = run_with_files({"path": "b", "content": base64.b64encode(data).decode(), "encoding": "base64"})
+    assert isinstance(frame, RunRequest) and frame.files[0].content == data
+
+
+# --- v2: resume and watch ----------------------------------------------------------------------
+
+
+def test_resume_and_watch_frames(settings: Settings) -> None:
+    assert parse({"type": "resume", "id": "r1", "token": "t", "after": 7}, settings) == ResumeFrame(
+        id="r1", token="t", after=7
+    )
+    assert parse({"type": "resume", "id": "r1", "token": "t", "after": 0, "x": 1}, settings) == ResumeFrame(
+        id="r1", token="t", after=0
+    )
+    assert parse({"type": "watch", "id": "r1", "token": "w"}, settings) == WatchFrame(id="r1", token="w")
+
+
+@pytest.mark.parametrize(
+    ("frame", "sentence"),
+    [
+        ({"type": "resume", "token": "t", "after": 0}, "'id' must be a string"),
+        ({"type": "resume", "id": 5, "token": "t", "after": 0}, "'id' must be a string"),
+        ({"type": "resume", "id": "r", "after": 0}, "'token' must be a string"),
+        ({"type": "resume", "id": "r", "token": "t"}, "'after' must be a whole number, 0 or more"),
+        ({"type": "resume", "id": "r", "token": "t", "after": -1}, "'after' must be a whole number, 0 or more"),
+        ({"type": "resume", "id": "r", "token": "t", "after": 1.5}, "'after' must be a whole number, 0 or more"),
+        ({"type": "resume", "id": "r", "token": "t", "after": "3"}, "'after' must be a whole number, 0 or more"),
+        ({"type": "resume", "id": "r", "token": "t", "after": True}, "'after' must be a whole number, 0 or more"),
+        ({"type": "watch", "id": "r"}, "'token' must be a string"),
+        ({"type": "watch", "id": None, "token": "w"}, "'id' must be a string"),
+    ],
+    ids=repr,
+)
+def test_resume_and_watch_wrong_fields_are_bad_message(frame: dict[str, object], sentence: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        parse(frame, FILES)
+    assert caught.value.message == sentence
+
+
+@pytest.mark.parametrize(
+    ("frame", "sentence"),
+    [
+        ({"type": "run"}, "'code' must be a string"),
+        ({"type": "run", "code": 5}, "'code' must be a string"),
+        ({"type": "run", "code": "x", "stdin": 5}, "'stdin' must be a string"),
+        ({"type": "run", "code": "x", "timeout": "5"}, "'timeout' must be a number of seconds"),
+        ({"type": "run", "code": "x", "timeout": 0}, "'timeout' must be a positive, finite number of seconds"),
+        ({"type": "stdin", "eof": "yes"}, "'eof' must be true or false"),
+        ({"type": "stdin", "data": 5}, "'data' must be a string"),
+        ({"type": 1}, "a message needs a string 'type'"),
+        ({"type": "exec"}, "unknown message type 'exec'"),
+    ],
+    ids=repr,
+)
+def test_refusals_read_as_sentences_not_validator_output(frame: dict[str, object], sentence: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        parse(frame, FILES)
+    assert caught.value.message == sentence

@@ -1,0 +1,256 @@
+"""What the server sends: every WebSocket frame and the HTTP answers, as models.
+
+The server builds each frame as a model and sends ``frame.wire()`` (or ``model_dump_json()``,
+which is the same); the Python client reads frames back with ``parse_server_frame``. Fields the
+contract says are *left out* when they do not apply (``seq`` before ``started``, ``token`` in a
+watcher's copy of ``started``, ``data`` of an omitted image or file, ``error`` of a plain exit)
+are named in each model's ``OMIT_WHEN_NONE`` and dropped from the output when ``None``; fields
+the contract shows as ``null`` (``exit_code``, ``signal``, ``cpu_ms``) are always sent, and so is
+``files_truncated`` (false unless files were cut: a client that does not know it ignores it).
+
+Reading is lenient, as the contract asks of clients: unknown fields are ignored, and a frame
+of an unknown type is skipped (``parse_server_frame`` answers ``None``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
+
+ExitReason = Literal["exit", "timeout", "oom", "output_limit", "killed"]
+ErrorCode = Literal[
+    "bad_message",
+    "code_too_large",
+    "message_too_large",
+    "busy",
+    "unavailable",
+    "internal",
+    "not_found",
+    "unsupported_media_type",
+    "unauthorized",
+    "forbidden",
+]
+Seq = Annotated[int, Field(ge=1, description="counts from 1 with no gaps, on every frame after `started` (v2)")]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Wire(BaseModel):
+    """A frame or answer as sent: ``None`` in an ``OMIT_WHEN_NONE`` field means 'not sent'."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        # ``type`` first, for people reading frames in a log; then the fields in their order
+        data = {"type": dumped.pop("type")} if "type" in dumped else {}
+        data.update(dumped)
+        for name in self.OMIT_WHEN_NONE:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object to send."""
+        return self.model_dump(mode="json")
+
+
+class Limits(_Wire):
+    timeout_s: float
+    memory_mb: int
+    output_bytes: int
+    pids: int
+
+
+class QueuedFrame(_Wire):
+    """Zero or more, before ``started``, while every sandbox is busy."""
+
+    type: Literal["queued"] = "queued"
+    position: Annotated[int, Field(ge=1, description="place in the queue, counting from 1")]
+
+
+class StartedFrame(_Wire):
+    """The program runs under ``limits``. ``token``/``watch_token`` (v2) are absent for watchers / v1."""
+
+    OMIT_WHEN_NONE = frozenset({"token", "watch_token"})
+
+    type: Literal["started"] = "started"
+    id: str
+    limits: Limits
+    token: str | None = Field(None, description="lets its holder resume the run, send stdin and kill (v2)")
+    watch_token: str | None = Field(None, description="lets its holder watch the run (v2)")
+
+
+class _Sequenced(_Wire):
+    """A frame after ``started``: it carries ``seq`` (v2; absent from a version-1 server)."""
+
+    OMIT_WHEN_NONE = frozenset({"seq"})
+
+    seq: Seq | None = None
+
+
+class StdoutFrame(_Sequenced):
+    type: Literal["stdout"] = "stdout"
+    data: str = Field(description="whole lines of the stream, or a partial line held too long")
+
+
+class StderrFrame(_Sequenced):
+    type: Literal["stderr"] = "stderr"
+    data: str = Field(description="whole lines of the stream, or a partial line held too long")
+
+
+class ImageFrame(_Sequenced):
+    """A figure the program showed (v2). Without ``data``, ``omitted`` says why."""
+
+    OMIT_WHEN_NONE = frozenset({"seq", "data", "omitted", "width", "height"})
+
+    type: Literal["image"] = "image"
+    mime: Literal["image/png", "image/svg+xml"]
+    data: str | None = Field(None, description="the image's bytes in base64")
+    width: int | None = None
+    height: int | None = None
+    omitted: Literal["too_large"] | None = None
+
+
+class FileFrame(_Sequenced):
+    """A file the program created or changed (v2), sent after it ends by itself."""
+
+    OMIT_WHEN_NONE = frozenset({"seq", "data", "omitted"})
+
+    type: Literal["file"] = "file"
+    path: str
+    size: Count
+    mime: str
+    data: str | None = Field(None, description="the file's bytes in base64")
+    omitted: Literal["too_large"] | None = None
+
+
+class StatsFrame(_Sequenced):
+    """About twice a second while the program runs, when the run frame asked with ``stats`` (v2)."""
+
+    type: Literal["stats"] = "stats"
+    memory_bytes: Count
+    memory_limit_bytes: Count
+    cpu_ms: Count
+    pids: Count
+
+
+class ExitFrame(_Sequenced):
+    """The run is over; exactly one after ``started`` unless the sandbox itself failed."""
+
+    type: Literal["exit"] = "exit"
+    reason: ExitReason
+    exit_code: int | None
+    signal: str | None
+    duration_ms: Count
+    stdout_bytes: Count
+    stderr_bytes: Count
+    truncated: bool
+    cpu_ms: Count | None = Field(None, description="CPU time the program used; null if unknown (v2)")
+    memory_peak_bytes: Count | None = Field(None, description="the sandbox's peak memory; null if unknown (v2)")
+    files_truncated: bool = Field(False, description="true when files out were cut at the count limit (v2)")
+
+
+class ErrorFrame(_Sequenced):
+    """The request or the run failed; the connection then closes."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+
+
+ServerFrame = Annotated[
+    QueuedFrame
+    | StartedFrame
+    | StdoutFrame
+    | StderrFrame
+    | ImageFrame
+    | FileFrame
+    | StatsFrame
+    | ExitFrame
+    | ErrorFrame,
+    Field(discriminator="type"),
+]
+SERVER_FRAME_TYPES: tuple[str, ...] = (
+    "queued", "started", "stdout", "stderr", "image", "file", "stats", "exit", "error",
+)  # fmt: skip
+_SERVER_FRAME: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+
+
+def parse_server_frame(raw: str | bytes | dict[str, Any]) -> ServerFrame | None:
+    """A frame the server sent; ``None`` for a type this client does not know (to be ignored).
+
+    Raises ``ValueError`` (pydantic's ``ValidationError`` is one) for a known type that breaks
+    the contract, or for text that is not a JSON object.
+    """
+    obj = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    if not isinstance(obj, dict):
+        raise ValueError("a server frame must be a JSON object")
+    if obj.get("type") not in SERVER_FRAME_TYPES:
+        return None
+    return _SERVER_FRAME.validate_python(obj)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+class AnswerImage(_Wire):
+    OMIT_WHEN_NONE = frozenset({"data", "omitted", "width", "height"})
+
+    mime: str
+    data: str | None = None
+    width: int | None = None
+    height: int | None = None
+    omitted: Literal["too_large"] | None = None
+
+
+class AnswerFile(_Wire):
+    OMIT_WHEN_NONE = frozenset({"data", "omitted"})
+
+    path: str
+    size: Count
+    mime: str
+    data: str | None = None
+    omitted: Literal["too_large"] | None = None
+
+
+class RunAnswer(_Wire):
+    """``POST /run``'s 200 answer: the program ran, whatever its outcome."""
+
+    OMIT_WHEN_NONE = frozenset({"error", "files_truncated"})
+
+    output: str = Field(description="stdout and stderr interleaved in the order they were read")
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    signal: str | None
+    reason: ExitReason
+    duration_ms: Count
+    truncated: bool
+    error: str | None = Field(None, description="a sentence for people when `reason` is not `exit`")
+    images: list[AnswerImage] = Field(default_factory=list, description="(v2)")
+    files: list[AnswerFile] = Field(default_factory=list, description="(v2)")
+    cpu_ms: Count | None = Field(None, description="(v2)")
+    memory_peak_bytes: Count | None = Field(None, description="(v2)")
+    files_truncated: bool | None = Field(None, description="(v2)")
+
+
+class ErrorAnswer(_Wire):
+    """Every other HTTP answer: 4xx/5xx with the protocol's code."""
+
+    error: str
+    code: ErrorCode
+
+
+class RuntimeInfo(_Wire):
+    """One entry of ``GET /runtimes`` (v2)."""
+
+    name: str
+    default: bool
+    python: str
+    description: str
+    packages: dict[str, str] = Field(description="importable beyond the standard library, with versions")
