@@ -1,21 +1,15 @@
 // The live console: renders stdout/stderr frames as they arrive.
 //
 // - one ANSI parser per stream (colour state and half-received escape sequences never mix);
-//   ansi_up escapes HTML, so program output can never inject markup;
+//   ansi_up escapes HTML, so program output can never inject markup (see ansi.js: OSC 8 links
+//   are kept for http/https only, open in a new tab, and a refused one still shows its text);
 // - "\r" returns to the start of the current line: the next text on that line replaces it,
 //   so a progress bar redraws in place and ends as one line ("\r\n" is a plain newline);
 // - a partial line (a prompt without "\n") shows at once, and later output continues it;
 // - frames are batched per animation frame, and the output is capped (lines, characters,
 //   characters per line) with a notice, so a flood of output keeps the page responsive;
 // - auto-scroll follows the output until the user scrolls up, and resumes at the bottom.
-import { AnsiUp } from "ansi_up";
-
-function newParser() {
-  const p = new AnsiUp();
-  p.use_classes = true; // the 16 basic colours come from CSS, so they suit both themes
-  p.escape_html = true;
-  return p;
-}
+import { newParser } from "./ansi.js";
 
 const BREAK = /[\r\n]/g;
 
@@ -51,14 +45,6 @@ export class OutputConsole {
       if (atBottom !== this.stick) {
         this.stick = atBottom;
         this.onStickChange(atBottom);
-      }
-    });
-    // Links from OSC 8 escapes (http/https only) open in a new tab, never replacing the editor.
-    el.addEventListener("click", (event) => {
-      const a = event.target instanceof Element ? event.target.closest("a[href]") : null;
-      if (a) {
-        event.preventDefault();
-        window.open(a.href, "_blank", "noopener,noreferrer");
       }
     });
     this.clear();

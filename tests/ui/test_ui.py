@@ -152,6 +152,32 @@ def test_carriage_return_progress_bar_ends_as_one_line(new_page: NewPage, live_s
     expect(out).to_have_text(["[" + "#" * 20 + "] 100%", "done"])
 
 
+def test_links_in_output_open_in_a_new_tab_and_refused_ones_stay_text(new_page: NewPage, live_server: str) -> None:
+    # The kept link points at this server: clicking it must not send traffic off the machine.
+    target = live_server + "/healthz"
+    code = (
+        r'print("\033]8;;javascript:alert(1)\033\\click me\033]8;;\033\\")' + "\n"
+        rf'print("see \033]8;;{target}\033\\the health page\033]8;;\033\\ for details")' + "\n"
+    )
+    page = open_ui(new_page, live_server, code)
+    run(page)
+    expect(page.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+    out = page.get_by_test_id("console").locator('[data-stream="stdout"]')
+    expect(out).to_have_text(["click me", "see the health page for details"])
+    expect(out.nth(0).locator("a")).to_have_count(0)  # refused: plain text, nothing to click
+    link = out.nth(1).locator("a")
+    expect(link).to_have_text("the health page")
+    expect(link).to_have_attribute("href", target)
+    expect(link).to_have_attribute("target", "_blank")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    with page.context.expect_page() as opened:
+        link.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert tab.url == target
+    assert page.url.startswith(live_server + "/ui")  # the editor stays where it was
+
+
 def test_code_survives_reload(new_page: NewPage, live_server: str) -> None:
     page = open_ui(new_page, live_server)
     content = page.get_by_test_id("editor").locator(".cm-content")
