@@ -5,7 +5,7 @@ validation, the Python client and the published JSON Schema.
   ``parse_run_fields``), whose refusals are ``SCEError``s with the protocol's codes;
 - ``files``: files in, checked and decoded;
 - ``outbound``: what the server sends, built as models and dumped with ``.wire()``;
-- ``schema``: JSON Schema of every frame, and OpenAPI for the HTTP side.
+``app.schema`` derives the JSON Schema of every frame and the OpenAPI document from these.
 """
 
 from app.protocol.files import FileIn, InFile

@@ -10,6 +10,7 @@ than pydantic's ``Input should be a valid string``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -36,6 +37,14 @@ MUST_BE: dict[str, str] = {
     "token": "a string",
     "after": "a whole number, 0 or more",
 }
+
+
+def require_type(schema: dict[str, Any]) -> None:
+    """Every frame's ``type`` is required on the wire, although the models default it for building."""
+    if "type" in schema.get("properties", {}):
+        required = schema.setdefault("required", [])
+        if "type" not in required:
+            required.insert(0, "type")
 
 
 def bad(message: str) -> PydanticCustomError:

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from app.errors import BadMessage, MessageTooLarge
-from app.protocol._errors import bad, too_large, translate
+from app.protocol._errors import bad, require_type, too_large, translate
 from app.protocol.files import FileIn, InFile, check_files
 from app.settings import Settings
 
@@ -28,7 +28,7 @@ from app.settings import Settings
 class _ClientModel(BaseModel):
     """Strict types (``"5"`` is not a number, ``1`` is not ``true``); unknown fields ignored."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, json_schema_extra=require_type)
 
 
 def _settings(info: ValidationInfo) -> Settings | None:

@@ -19,6 +19,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
 
+from app.protocol._errors import require_type
+
 ExitReason = Literal["exit", "timeout", "oom", "output_limit", "killed"]
 ErrorCode = Literal[
     "bad_message",
@@ -39,7 +41,7 @@ Count = Annotated[int, Field(ge=0)]
 class _Wire(BaseModel):
     """A frame or answer as sent: ``None`` in an ``OMIT_WHEN_NONE`` field means 'not sent'."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=require_type)
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
 

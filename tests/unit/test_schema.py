@@ -1,0 +1,207 @@
+"""The published schema: well-formed, and every example frame in the docs and the contract fits it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from app.protocol import parse_client_frame, parse_server_frame
+from app.schema import CLIENT_FRAMES, SERVER_FRAMES, json_schema, openapi
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "docs" / "PROTOCOL.md", ROOT.parent / "shared" / "PROTOCOL.md"]
+
+SCHEMA = json_schema()
+FRAMES = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def _sub(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": SCHEMA["$defs"]})
+
+
+CLIENT = _sub("ClientFrame")
+SERVER = _sub("ServerFrame")
+
+
+def _objects(text: str, start: str) -> list[str]:
+    """Every balanced ``{...}`` in ``text`` that begins with ``start``, newlines included."""
+    found = []
+    at = text.find(start)
+    while at != -1:
+        depth, in_string, escaped = 0, False, False
+        for end in range(at, len(text)):
+            char = text[end]
+            if in_string:
+                escaped = char == "\\" and not escaped
+                if char == '"' and not escaped:
+                    in_string = False
+                continue
+            if char == '"':
+                in_string = True
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    found.append(text[at : end + 1])
+                    break
+        at = text.find(start, at + 1)
+    return found
+
+
+def _doc_frames() -> list[tuple[str, dict[str, Any]]]:
+    """The docs' example frames that are concrete JSON; placeholders (STR, N, …) are skipped."""
+    frames = []
+    for doc in DOCS:
+        text = doc.read_text()
+        # the sequence diagrams continue a frame on the next line behind a "|" margin
+        text = text.replace("\n  |    ", " ")
+        for raw in _objects(text, '{"type"'):
+            try:
+                frames.append((f"{doc.parent.name}/{doc.name}", json.loads(raw)))
+            except json.JSONDecodeError:
+                continue
+    return frames
+
+
+DOC_FRAMES = _doc_frames()
+
+# The contract's frames written with placeholders, made concrete: one of every kind and field.
+CONCRETE: list[dict[str, Any]] = [
+    {"type": "run", "code": "print(1)", "stdin": "x\n", "timeout": 5},
+    {
+        "type": "run",
+        "code": "print(open('data.csv').read())",
+        "runtime": "scientific",
+        "stats": True,
+        "files": [
+            {"path": "data.csv", "content": "a,b\n"},
+            {"path": "img/x.bin", "content": "AAE=", "encoding": "base64"},
+        ],
+    },
+    {"type": "stdin", "data": "Ada\n", "eof": True},
+    {"type": "stdin"},
+    {"type": "kill"},
+    {"type": "resume", "id": "5f0c", "token": "t" * 32, "after": 12},
+    {"type": "watch", "id": "5f0c", "token": "w" * 32},
+    {"type": "queued", "position": 1},
+    {
+        "type": "started",
+        "id": "5f0c",
+        "limits": {"timeout_s": 10, "memory_mb": 128, "output_bytes": 1000000, "pids": 64},
+        "token": "t" * 32,
+        "watch_token": "w" * 32,
+    },
+    {"type": "stdout", "data": "0\n1\n", "seq": 1},
+    {"type": "stderr", "data": "oops\n", "seq": 2},
+    {"type": "image", "mime": "image/png", "data": "iVBORw0KGgo=", "width": 640, "height": 480, "seq": 3},
+    {"type": "image", "mime": "image/svg+xml", "omitted": "too_large", "seq": 4},
+    {"type": "file", "path": "out/result.csv", "size": 4, "mime": "text/csv", "data": "YSxiCg==", "seq": 5},
+    {"type": "file", "path": "big.bin", "size": 99999999, "mime": "application/octet-stream", "omitted": "too_large"},
+    {"type": "stats", "memory_bytes": 1024, "memory_limit_bytes": 134217728, "cpu_ms": 12, "pids": 3, "seq": 6},
+    {
+        "type": "exit",
+        "reason": "exit",
+        "exit_code": 0,
+        "signal": None,
+        "duration_ms": 41,
+        "stdout_bytes": 10,
+        "stderr_bytes": 0,
+        "truncated": False,
+        "cpu_ms": 30,
+        "memory_peak_bytes": None,
+        "files_truncated": True,
+        "seq": 7,
+    },
+    {"type": "error", "code": "not_found", "message": "no such run"},
+]
+
+
+def test_the_schemas_are_valid_documents() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    document = openapi()
+    assert document["openapi"].startswith("3.1")
+    components = {"$defs": document["components"]["schemas"]}
+    for name in document["components"]["schemas"]:
+        jsonschema.Draft202012Validator.check_schema({"$ref": f"#/$defs/{name}", **components})
+    assert {"/run", "/runtimes", "/healthz", "/metrics"} <= set(document["paths"])
+    assert "/schema/frames.json" in document["paths"]["/run"]["get"]["description"]
+
+
+def test_the_docs_have_frames_to_check() -> None:
+    kinds = {frame["type"] for _, frame in DOC_FRAMES}
+    assert {"run", "stdin", "kill", "started", "stdout", "exit", "queued"} <= kinds, kinds
+
+
+@pytest.mark.parametrize(("doc", "frame"), DOC_FRAMES, ids=lambda v: json.dumps(v)[:60] if isinstance(v, dict) else v)
+def test_every_concrete_frame_in_the_docs_fits_the_schema(doc: str, frame: dict[str, Any]) -> None:
+    errors = [e.message for e in FRAMES.iter_errors(frame)]
+    assert not errors, (doc, errors)
+
+
+@pytest.mark.parametrize("frame", CONCRETE, ids=lambda f: f["type"])
+def test_every_kind_of_frame_fits_its_side_of_the_schema(frame: dict[str, Any]) -> None:
+    client = frame["type"] in {m.model_fields["type"].default for m in CLIENT_FRAMES}
+    validator = CLIENT if client else SERVER
+    assert not [e.message for e in validator.iter_errors(frame)]
+    # and the code agrees with the schema: the server parses the client's, the client reads the server's
+    if client:
+        parse_client_frame(json.dumps(frame), Settings())
+    else:
+        assert parse_server_frame(json.dumps(frame)) is not None
+
+
+def test_every_frame_type_has_a_concrete_example() -> None:
+    kinds = {m.model_fields["type"].default for m in CLIENT_FRAMES + SERVER_FRAMES}
+    assert kinds == {frame["type"] for frame in CONCRETE}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {},
+        {"code": "x"},
+        {"type": "run"},
+        {"type": "run", "code": 5},
+        {"type": "run", "code": "x", "timeout": 0},
+        {"type": "run", "code": "x", "files": [{"path": "a"}]},
+        {"type": "run", "code": "x", "files": [{"path": "a", "content": "", "encoding": "hex"}]},
+        {"type": "stdin", "eof": "yes"},
+        {"type": "resume", "id": "r", "token": "t", "after": -1},
+        {"type": "watch", "id": "r"},
+        {
+            "type": "exit",
+            "reason": "exploded",
+            "exit_code": 0,
+            "signal": None,
+            "duration_ms": 1,
+            "stdout_bytes": 0,
+            "stderr_bytes": 0,
+            "truncated": False,
+        },
+        {"type": "stdout", "data": "x", "seq": 0},
+        {"type": "image", "mime": "image/gif"},
+    ],
+    ids=lambda f: json.dumps(f)[:60],
+)
+def test_the_schema_refuses_what_the_contract_refuses(frame: dict[str, Any]) -> None:
+    assert not FRAMES.is_valid(frame)
+
+
+def test_unknown_fields_are_allowed_both_ways() -> None:
+    assert FRAMES.is_valid({"type": "kill", "why": "bored"})
+    assert FRAMES.is_valid({"type": "stdout", "data": "x", "seq": 1, "colour": "red"})
+
+
+def test_the_http_answer_in_the_docs_fits_the_openapi_schema() -> None:
+    document = openapi()
+    answer = jsonschema.Draft202012Validator({"$ref": "#/$defs/RunAnswer", "$defs": document["components"]["schemas"]})
+    examples = [json.loads(raw) for raw in _objects((ROOT / "docs" / "PROTOCOL.md").read_text(), '{"output"')]
+    assert examples
+    for example in examples:
+        assert not [e.message for e in answer.iter_errors(example)]
