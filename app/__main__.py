@@ -1,8 +1,8 @@
 """Command line: ``python -m app`` (or ``sce``) builds the sandbox image and serves.
 
-    sce image build [--force]   build the image (exit 1 on failure)
-    sce image ensure            build only when missing or stale (what ``make run`` uses)
-    sce image status            print missing/stale/current; exit 0 only if current
+    sce image build [NAME] [--force]   build every runtime's image, or NAME's (exit 1 on failure)
+    sce image ensure [NAME]            build only those missing or stale (what ``make run`` uses)
+    sce image status                   print missing/stale/current per runtime; exit 0 only if all current
     sce serve [--bind H:P]      run the server (exit 1 if it cannot listen there)
 
 Every subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
@@ -62,10 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     image = sub.add_parser("image", help="the sandbox image")
     image_sub = image.add_subparsers(dest="action", required=True)
-    build = image_sub.add_parser("build", help="build the image (skipped if current unless --force)")
+    build = image_sub.add_parser("build", help="build the images (skipped if current unless --force)")
+    build.add_argument("name", nargs="?", help="only this runtime's image (default: every runtime)")
     build.add_argument("--force", action="store_true", help="rebuild even if the image is current")
-    image_sub.add_parser("ensure", help="build the image only if it is missing or stale")
-    image_sub.add_parser("status", help="print missing/stale/current; exit 0 only if current")
+    ensure = image_sub.add_parser("ensure", help="build the images only if missing or stale")
+    ensure.add_argument("name", nargs="?", help="only this runtime's image (default: every runtime)")
+    image_sub.add_parser("status", help="print missing/stale/current per runtime; exit 0 only if all current")
     serve = sub.add_parser("serve", help="run the HTTP/WebSocket server")
     serve.add_argument("--bind", metavar="HOST:PORT", help="listen address (default: SCE_BIND)")
     return parser
@@ -75,17 +77,26 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _image(action: str, settings: Settings, *, force: bool) -> int:
+def _image(action: str, settings: Settings, *, name: str | None, force: bool) -> int:
     from app.sandbox.docker.image import ImageBuildError, build_image, connect, image_status
+    from app.sandbox.runtimes import runtimes_from
 
+    runtimes = runtimes_from(settings)
+    if name is not None and name not in runtimes:
+        print(f"error: unknown runtime {name!r}; runtimes: {', '.join(runtimes)}", file=sys.stderr)
+        return EXIT_FAILURE
+    specs = [runtimes[name]] if name else list(runtimes.values())
     # a SIGTERM (CI timeout, make interrupted) must clean up like Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if action == "status":
-            state = image_status(connect(settings), settings)
-            print(f"{state} {settings.image}")
-            return 0 if state == "current" else EXIT_NOT_CURRENT
-        build_image(settings, force=force and action == "build")
+            client = connect(settings)
+            states = [image_status(client, settings, spec) for spec in specs]
+            for spec, state in zip(specs, states, strict=True):
+                print(f"{state} {spec.image} ({spec.name})")
+            return 0 if all(state == "current" for state in states) else EXIT_NOT_CURRENT
+        for spec in specs:
+            build_image(settings, spec, force=force and action == "build")
     except ImageBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -107,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {line}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     if args.command == "image":
-        return _image(args.action, settings, force=getattr(args, "force", False))
+        return _image(args.action, settings, name=getattr(args, "name", None), force=getattr(args, "force", False))
     # imported only here: serving pulls in Quart and hypercorn, which the image commands never need
     serving = importlib.import_module("app.server.serve")
     run_server: Callable[[Settings], None] = serving.run_server

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
     pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")
 
+    # --- the scientific runtime (numpy, pandas, matplotlib, Pillow) --------------------------
+    scientific_image: str = Field("sce-sandbox-scientific:bookworm", description="the scientific runtime's image tag")
+    scientific_memory_mb: int = Field(
+        512, ge=128, description="memory limit of the scientific runtime (its imports alone peak near 90 MiB)"
+    )
+    scientific_tmpfs_mb: int = Field(64, ge=1, description="size of the scientific runtime's writable /tmp")
+    scientific_pool_size: int = Field(1, ge=0, le=64, description="started scientific sandboxes waiting; 0 = off")
+
     @field_validator("allowed_origins", "api_tokens", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

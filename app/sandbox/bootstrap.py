@@ -1,19 +1,75 @@
 """The program that waits inside every sandbox for the user's code.
 
-It runs as ``python3 -I -c BOOTSTRAP`` so the image needs nothing of ours and a change here
-never forces an image rebuild. A warm container has already paid for the interpreter's start;
-the bootstrap imports nothing beyond what ``site`` has loaded (the tempting "warm" imports of
-``traceback``/``linecache``/``typing`` cost ~60 ms of CPU per container, which at saturation is
-throughput, and are paid only on error here). The server writes ``<length>\\n<code bytes>`` to
-stdin, and everything after those bytes is the program's own standard input. The bootstrap reads with
-``os.read`` so it never swallows a byte of that. It then runs the code as ``__main__`` from
-``main.py`` the way ``python main.py`` would: line-buffered stdout (output streams live, as in a
-terminal), tracebacks that show the user's lines and none of ours.
+It runs as ``python3 -I -c BOOTSTRAP [--preload MODS] [--rich] [--mpl-seed DIR] [--workdir DIR]``
+(``RuntimeSpec.command()`` builds it) so the image needs nothing of ours and a change here never
+forces an image rebuild. A warm container has already paid for the interpreter's start; for the
+plain runtime the bootstrap imports nothing beyond what ``site`` has loaded (imports at start are
+CPU per container, which at saturation is throughput: ``json``, ``hashlib``, ``traceback`` are
+imported only on the paths that need them). A runtime may ``--preload`` modules (numpy, pandas,
+matplotlib) so a program finds them already imported.
+
+What the server writes to stdin (``encode_program``)::
+
+    b"<code_len> <meta_len> <nonce> <max_count> <max_file_bytes> <max_total_bytes> <max_image_bytes>\\n"
+    + meta (JSON, only when meta_len > 0: {"files": [[path, size], ...]})
+    + code + the files' bytes, in meta's order
+
+and everything after those bytes is the program's own standard input, read with ``os.read`` so
+the bootstrap never swallows a byte of it. Files are written under the working directory
+(``/tmp/work``, the program's cwd) before the code runs, which is then run as ``__main__`` from
+``main.py`` the way ``python main.py`` would: line-buffered stdout, tracebacks showing the user's
+lines and none of ours.
+
+**The side channel.** Images and files travel in-band on stdout, each as one record tagged with
+the run's nonce, written with ``os.write`` on fd 1 after ``sys.stdout`` is flushed (so they keep
+their place among prints)::
+
+    b"\\x1eSCE:" + nonce + b":" + kind + b":" + meta_len + b":" + data_len + b"\\n" + meta_json + data
+
+``image``: meta ``{"mime": "image/png", "width": N, "height": N}``; ``file``: meta ``{"path": STR,
+"mime": STR, "size": N}``; either with ``"omitted": "too_large"`` and no data when past the
+per-item limit or the run's budget (images and files share ``max_total_bytes``);
+``files_end``: meta ``{"count": N, "files_truncated": BOOL}``, always the last record of a program
+that ended by itself. The server parses this with ``app.core.sidechannel`` and enforces every
+limit again: the program owns its process and can write anything, including records.
+
+With ``--rich``: ``matplotlib.pyplot.show()`` sends every open figure as a PNG (then closes
+them), through a backend module this bootstrap provides from memory (nothing is written into
+the read-only image); ``PIL.Image.Image.show()`` sends a PNG; figures still open at the end are
+sent before the files. ``--mpl-seed`` links the image's prebuilt font cache into the writable
+``$MPLCONFIGDIR``.
+
+**Files out**, when the program ends by itself (return, ``sys.exit``, an uncaught exception),
+from an ``atexit`` hook registered before the program runs, so it comes after the program's
+own ``atexit`` handlers and after its non-daemon threads have ended: every regular file under
+the working directory that was created, or changed (size and content hash against what was
+sent in), sub-folders included, in sorted order. Symbolic links are never followed nor sent
+(``lstat`` during the walk, ``O_NOFOLLOW`` at open, then ``fstat`` must say a regular file), nor
+are FIFOs, sockets or devices; names that are not valid UTF-8 are skipped. A file past its size
+limit is never read (so a sparse 100 MiB file costs nothing). Past ``max_count`` files, or
+``MAX_WALK_ENTRIES`` directory entries, the walk stops and ``files_end`` says
+``files_truncated``. ``os._exit`` skips all of this, on purpose: it means "exit now, run no
+handlers", and a program that calls it gets no files and no final figures (images it showed
+earlier have already been sent).
 """
 
 from __future__ import annotations
 
-BOOTSTRAP = r"""
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+WORKDIR = "/tmp/work"
+"""The program's working directory, on the sandbox's tmpfs; files in are written here."""
+
+MAX_WALK_ENTRIES = 10_000
+"""Directory entries the files-out walk looks at before it gives up (files_truncated)."""
+
+_NONCE = re.compile(r"[0-9a-f]{32}")
+
+BOOTSTRAP = (
+    r"""
 import builtins, os, sys
 
 def _read_exact(n):
@@ -33,9 +89,12 @@ def _read_header():
         if not byte:
             os._exit(0)
         header += byte
-        if len(header) > 16:
+        if len(header) > 160:
             os._exit(70)
-    return int(header)
+    fields = header.split()
+    if len(fields) != 7:
+        os._exit(70)
+    return int(fields[0]), int(fields[1]), fields[2], [int(f) for f in fields[3:]]
 
 class _Source:
     # linecache finds main.py's lines through the module's __loader__, only when a traceback
@@ -49,8 +108,336 @@ def _print_exception(exc):
     import traceback
     traceback.print_exception(exc)
 
+def _write_fd(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+def _write_all(data):
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(1, view):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+
+class _Channel:
+    # records on stdout, tagged with the run's nonce; limits enforced here and again by the server
+    def __init__(self, nonce, max_count, max_file, max_total, max_image):
+        self.nonce, self.max_count, self.max_file, self.max_image = nonce, max_count, max_file, max_image
+        self.left = max_total
+
+    def emit(self, kind, meta, data=b"", head=None):
+        for stream in (sys.stdout, sys.__stdout__):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        if head is None:
+            import json
+            head = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
+        _write_all(b"\x1eSCE:%s:%s:%d:%d\n" % (self.nonce, kind, len(head), len(data)) + head + data)
+
+    def fits(self, size, limit):
+        if size <= limit and size <= self.left:
+            self.left -= size
+            return True
+        return False
+
+    def image(self, data, mime=b"image/png"):
+        size = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) if len(data) >= 24 else (0, 0)
+        meta = {"mime": mime.decode(), "width": size[0], "height": size[1]}
+        if self.fits(len(data), self.max_image):
+            self.emit(b"image", meta, data)
+        else:
+            meta["omitted"] = "too_large"
+            self.emit(b"image", meta)
+
+_channel = None
+
+# --- rich output: matplotlib's backend and Pillow's viewer ------------------------------------
+
+_BACKEND = "_sce_matplotlib"
+
+def _send_figures():
+    helpers = sys.modules.get("matplotlib._pylab_helpers")
+    if helpers is None or _channel is None:
+        return
+    managers = sorted(helpers.Gcf.get_all_fig_managers(), key=lambda m: m.num)
+    try:
+        for manager in managers:
+            buf = sys.modules["io"].BytesIO()
+            manager.canvas.figure.savefig(buf, format="png")
+            _channel.image(buf.getvalue())
+    finally:
+        helpers.Gcf.destroy_all()
+
+def _fill_backend(module):
+    from matplotlib.backend_bases import _Backend
+    from matplotlib.backends.backend_agg import _BackendAgg
+    class _BackendSce(_BackendAgg):
+        @staticmethod
+        def show(*args, **kwargs):
+            _send_figures()
+    _BackendSce.__module__ = module.__name__
+    _Backend.export(_BackendSce)
+
+class _Viewer:
+    # first in PIL.ImageShow's list: Image.show() sends a PNG instead of looking for a display
+    def show(self, image, **options):
+        io = sys.modules["io"]
+        buf = io.BytesIO()
+        try:
+            image.save(buf, "PNG")
+        except (OSError, ValueError, KeyError):
+            buf = io.BytesIO()
+            image.convert("RGBA").save(buf, "PNG")
+        if _channel is not None:
+            _channel.image(buf.getvalue())
+        return 1
+
+def _after_matplotlib(module):
+    module.use("module://" + _BACKEND)
+
+def _after_imageshow(module):
+    module.register(_Viewer(), -1)
+
+class _AfterLoader:
+    # runs a hook once the module is loaded, then gets out of the way (the module keeps the real loader)
+    def __init__(self, inner, hook):
+        self.inner, self.hook = inner, hook
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+    def exec_module(self, module):
+        self.inner.exec_module(module)
+        module.__loader__ = self.inner
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.inner
+        self.hook(module)
+
+class _BackendLoader:
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        _fill_backend(module)
+
+class _Hooks:
+    # a meta-path finder: provides the backend module from memory and runs a hook right after
+    # matplotlib / PIL.ImageShow are loaded, whoever imports them and whenever
+    def __init__(self):
+        self.after = {"matplotlib": _after_matplotlib, "PIL.ImageShow": _after_imageshow}
+    def find_spec(self, name, path=None, target=None):
+        if name == _BACKEND:
+            return type(sys.__spec__)(name, _BackendLoader())
+        hook = self.after.get(name)
+        if hook is None:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _AfterLoader(spec.loader, hook)
+                return spec
+        return None
+
+def _install_rich(seed):
+    conf = os.environ.get("MPLCONFIGDIR")
+    if seed and conf:
+        # a writable MPLCONFIGDIR holding the image's prebuilt font cache: a read-only one makes
+        # matplotlib warn and rebuild the cache in a temporary directory on every run
+        try:
+            os.makedirs(conf, exist_ok=True)
+            for name in os.listdir(seed):
+                if not os.path.lexists(os.path.join(conf, name)):
+                    os.symlink(os.path.join(seed, name), os.path.join(conf, name))
+        except OSError:
+            pass
+    sys.meta_path.insert(0, _Hooks())
+
+# --- files in and out -------------------------------------------------------------------------
+
+def _sha256():
+    try:
+        from _sha256 import sha256  # built in: no OpenSSL to load
+    except ImportError:
+        from hashlib import sha256
+    return sha256()
+
+def _digest(fd):
+    h = _sha256()
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return h.digest()
+        h.update(chunk)
+
+def _write_files(workdir, meta):
+    import json
+    inputs = {}
+    for rel, size in json.loads(meta)["files"]:
+        parts = rel.split("/")
+        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            os._exit(70)  # the server validates paths: this is a bug, not a program's doing
+        if len(parts) > 1:
+            os.makedirs(os.path.join(workdir, *parts[:-1]), exist_ok=True)
+        fd = os.open(os.path.join(workdir, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            h, left = _sha256(), size
+            while left > 0:
+                chunk = _read_exact(min(left, 1 << 16))
+                h.update(chunk)
+                _write_fd(fd, chunk)
+                left -= len(chunk)
+            st = os.fstat(fd)
+            inputs[rel] = (st.st_size, st.st_mtime_ns, h.digest())
+        finally:
+            os.close(fd)
+    return inputs
+
+def _unchanged(fd, st, known):
+    size, mtime_ns, digest = known
+    if st.st_size != size:
+        return False
+    if st.st_mtime_ns == mtime_ns:
+        return True
+    return digest is not None and _digest(fd) == digest
+
+def _walk(workdir):
+    # (relative path, absolute path) of candidate files, sorted, never following links
+    stack, seen = [""], 0
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(workdir, rel) if rel else workdir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            seen += 1
+            if seen > MAX_WALK_ENTRIES:
+                yield None
+                return
+            try:
+                entry.name.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+            path = rel + "/" + entry.name if rel else entry.name
+            try:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    yield path, entry.path
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+def _read_upto(fd, size):
+    parts, left = [], size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+def _send_files(channel, workdir, inputs):
+    import stat, mimetypes
+    count, truncated = 0, False
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    for item in _walk(workdir):
+        if item is None:
+            truncated = True
+            break
+        rel, full = item
+        try:
+            fd = os.open(full, flags)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if rel in inputs and _unchanged(fd, st, inputs[rel]):
+                continue
+            if count >= channel.max_count:
+                truncated = True
+                break
+            count += 1
+            mime = mimetypes.guess_type(rel, strict=False)[0] or "application/octet-stream"
+            meta = {"path": rel, "mime": mime, "size": st.st_size}
+            if channel.fits(st.st_size, channel.max_file):
+                os.lseek(fd, 0, 0)
+                data = _read_upto(fd, st.st_size)
+                meta["size"] = len(data)
+                channel.emit(b"file", meta, data)
+            else:
+                meta["omitted"] = "too_large"
+                channel.emit(b"file", meta)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    end = b'{"count":%d,"files_truncated":%s}' % (count, b"true" if truncated else b"false")
+    channel.emit(b"files_end", None, head=end)
+
+def _final_figures():
+    # now, not only at exit: pyplot's own atexit handler (registered after ours when the program
+    # imports it) closes every figure before ours would run
+    try:
+        _send_figures()
+    except Exception as exc:
+        _print_exception(exc)
+
+def _at_exit(workdir, inputs):
+    _final_figures()
+    try:
+        _send_files(_channel, workdir, inputs)
+    except Exception as exc:
+        _print_exception(exc)
+
+# --- the run ----------------------------------------------------------------------------------
+
+def _options(argv):
+    opts = {"--preload": "", "--mpl-seed": "", "--workdir": WORKDIR}
+    rich = False
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--rich":
+            rich = True
+            i += 1
+        else:
+            opts[argv[i]] = argv[i + 1]
+            i += 2
+    return [m for m in opts["--preload"].split(",") if m], rich, opts["--mpl-seed"], opts["--workdir"]
+
 def _main():
-    source_bytes = _read_exact(_read_header())
+    global _channel
+    preload, rich, seed, workdir = _options(sys.argv[1:])
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    sys.dont_write_bytecode = True  # no __pycache__ of the program's modules among its files out
+    if rich:
+        _install_rich(seed)
+    for name in preload:
+        try:
+            __import__(name)
+        except Exception:
+            pass  # the program meets the same error, in its own output, if it imports it
+    code_len, meta_len, nonce, limits = _read_header()
+    meta = _read_exact(meta_len) if meta_len else b""
+    source_bytes = _read_exact(code_len)
+    inputs = _write_files(workdir, meta) if meta_len else {}
+    _channel = _Channel(nonce, *limits)
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
     module = type(sys)("__main__")
@@ -59,15 +446,19 @@ def _main():
     module.__loader__ = _Source(source_bytes.decode("utf-8", "replace"))
     sys.modules["__main__"] = module
     sys.argv[:] = ["main.py"]
-    sys.path[0:0] = [os.getcwd()]
+    sys.path[0:0] = [workdir]
     try:
         code = compile(source_bytes, "main.py", "exec", dont_inherit=True)
     except Exception as exc:  # SyntaxError, ValueError (NUL bytes), MemoryError, RecursionError
         _print_exception(exc.with_traceback(None))
         sys.exit(1)
+    import atexit
+    # registered first, so it runs last: after the program's own handlers and its threads
+    atexit.register(_at_exit, workdir, inputs)
     try:
         exec(code, module.__dict__)
     except SystemExit:
+        _final_figures()
         raise
     except BaseException as exc:
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
@@ -76,13 +467,53 @@ def _main():
             _print_exception(exc)  # the C hook reads source from disk; traceback asks the loader
         else:
             sys.excepthook(type(exc), exc, tb)
+        _final_figures()
         sys.exit(1)
+    _final_figures()
 
-_main()
 """
+    + f"MAX_WALK_ENTRIES = {MAX_WALK_ENTRIES}\nWORKDIR = {WORKDIR!r}\n_main()\n"
+)
 
 
-def encode_program(code: str) -> bytes:
-    """What the server writes first to a waiting bootstrap."""
+@dataclass(frozen=True)
+class FilesOutLimits:
+    """What one run may send out on the side channel: files (count, each, all) and images (each);
+    images and files share ``max_total_bytes``. Enforced in the sandbox and again on the server."""
+
+    max_count: int = 20
+    max_file_bytes: int = 1_048_576
+    max_total_bytes: int = 4 * 1_048_576
+    max_image_bytes: int = 1_048_576
+
+
+def encode_program(
+    code: str,
+    *,
+    nonce: str,
+    files: Sequence[tuple[str, bytes]] = (),
+    out: FilesOutLimits | None = None,
+) -> bytes:
+    """What the server writes first to a waiting bootstrap (see the module's docstring).
+
+    ``nonce``: 32 lowercase hex characters, fresh for each run; ``files``: (relative path,
+    content) pairs already validated by the server; ``out``: the side channel's limits
+    (``FilesOutLimits()`` when None).
+    """
+    if not _NONCE.fullmatch(nonce):
+        raise ValueError("nonce must be 32 lowercase hex characters")
+    limits = out or FilesOutLimits()
     body = code.encode("utf-8", "surrogatepass")
-    return b"%d\n" % len(body) + body
+    meta = b""
+    if files:
+        meta = json.dumps({"files": [[path, len(content)] for path, content in files]}).encode()
+    header = b"%d %d %s %d %d %d %d\n" % (
+        len(body),
+        len(meta),
+        nonce.encode(),
+        limits.max_count,
+        limits.max_file_bytes,
+        limits.max_total_bytes,
+        limits.max_image_bytes,
+    )
+    return b"".join([header, meta, body, *(content for _, content in files)])

@@ -1,30 +1,61 @@
 """The in-sandbox bootstrap, run by the host's Python 3.11 (the image's version) in a subprocess.
 
 What a user notices: their program behaves like ``python main.py``: tracebacks show their own
-lines and none of ours, stdin after the program belongs to the program, output is line-buffered.
+lines and none of ours, stdin after the program belongs to the program, output is line-buffered;
+files sent in are in its working directory, files it makes come back, images it shows arrive in
+order with its prints, and nothing outside its working directory ever leaks out.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
-from app.sandbox.bootstrap import BOOTSTRAP, encode_program
+import pytest
+
+from app.core.sidechannel import Record, SideChannelDemux
+from app.sandbox.bootstrap import BOOTSTRAP, FilesOutLimits, encode_program
+
+NONCE = "5f1e0c6a9b2d4e7f8a1b3c5d7e9f0a2b"
 
 
-def run(code: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def run(
+    code: str,
+    stdin: bytes = b"",
+    *,
+    files: Sequence[tuple[str, bytes]] = (),
+    out: FilesOutLimits | None = None,
+    args: Sequence[str] = (),
+    workdir: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    workdir = workdir or tempfile.mkdtemp(prefix="sce-bootstrap-test-")
     return subprocess.run(
-        [sys.executable, "-I", "-c", BOOTSTRAP],
-        input=encode_program(code) + stdin,
+        [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir, *args],
+        input=encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
         capture_output=True,
-        timeout=30,
+        timeout=60,
         cwd="/tmp",
     )
 
 
+def split(stdout: bytes) -> tuple[bytes, list[Record]]:
+    """Ordinary output and the records, as the server sees them."""
+    demux = SideChannelDemux(NONCE, 1 << 26)
+    items = demux.feed(stdout) + demux.finish()
+    text = b"".join(i for i in items if isinstance(i, bytes))
+    return text, [i for i in items if isinstance(i, Record)]
+
+
+def sent_files(records: list[Record]) -> dict[str, Record]:
+    return {r.meta["path"]: r for r in records if r.kind == "file"}
+
+
 def test_program_reads_exactly_its_own_stdin() -> None:
     p = run("import sys\nprint(repr(sys.stdin.read()))", b"12\nabc")
-    assert p.stdout == b"'12\\nabc'\n"
+    assert split(p.stdout)[0] == b"'12\\nabc'\n"
     assert p.returncode == 0
 
 
@@ -48,22 +79,27 @@ def test_syntax_error_is_reported_like_python_main_py() -> None:
 
 def test_main_module_identity_and_exit_status() -> None:
     p = run("import sys, __main__\nprint(__name__, __file__, sys.argv, __main__.__file__)\nsys.exit(7)")
-    assert p.stdout == b"__main__ main.py ['main.py'] main.py\n"
+    assert split(p.stdout)[0] == b"__main__ main.py ['main.py'] main.py\n"
     assert p.returncode == 7
 
 
 def test_user_excepthook_is_honoured() -> None:
     p = run("import sys\nsys.excepthook = lambda *a: print('mine', a[0].__name__)\nraise KeyError(1)")
-    assert p.stdout == b"mine KeyError\n"
+    assert split(p.stdout)[0] == b"mine KeyError\n"
 
 
 def test_utf8_program_with_non_ascii_output() -> None:
     p = run("print('héllo ✓')")
-    assert p.stdout.decode() == "héllo ✓\n"
+    assert split(p.stdout)[0].decode() == "héllo ✓\n"
 
 
 def test_no_program_means_a_quiet_exit() -> None:
-    p = subprocess.run([sys.executable, "-I", "-c", BOOTSTRAP], input=b"", capture_output=True, timeout=30)
+    p = subprocess.run(
+        [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", tempfile.mkdtemp()],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+    )
     assert p.returncode == 0 and p.stdout == b"" and p.stderr == b""
 
 
@@ -80,4 +116,138 @@ def test_source_is_found_by_traceback_and_inspect_inside_the_program() -> None:
     )
     p = run(code)
     assert "    return 1 / 0" in p.stderr.decode()
-    assert p.stdout.decode() == "def f():\n    return 1 / 0\n"
+    assert split(p.stdout)[0].decode() == "def f():\n    return 1 / 0\n"
+
+
+def test_files_in_are_in_the_working_directory_before_the_program_starts() -> None:
+    code = (
+        "import os\n"
+        "print(os.getcwd() == os.environ.get('X', os.getcwd()), open('data.csv').read(), end='')\n"
+        "print(open('sub/dir/b.bin', 'rb').read())\n"
+        "import helper; print(helper.VALUE)\n"
+        "import sys; print(sys.stdin.read())\n"
+    )
+    files = [("data.csv", b"a,b\n1,2\n"), ("sub/dir/b.bin", b"\x00\xff"), ("helper.py", b"VALUE = 42\n")]
+    p = run(code, b"stdin after files", files=files)
+    text, records = split(p.stdout)
+    assert text == b"True a,b\n1,2\nb'\\x00\\xff'\n42\nstdin after files\n", p.stderr
+    assert sent_files(records) == {}  # sent in, left unchanged: not sent back
+
+
+def test_created_and_changed_files_come_back_and_links_never_do(tmp_path: Path) -> None:
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not yours")
+    code = (
+        "import os\n"
+        "open('out.txt', 'w').write('result')\n"
+        "os.makedirs('plots/deep')\n"
+        "open('plots/deep/r.csv', 'w').write('x\\n1\\n')\n"
+        "open('changed.txt', 'w').write('new')\n"
+        f"os.symlink({str(secret)!r}, 'link.txt')\n"
+        "os.symlink('/etc', 'etc-link')\n"
+        "os.mkfifo('fifo')\n"
+        "open(b'bad-\\xff.txt', 'w').write('x')\n"
+        "print('done')\n"
+    )
+    p = run(code, files=[("changed.txt", b"old"), ("same.txt", b"same")])
+    text, records = split(p.stdout)
+    assert text == b"done\n", p.stderr
+    got = sent_files(records)
+    assert sorted(got) == ["changed.txt", "out.txt", "plots/deep/r.csv"]
+    assert got["out.txt"].data == b"result" and got["out.txt"].meta["mime"] == "text/plain"
+    assert got["plots/deep/r.csv"].data == b"x\n1\n" and got["plots/deep/r.csv"].meta["size"] == 4
+    assert got["changed.txt"].data == b"new"
+    assert records[-1] == Record("files_end", {"count": 3, "files_truncated": False}, b"", None)
+
+
+def test_file_limits_omit_without_reading_and_count_truncates() -> None:
+    code = (
+        "f = open('sparse.bin', 'wb'); f.truncate(100 * 1024 * 1024); f.close()\n"
+        "open('a.txt', 'w').write('a' * 10)\n"
+        "open('b.txt', 'w').write('b' * 10)\n"
+        "open('c.txt', 'w').write('c' * 10)\n"
+    )
+    limits = FilesOutLimits(max_count=3, max_file_bytes=1000, max_total_bytes=15, max_image_bytes=1000)
+    p = run(code, out=limits)
+    records = split(p.stdout)[1]
+    got = sent_files(records)
+    assert sorted(got) == ["a.txt", "b.txt", "c.txt"]
+    assert got["a.txt"].data == b"a" * 10
+    assert got["b.txt"].omitted == "too_large" and got["b.txt"].meta["size"] == 10  # past the total
+    assert records[-1].meta == {"count": 3, "files_truncated": True}  # sparse.bin is the 4th, sorted
+
+
+def test_files_come_back_after_sys_exit_and_uncaught_errors_but_not_os_exit() -> None:
+    for code, status, expected in [
+        ("open('r.txt', 'w').write('1')\nimport sys\nsys.exit(3)", 3, True),
+        ("open('r.txt', 'w').write('1')\nraise ValueError('x')", 1, True),
+        ("import atexit\natexit.register(lambda: open('r.txt', 'w').write('1'))", 0, True),
+        ("open('r.txt', 'w').write('1')\nimport os\nos._exit(4)", 4, False),
+    ]:
+        p = run(code)
+        assert p.returncode == status, code
+        assert ("r.txt" in sent_files(split(p.stdout)[1])) is expected, code
+
+
+def test_a_forged_record_with_another_nonce_is_plain_output() -> None:
+    p = run("print('\\x1eSCE:' + 'a' * 32 + ':image:2:0\\n{}')")
+    text, records = split(p.stdout)
+    assert text == b"\x1eSCE:" + b"a" * 32 + b":image:2:0\n{}\n"
+    assert [r.kind for r in records] == ["files_end"]
+
+
+mpl = pytest.importorskip  # the host's matplotlib and Pillow (dev extras) stand in for the image's
+
+
+def test_plt_show_sends_png_images_in_order_with_prints() -> None:
+    mpl("matplotlib")
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "print('before')\n"
+        "plt.plot([1, 2, 3]); plt.figure(); plt.bar([1], [2])\n"
+        "plt.show()\n"
+        "print('between', len(plt.get_fignums()))\n"
+        "plt.plot([3, 2, 1])\n"
+        "print('after', end='')\n"
+    )
+    p = run(code, args=["--rich"])
+    demux = SideChannelDemux(NONCE, 1 << 26)
+    items = demux.feed(p.stdout) + demux.finish()
+    kinds = [i.kind if isinstance(i, Record) else i for i in items]
+    assert kinds == [b"before\n", "image", "image", b"between 0\nafter", "image", "files_end"], p.stderr
+    first = items[1]
+    assert isinstance(first, Record) and first.data is not None
+    assert first.data.startswith(b"\x89PNG") and first.meta == {"mime": "image/png", "width": 640, "height": 480}
+    assert p.stderr == b""
+
+
+def test_image_limits_omit_but_the_program_goes_on() -> None:
+    mpl("matplotlib")
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()\nprint('still here')\n"
+    p = run(code, args=["--rich"], out=FilesOutLimits(max_image_bytes=100))
+    text, records = split(p.stdout)
+    assert text == b"still here\n"
+    assert records[0].kind == "image" and records[0].omitted == "too_large" and records[0].data is None
+
+
+def test_pil_show_sends_a_png() -> None:
+    mpl("PIL")
+    code = "from PIL import Image\nImage.new('RGB', (30, 20), 'red').show()\nImage.new('CMYK', (5, 5)).show()\n"
+    p = run(code, args=["--rich"])
+    records = split(p.stdout)[1]
+    assert [(r.kind, r.meta.get("width"), r.meta.get("height")) for r in records] == [
+        ("image", 30, 20),
+        ("image", 5, 5),
+        ("files_end", None, None),
+    ], p.stderr
+
+
+def test_preload_imports_before_the_program_arrives() -> None:
+    mpl("numpy")
+    p = run("import sys\nprint('numpy' in sys.modules)", args=["--preload", "numpy,no_such_module"])
+    assert split(p.stdout)[0] == b"True\n" and p.stderr == b""
+
+
+def test_encode_program_rejects_a_bad_nonce() -> None:
+    with pytest.raises(ValueError):
+        encode_program("print(1)", nonce="XYZ")

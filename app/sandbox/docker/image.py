@@ -1,4 +1,4 @@
-"""Build the sandbox image offline, from Debian packages, with no container registry.
+"""Build the sandbox images (one per runtime) offline, from Debian packages, with no registry.
 
 No registry is reachable from the machines this runs on, so there is no ``FROM`` and no
 ``docker pull``: the root filesystem is made by ``debootstrap`` from the host's own Debian
@@ -11,6 +11,13 @@ is deliberately not part of the recipe: the same packages from another mirror ar
 
 The mirror is never written down in the repository: it is read at build time from the host's
 apt configuration (or ``SCE_IMAGE_MIRROR``).
+
+Every runtime (``app.sandbox.runtimes``) is built the same way from the same base; a runtime
+with ``apt_packages`` gets them installed in the new root with ``apt-get --no-install-recommends``,
+byte-compiled (the root is read-only at run time: pandas imports in 230 ms with .pyc files, 856
+ms without), and, for matplotlib, a prebuilt font cache and a headless default backend. The
+Python version and the version of every installed distribution are read in the new root at
+build time and kept as image labels, which ``runtime_info`` reads back for ``GET /runtimes``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -33,6 +41,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from app.sandbox.runtimes import DEFAULT_RUNTIME, MPL_SEED_DIR, RuntimeSpec, runtimes_from
 from app.settings import Settings
 
 RECIPE_LABEL = "sce.recipe"
@@ -41,8 +50,18 @@ RECIPE_LABEL = "sce.recipe"
 MANAGED_LABEL = "sce.managed"
 """Label on everything this project creates in the engine, so cleanup touches only ours."""
 
-RECIPE_VERSION = 1
-"""Bump whenever the hardening steps below change: it makes existing images stale."""
+RECIPE_VERSION = 2
+"""Bump whenever the hardening or labelling steps below change: it makes existing images stale.
+(2: the Python and package versions are recorded as labels.)"""
+
+EXTRAS_VERSION = 1
+"""Bump whenever the steps for a runtime's extra packages (``_install_extras``) change."""
+
+PYTHON_LABEL = "sce.python"
+"""Image label: the image's Python version, read from the new root at build time."""
+
+PACKAGE_LABEL_PREFIX = "sce.package."
+"""Image labels ``sce.package.<distribution>=<version>``, one per installed distribution."""
 
 VARIANT = "minbase"
 PACKAGES = ("python3", "python3-venv", "tzdata")
@@ -104,9 +123,15 @@ def _image_changes() -> list[str]:
     ]
 
 
-def recipe_hash(settings: Settings) -> str:
-    """sha256 over everything that decides the image's content, and nothing that does not."""
-    recipe = {
+def default_spec(settings: Settings) -> RuntimeSpec:
+    return runtimes_from(settings)[DEFAULT_RUNTIME]
+
+
+def recipe_hash(settings: Settings, spec: RuntimeSpec | None = None) -> str:
+    """sha256 over everything that decides the image's content, and nothing that does not
+    (the tag, the mirror and the run-time limits are not part of it)."""
+    spec = spec or default_spec(settings)
+    recipe: dict[str, object] = {
         "suite": settings.image_suite,
         "variant": VARIANT,
         "packages": sorted(PACKAGES),
@@ -114,6 +139,8 @@ def recipe_hash(settings: Settings) -> str:
         "runner_uid": RUNNER_UID,
         "changes": _image_changes(),
     }
+    if spec.apt_packages:
+        recipe["extras"] = {"packages": sorted(spec.apt_packages), "version": EXTRAS_VERSION}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
@@ -138,14 +165,28 @@ def connect(settings: Settings, *, timeout: int = 60) -> docker.DockerClient:
     return client
 
 
-def image_status(client: docker.DockerClient, settings: Settings) -> Status:
+def image_status(client: docker.DockerClient, settings: Settings, spec: RuntimeSpec | None = None) -> Status:
     """'missing' (no such tag), 'stale' (built from another recipe) or 'current'."""
+    spec = spec or default_spec(settings)
     try:
-        image = client.images.get(settings.image)
+        image = client.images.get(spec.image)
     except docker.errors.ImageNotFound:
         return "missing"
     labels = image.attrs.get("Config", {}).get("Labels") or {}
-    return "current" if labels.get(RECIPE_LABEL) == recipe_hash(settings) else "stale"
+    return "current" if labels.get(RECIPE_LABEL) == recipe_hash(settings, spec) else "stale"
+
+
+def runtime_info(api: docker.APIClient, spec: RuntimeSpec) -> dict[str, object]:
+    """``{"python": "3.11.2", "packages": {"numpy": "1.24.2", ...}}`` as recorded in the image's
+    labels at build time; ``python`` is None and ``packages`` empty for an image without them.
+    Raises ``docker.errors.ImageNotFound`` when the image is missing."""
+    labels = api.inspect_image(spec.image).get("Config", {}).get("Labels") or {}
+    packages = {
+        key.removeprefix(PACKAGE_LABEL_PREFIX): value
+        for key, value in sorted(labels.items(), key=lambda kv: kv[0].lower())
+        if key.startswith(PACKAGE_LABEL_PREFIX)
+    }
+    return {"python": labels.get(PYTHON_LABEL), "packages": packages}
 
 
 # --- the mirror ---------------------------------------------------------------------------------
@@ -331,21 +372,88 @@ def _harden(rootfs: Path) -> int:
     return stripped
 
 
-def _compile_stdlib(rootfs: Path, progress: Progress) -> None:
-    """Byte-compile Python inside the root: the image is read-only at run time, so a missing
-    .pyc would be recompiled on every start."""
+def _compile_python(rootfs: Path, progress: Progress) -> None:
+    """Byte-compile Python inside the root (the standard library and dist-packages): the image
+    is read-only at run time, so a missing .pyc would be recompiled on every start."""
     cmd = ["chroot", str(rootfs), "python3", "-m", "compileall", "-q", "-j0", "/usr/lib/python3"]
     versioned = sorted(p.name for p in (rootfs / "usr/lib").glob("python3.*"))
     cmd += [f"/usr/lib/{v}" for v in versioned]
     _run_streamed(cmd, progress, "  compileall: ")
 
 
-def _import(client: docker.DockerClient, tarball: Path, settings: Settings) -> str:
+def _install_extras(rootfs: Path, spec: RuntimeSpec, progress: Progress) -> None:
+    """apt-get the runtime's packages into the new root (from the mirror debootstrap wrote into
+    its sources.list), without recommends; /proc is mounted for the maintainer scripts."""
+    env = ["env", "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8"]
+    proc = rootfs / "proc"
+    proc.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+    try:
+        _run_streamed(["chroot", str(rootfs), *env, "apt-get", "-q", "update"], progress, "  apt: ")
+        install = ["apt-get", "-q", "-y", "--no-install-recommends", "install", *spec.apt_packages]
+        _run_streamed(["chroot", str(rootfs), *env, *install], progress, "  apt: ")
+        _run_streamed(["chroot", str(rootfs), "apt-get", "clean"], progress, "  apt: ")
+    finally:
+        subprocess.run(["umount", "-l", str(proc)], check=False, capture_output=True)
+    if (rootfs / "usr/lib/python3/dist-packages/matplotlib").is_dir():
+        _prepare_matplotlib(rootfs, progress)
+
+
+def _prepare_matplotlib(rootfs: Path, progress: Progress) -> None:
+    """Make matplotlib quiet and quick in a read-only, headless sandbox: its font cache is built
+    here (else every run rebuilds it, ~50-70 ms, and warns on stderr) and Debian's default
+    ``backend: TkAgg`` becomes Agg, so a child ``python3`` of a program works headless too (the
+    bootstrap itself selects its own backend, which sends figures on the side channel)."""
+    seed = rootfs / MPL_SEED_DIR.lstrip("/")
+    seed.mkdir(parents=True, exist_ok=True)
+    code = "import matplotlib.font_manager as f; f.fontManager.findfont('DejaVu Sans')"
+    cmd = ["chroot", str(rootfs), "env", f"MPLCONFIGDIR={MPL_SEED_DIR}", "python3", "-I", "-c", code]
+    _run_streamed(cmd, progress, "  matplotlib: ")
+    if not any(seed.glob("fontlist-*.json")):
+        raise ImageBuildError(f"matplotlib built no font cache in {MPL_SEED_DIR}")
+    for path in seed.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    rc = rootfs / "etc/matplotlibrc"
+    lines = rc.read_text().splitlines() if rc.is_file() else []
+    lines = [line for line in lines if not re.match(r"\s*backend\s*:", line)]
+    rc.write_text("\n".join([*lines, "backend: Agg"]) + "\n")
+
+
+_VERSIONS_SCRIPT = """
+import importlib.metadata as m, json, platform
+print(json.dumps({"python": platform.python_version(),
+                  "packages": {d.metadata["Name"]: d.version for d in m.distributions()}}))
+"""
+_LABEL_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,99}")
+
+
+def _read_versions(rootfs: Path) -> dict[str, str]:
+    """Image labels naming the Python and every distribution installed in the new root, read by
+    its own interpreter (so they are what a program gets, never typed by hand)."""
+    cmd = ["chroot", str(rootfs), "python3", "-I", "-c", _VERSIONS_SCRIPT]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        raise ImageBuildError(f"reading the installed versions failed: {done.stderr.strip()[-300:]}")
+    found = json.loads(done.stdout)
+    labels = {PYTHON_LABEL: str(found["python"])}
+    for name, version in found["packages"].items():
+        if _LABEL_SAFE.fullmatch(str(name)) and _LABEL_SAFE.fullmatch(str(version)):
+            labels[PACKAGE_LABEL_PREFIX + str(name)] = str(version)
+    return labels
+
+
+def _import(
+    client: docker.DockerClient, tarball: Path, settings: Settings, spec: RuntimeSpec, labels: dict[str, str]
+) -> str:
     """Hand the tarball to the engine with the image config; returns the new image id."""
-    repo, _, tag = settings.image.rpartition(":")
+    repo, _, tag = spec.image.rpartition(":")
     if not repo or "/" in tag:
-        repo, tag = settings.image, "latest"
-    changes = [*_image_changes(), f"LABEL {RECIPE_LABEL}={recipe_hash(settings)}"]
+        repo, tag = spec.image, "latest"
+    changes = [
+        *_image_changes(),
+        *(f"LABEL {key}={value}" for key, value in labels.items()),
+        f"LABEL {RECIPE_LABEL}={recipe_hash(settings, spec)}",
+    ]
     raw = client.api.import_image_from_file(str(tarball), repository=repo, tag=tag, changes=changes)
     image_id = ""
     for line in str(raw).splitlines():
@@ -368,29 +476,33 @@ def _remove_replaced(client: docker.DockerClient, old_id: str | None, new_id: st
         progress(f"kept the replaced image {old_id[:19]}: {exc.explanation or exc}")
 
 
-def build_image(settings: Settings, *, force: bool = False, progress: Progress = print) -> Literal["built", "current"]:
-    """Build and tag the sandbox image unless an image of the same recipe is already there.
+def build_image(
+    settings: Settings, spec: RuntimeSpec | None = None, *, force: bool = False, progress: Progress = print
+) -> Literal["built", "current"]:
+    """Build and tag one runtime's image (the default runtime's without ``spec``) unless an
+    image of the same recipe is already there.
 
     Works in a fresh directory under /var/tmp that is removed whatever happens (including
     Ctrl-C). Nothing else is held while building: the engine is only asked at the start
     (status) and at the end (import), with a connection closed in between.
     """
+    spec = spec or default_spec(settings)
     started = time.monotonic()
 
     def step(message: str) -> None:
         progress(f"[{time.monotonic() - started:5.1f}s] {message}")
 
     with contextlib.closing(connect(settings)) as client:
-        status = image_status(client, settings)
+        status = image_status(client, settings, spec)
         old_id: str | None = None
         if status != "missing":
-            old = client.images.get(settings.image)
+            old = client.images.get(spec.image)
             old_id = old.id if old.labels.get(MANAGED_LABEL) == "true" else None
-    recipe = recipe_hash(settings)[:12]
+    recipe = recipe_hash(settings, spec)[:12]
     if status == "current" and not force:
-        progress(f"{settings.image} is current (recipe {recipe}); nothing to do")
+        progress(f"{spec.image} is current (recipe {recipe}); nothing to do")
         return "current"
-    step(f"building {settings.image} ({status}; recipe {recipe})")
+    step(f"building {spec.image} for runtime {spec.name} ({status}; recipe {recipe})")
     if os.geteuid() != 0:
         raise ImageBuildError("building the image needs root (debootstrap and chroot)")
     debootstrap = shutil.which("debootstrap") or next(
@@ -420,8 +532,13 @@ def build_image(settings: Settings, *, force: bool = False, progress: Progress =
         )
         for point in _mounts_under(workdir):  # debootstrap normally unmounts; be sure
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        if spec.apt_packages:
+            step(f"apt-get install --no-install-recommends {' '.join(spec.apt_packages)}")
+            _install_extras(rootfs, spec, progress)
         step("byte-compiling Python")
-        _compile_stdlib(rootfs, progress)
+        _compile_python(rootfs, progress)
+        labels = _read_versions(rootfs)
+        step(f"Python {labels[PYTHON_LABEL]}, {len(labels) - 1} distribution(s) recorded as labels")
         step("hardening: user runner (10001), no setuid/setgid, no caches or docs")
         stripped = _harden(rootfs)
         step(f"removed {stripped} setuid/setgid bits or file capabilities")
@@ -431,11 +548,11 @@ def build_image(settings: Settings, *, force: bool = False, progress: Progress =
             progress,
             "  tar: ",
         )
-        step(f"importing {tarball.stat().st_size / 1e6:.0f} MB into the engine as {settings.image}")
+        step(f"importing {tarball.stat().st_size / 1e6:.0f} MB into the engine as {spec.image}")
         with contextlib.closing(connect(settings, timeout=600)) as client:
-            image_id = _import(client, tarball, settings)
+            image_id = _import(client, tarball, settings, spec, labels)
             _remove_replaced(client, old_id, image_id, progress)
     finally:
         _cleanup(workdir, progress)
-    step(f"done: {settings.image} {image_id[:19]} built in {time.monotonic() - started:.0f} s")
+    step(f"done: {spec.image} {image_id[:19]} built in {time.monotonic() - started:.0f} s")
     return "built"

@@ -1,0 +1,95 @@
+"""The runtimes a run may ask for: an image, its packages, its limits, and how its bootstrap starts.
+
+Pure data, no engine: the image builder turns a ``RuntimeSpec`` into an image, the engine turns
+it into a container (``command()``, ``environment``, the limits), and ``GET /runtimes`` lists
+them. The package *versions* are not written here: they are read from the built image's labels
+(``app.sandbox.docker.image.runtime_info``), so what is listed is what is installed.
+
+Two runtimes:
+
+- ``python``: the standard library only, today's image and limits.
+- ``scientific``: Debian bookworm's numpy, pandas, matplotlib and Pillow. ``python3-munkres`` is
+  named in the same install because python3-fonttools depends on ``scipy | munkres``: without it
+  apt takes scipy, which drags in a C++ compiler and boost (~494 MiB for the four); with it and
+  ``--no-install-recommends`` the image stays near 200 MiB of packages. Its imports peak near
+  90 MiB before a program does anything, hence its own memory limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.sandbox.bootstrap import BOOTSTRAP
+from app.settings import Settings
+
+DEFAULT_RUNTIME = "python"
+
+MPL_SEED_DIR = "/usr/local/share/sce/matplotlib"
+"""Where the scientific image keeps matplotlib's prebuilt font cache (read-only at run time)."""
+
+MPL_CONFIG_DIR = "/tmp/.matplotlib"
+"""MPLCONFIGDIR inside the sandbox: writable (a read-only one makes matplotlib warn and rebuild
+its font cache in a temporary directory on every run); the bootstrap links the seed into it."""
+
+# One core per sandbox: BLAS/OpenMP pools sized from the host's core count would only
+# spend the pids limit (a 64-core host means 64 threads at numpy's import).
+_SINGLE_THREADED = (("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"))
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One runtime. ``apt_packages`` are installed on top of the base image's packages;
+    ``preload`` modules are imported by the warm bootstrap before a program arrives; ``rich``
+    turns on the bootstrap's matplotlib backend and Pillow viewer (images on the side channel)."""
+
+    name: str
+    image: str
+    description: str
+    memory_mb: int
+    pids: int
+    tmpfs_mb: int
+    pool_size: int
+    apt_packages: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
+    rich: bool = False
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def bootstrap_args(self) -> tuple[str, ...]:
+        """Arguments after ``python3 -I -c BOOTSTRAP``; none for the plain runtime."""
+        args: list[str] = []
+        if self.preload:
+            args += ["--preload", ",".join(self.preload)]
+        if self.rich:
+            args += ["--rich", "--mpl-seed", MPL_SEED_DIR]
+        return tuple(args)
+
+    def command(self) -> tuple[str, ...]:
+        """What the container runs: the bootstrap, waiting on stdin for ``encode_program``."""
+        return ("python3", "-I", "-c", BOOTSTRAP, *self.bootstrap_args())
+
+
+def runtimes_from(settings: Settings) -> dict[str, RuntimeSpec]:
+    """Every runtime, by name, the default first."""
+    python = RuntimeSpec(
+        name=DEFAULT_RUNTIME,
+        image=settings.image,
+        description="Python 3 with its standard library",
+        memory_mb=settings.memory_mb,
+        pids=settings.pids,
+        tmpfs_mb=settings.tmpfs_mb,
+        pool_size=settings.pool_size,
+    )
+    scientific = RuntimeSpec(
+        name="scientific",
+        image=settings.scientific_image,
+        description="Python 3 with numpy, pandas, matplotlib and Pillow; plt.show() sends images",
+        memory_mb=settings.scientific_memory_mb,
+        pids=settings.pids,
+        tmpfs_mb=settings.scientific_tmpfs_mb,
+        pool_size=settings.scientific_pool_size,
+        apt_packages=("python3-numpy", "python3-pandas", "python3-matplotlib", "python3-pil", "python3-munkres"),
+        preload=("numpy", "pandas", "matplotlib.pyplot"),
+        rich=True,
+        environment=(("MPLCONFIGDIR", MPL_CONFIG_DIR), *_SINGLE_THREADED),
+    )
+    return {spec.name: spec for spec in (python, scientific)}
