@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     image: str = Field("sce-sandbox:bookworm", description="the sandbox image's tag")
     runtime: Literal["runc", "runsc"] = Field("runc", description="OCI runtime for sandboxes")
     docker_host: str | None = Field(None, description="engine URL; default: DOCKER_HOST or the local socket")
-    executor_threads: int = Field(16, ge=4, le=256, description="threads for blocking engine calls")
+    executor_threads: int | None = Field(
+        None,
+        ge=4,
+        le=1024,
+        description="threads for short blocking engine calls; default: from the concurrency settings",
+    )
     image_mirror: str | None = Field(
         None, description="Debian mirror for building the image; default: the host's apt sources"
     )
@@ -60,6 +65,12 @@ class Settings(BaseSettings):
     flush_interval_ms: int = Field(
         25, ge=1, le=100, description="longest a partial line (no newline yet) is held before it is sent"
     )
+    image_max_bytes: int = Field(1_048_576, ge=1024, description="largest image a program may show, in bytes")
+    files_out_max_count: int = Field(20, ge=0, description="most files a run sends back; past it: files_truncated")
+    file_out_max_bytes: int = Field(1_048_576, ge=0, description="largest file a run sends back, in bytes")
+    rich_output_bytes: int = Field(
+        4 * 1_048_576, ge=0, description="images and files out together, per run; past it: omitted"
+    )
     code_max_bytes: int = Field(65_536, ge=1, description="largest program, in UTF-8 bytes")
     max_message_bytes: int = Field(1_048_576, ge=1024, le=8 * 1024 * 1024, description="largest frame or body")
     send_timeout_s: float = Field(30.0, gt=0, description="a client that takes longer to accept one frame is dropped")
@@ -74,6 +85,14 @@ class Settings(BaseSettings):
     per_client_runs: int = Field(2, ge=1, description="running+waiting runs one client may hold")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with HTTP 503 busy")
 
+    # --- runs that outlive their connection ---------------------------------------------------
+    resume_grace_s: float = Field(
+        15.0, ge=0, description="a dropped run waits this long to be resumed; a finished one stays this long"
+    )
+    health_probe_interval_s: float = Field(
+        5.0, gt=0, description="deep health probes share one result for this long (one probe sandbox at most)"
+    )
+
     # --- warm pool -----------------------------------------------------------------------------
     pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
     pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")
@@ -85,6 +104,13 @@ class Settings(BaseSettings):
     )
     scientific_tmpfs_mb: int = Field(64, ge=1, description="size of the scientific runtime's writable /tmp")
     scientific_pool_size: int = Field(1, ge=0, le=64, description="started scientific sandboxes waiting; 0 = off")
+
+    def engine_threads(self) -> int:
+        """Threads for one engine's blocking calls: a kill for every run at once, plus the pool's
+        starts and removals, so a timeout's kill never queues behind other calls."""
+        if self.executor_threads is not None:
+            return self.executor_threads
+        return min(1024, self.max_concurrent_runs + 2 * self.pool_size + 8)
 
     @field_validator("allowed_origins", "api_tokens", mode="before")
     @classmethod
@@ -104,6 +130,11 @@ class Settings(BaseSettings):
             raise ValueError("SCE_TIMEOUT_S must not exceed SCE_TIMEOUT_MAX_S")
         if self.code_max_bytes >= self.max_message_bytes:
             raise ValueError("SCE_CODE_MAX_BYTES must be below SCE_MAX_MESSAGE_BYTES")
+        if self.executor_threads is not None and self.executor_threads < self.max_concurrent_runs + 2:
+            raise ValueError(
+                f"SCE_EXECUTOR_THREADS ({self.executor_threads}) must be at least SCE_MAX_CONCURRENT_RUNS + 2 "
+                f"({self.max_concurrent_runs + 2}): every live run may need a thread for its kill at once"
+            )
         if ":" not in self.bind:
             raise ValueError("SCE_BIND must be HOST:PORT")
         return self

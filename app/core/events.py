@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal as _signal
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from app.core.exits import Reason
+from app.core.rich import FileOut, Image
 from app.core.streams import Stream
-
-Reason = Literal["exit", "timeout", "oom", "output_limit", "killed"]
 
 REASON_SENTENCES: dict[str, str] = {
     "timeout": "Execution timed out after {timeout_s:g} seconds.",
@@ -64,6 +63,9 @@ class Exit:
     stdout_bytes: int
     stderr_bytes: int
     truncated: bool
+    cpu_ms: int | None = None
+    memory_peak_bytes: int | None = None
+    files_truncated: bool = False
 
     def to_frame(self) -> dict[str, Any]:
         return {
@@ -75,7 +77,9 @@ class Exit:
             "stdout_bytes": self.stdout_bytes,
             "stderr_bytes": self.stderr_bytes,
             "truncated": self.truncated,
-        }
+            "cpu_ms": self.cpu_ms,
+            "memory_peak_bytes": self.memory_peak_bytes,
+        } | ({"files_truncated": True} if self.files_truncated else {})
 
     def sentence(self, limits: RunLimits) -> str | None:
         """A sentence for people when the program did not end by itself (HTTP's ``error``)."""
@@ -85,14 +89,4 @@ class Exit:
         return template.format(**limits.to_dict())
 
 
-Event = Started | Output | Exit
-
-
-def signal_name(exit_code: int) -> str | None:
-    """``SIGSEGV`` for 139: the init process reports a child killed by signal N as 128+N."""
-    if 128 < exit_code < 128 + 65:
-        try:
-            return _signal.Signals(exit_code - 128).name
-        except ValueError:
-            return None
-    return None
+Event = Started | Output | Image | FileOut | Exit

@@ -106,6 +106,16 @@ class OutputAssembler:
                 state.partial_since = None
         return out
 
+    def release(self, stream: Stream) -> list[tuple[Stream, str]]:
+        """Send a stream's held partial line now (something that must follow it is ready)."""
+        state = self._streams[stream]
+        if not state.partial:
+            return []
+        out: list[tuple[Stream, str]] = [(stream, state.partial)]
+        state.partial = ""
+        state.partial_since = None
+        return out
+
     def finish(self) -> list[tuple[Stream, str]]:
         """End of output: flush decoders (a cut character becomes U+FFFD) and partial lines."""
         out: list[tuple[Stream, str]] = []

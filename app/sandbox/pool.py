@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from app.errors import SCEError
-from app.sandbox.docker.engine import DockerEngine, Sandbox
+from app.sandbox.interface import Engine, Sandbox, SandboxSpec
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,11 @@ RETRY_MAX_S = 10.0
 
 
 class WarmPool:
-    def __init__(self, engine: DockerEngine, size: int, idle_max_s: float) -> None:
+    """Warm sandboxes of one spec (one runtime) on one engine."""
+
+    def __init__(self, engine: Engine, spec: SandboxSpec, size: int, idle_max_s: float) -> None:
         self.engine = engine
+        self.spec = spec
         self.size = size
         self.idle_max_s = idle_max_s
         self._ready: deque[Sandbox] = deque()
@@ -59,7 +62,7 @@ class WarmPool:
 
     def start(self) -> None:
         if self.size > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._fill(), name="warm-pool")
+            self._task = asyncio.get_running_loop().create_task(self._fill(), name=f"warm-pool-{self.spec.runtime}")
 
     async def acquire(self) -> tuple[Sandbox, bool]:
         """A sandbox for one run, and whether it came warm from the pool."""
@@ -73,7 +76,7 @@ class WarmPool:
             self.engine.discard(sandbox)
         self.cold_starts += 1
         self._wake.set()
-        return await self.engine.start_sandbox(), False
+        return await self.engine.start_sandbox(self.spec), False
 
     async def _fill(self) -> None:
         delay = RETRY_MIN_S
@@ -81,7 +84,7 @@ class WarmPool:
             self._recycle_stale()
             if len(self._ready) < self.size:
                 try:
-                    self._ready.append(await self.engine.start_sandbox(pooled=True))
+                    self._ready.append(await self.engine.start_sandbox(self.spec, pooled=True))
                     self.warmed += 1
                     async with self._changed:
                         self._changed.notify_all()

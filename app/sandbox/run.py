@@ -1,79 +1,102 @@
 """One run of one program in one sandbox, observed as a stream of events.
 
-The run owns three concurrent pieces: a reader that turns the attach stream into output
+The run owns three concurrent pieces: a reader that turns the sandbox's output into output
 events (never blocked by a slow consumer: the output cap bounds what it can hold), a writer
-that feeds stdin (bounded, so a flood from the client waits instead of piling up), and a
-supervisor that decides how the run ends: the container's own exit, the wall clock, the
-client's kill, or the output cap. Whatever happens, including the consumer going away, the
-container is killed and removed and the socket closed.
+that feeds stdin, and a supervisor that decides how the run ends: the program's own exit, the
+wall clock, the client's kill, or the output cap. Whatever happens, including the consumer
+going away, the container is killed and removed and the socket closed.
+
+No thread is held while the program runs: the supervisor waits on the reader (the output ends
+when the sandbox does), the stop event and the deadline, all on the event loop; only then does
+it ask the engine how the sandbox ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
-from typing import Protocol
 
-from app.core.events import Event, Exit, Output, Reason, RunLimits, Started, signal_name
+from app.core.events import Event, Exit, Output, RunLimits, Started
+from app.core.exits import ExitObservation, Reason, classify_exit
 from app.core.lines import OutputAssembler, coalesce
-from app.errors import Unavailable
+from app.core.rich import FileOut, Image, RichLimits, RichOutput
+from app.core.sidechannel import Record, SideChannelDemux
+from app.core.streams import Stream
+from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest
-from app.sandbox.bootstrap import encode_program
-from app.sandbox.docker.engine import ExitStatus
-from app.sandbox.docker.framing import FrameError, FrameParser, Stream
+from app.sandbox.bootstrap import FilesOutLimits, encode_program
+from app.sandbox.interface import Sandbox, Usage
 
-EXIT_WAIT_AFTER_KILL_S = 10.0  # a killed container that has not exited by then: the engine is unwell
-# Output still in flight when the container has exited: the engine ends the stream right after,
+EXIT_WAIT_AFTER_KILL_S = 10.0  # a killed sandbox that has not ended by then: the engine is unwell
+EXIT_STATUS_WAIT_S = 10.0  # from the end of the output to the engine's word on the exit
+# Output still in flight when the sandbox has ended: the engine ends the stream right after,
 # so this bound only matters when the engine (or this server) is badly overloaded; output it
 # cuts off is reported as truncated, never dropped silently.
 DRAIN_AFTER_EXIT_S = 30.0
-STDIN_QUEUE_DEPTH = 16
+STDIN_PENDING_MAX_BYTES = 4 * 1024 * 1024
+RECORD_META_ROOM = 64 * 1024  # a record's header and JSON meta, on top of its data
 
 
-class SandboxLike(Protocol):
-    """What a run needs of a sandbox; the Docker one lives in engine.py."""
+class StdinBuffer:
+    """Text on its way to the program, in order, written by the run's writer task.
 
-    async def send(self, data: bytes) -> None: ...
-    async def close_stdin(self) -> None: ...
-    async def recv(self, size: int = ...) -> bytes: ...
-    async def kill(self) -> None: ...
-    async def wait(self) -> ExitStatus: ...
-
-
-_END = object()
-
-
-class StdinQueue:
-    """Text on its way to the program: bounded, so a client that floods it waits (back-pressure).
-
-    It exists before the run does, so stdin sent while a run is still queued is kept in order.
+    Writing never waits: the transport must stay free to read a ``kill`` or an ``eof`` whatever
+    the program does with its input. What the program has not read yet is bounded instead; a
+    client that sends more than that to a program that is not reading gets a clear error. It
+    exists before the run does, so stdin sent while a run is still queued is kept in order.
     """
 
-    def __init__(self, depth: int = STDIN_QUEUE_DEPTH) -> None:
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(depth)
-        self._head: list[bytes] = []
+    def __init__(self, max_pending_bytes: int = STDIN_PENDING_MAX_BYTES) -> None:
+        self.max_pending_bytes = max_pending_bytes
+        self._chunks: deque[bytes] = deque()
+        self._pending = 0
+        self._ready = asyncio.Event()
         self.closed = False
 
-    async def write(self, data: str) -> None:
-        if data and not self.closed:
-            await self._queue.put(data.encode("utf-8", "surrogatepass"))
+    def write(self, data: str) -> None:
+        if not data or self.closed:
+            return
+        chunk = data.encode("utf-8", "surrogatepass")
+        if self._pending + len(chunk) > self.max_pending_bytes:
+            raise BadMessage(
+                f"the program is not reading its standard input: {self._pending} bytes are waiting "
+                f"and the limit is {self.max_pending_bytes}"
+            )
+        self._chunks.append(chunk)
+        self._pending += len(chunk)
+        self._ready.set()
 
-    async def close(self) -> None:
+    def close(self) -> None:
         if not self.closed:
             self.closed = True
-            await self._queue.put(None)
+            self._ready.set()
 
     def put_first(self, data: str) -> None:
         """The run frame's own ``stdin``: written before anything sent later."""
-        self._head.append(data.encode("utf-8", "surrogatepass"))
+        if data:
+            chunk = data.encode("utf-8", "surrogatepass")
+            self._chunks.appendleft(chunk)
+            self._pending += len(chunk)
+            self._ready.set()
 
     async def get(self) -> bytes | None:
-        if self._head:
-            return self._head.pop(0)
-        return await self._queue.get()
+        """The next chunk, or None once closed and empty."""
+        while not self._chunks:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        chunk = self._chunks.popleft()
+        self._pending -= len(chunk)
+        return chunk
+
+
+_END = object()
 
 
 class Run:
@@ -81,24 +104,30 @@ class Run:
 
     def __init__(
         self,
-        sandbox: SandboxLike,
+        sandbox: Sandbox,
         request: RunRequest,
         limits: RunLimits,
         *,
         max_line_chars: int,
         flush_interval_s: float,
+        rich_limits: RichLimits,
         run_id: str | None = None,
-        stdin: StdinQueue | None = None,
+        stdin: StdinBuffer | None = None,
     ) -> None:
         self.id = run_id or uuid.uuid4().hex
+        self.nonce = secrets.token_hex(16)  # tags this run's side-channel records (images, files)
+        self.rich = RichOutput(rich_limits)
+        self.demux = SideChannelDemux(
+            self.nonce, max(rich_limits.image_max_bytes, rich_limits.file_max_bytes) + RECORD_META_ROOM
+        )
         self.sandbox = sandbox
         self.request = request
         self.limits = limits
         self.assembler = OutputAssembler(
             output_bytes=limits.output_bytes, max_line_chars=max_line_chars, flush_interval_s=flush_interval_s
         )
-        self._events: asyncio.Queue[Event | object] = asyncio.Queue()
-        self._stdin = stdin if stdin is not None else StdinQueue()
+        self._events: asyncio.Queue[Event | BaseException | object] = asyncio.Queue()
+        self.stdin = stdin if stdin is not None else StdinBuffer()
         self._stop = asyncio.Event()
         self._stop_reason: Reason | None = None
         self.first_output_at: float | None = None
@@ -106,12 +135,6 @@ class Run:
         self.exit: Exit | None = None
 
     # -- control, from the transport -----------------------------------------------------------
-    async def write_stdin(self, data: str) -> None:
-        await self._stdin.write(data)
-
-    async def close_stdin(self) -> None:
-        await self._stdin.close()
-
     def kill(self) -> None:
         self._request_stop("killed")
 
@@ -125,11 +148,23 @@ class Run:
         """Started, output..., Exit. Raises ``Unavailable`` if the sandbox fails."""
         tasks: list[asyncio.Task[None]] = []
         try:
-            await self.sandbox.send(encode_program(self.request.code))
+            rich = self.rich.limits
+            program = encode_program(
+                self.request.code,
+                nonce=self.nonce,
+                files=[(f.path, f.content) for f in self.request.files],
+                out=FilesOutLimits(
+                    max_count=rich.files_max_count,
+                    max_file_bytes=rich.file_max_bytes,
+                    max_total_bytes=rich.total_bytes,
+                    max_image_bytes=rich.image_max_bytes,
+                ),
+            )
+            await self.sandbox.send(program)
             self.started_at = time.monotonic()
             yield Started(self.id, self.limits)
             if self.request.stdin:
-                self._stdin.put_first(self.request.stdin)
+                self.stdin.put_first(self.request.stdin)
             loop = asyncio.get_running_loop()
             reader = loop.create_task(self._read())
             tasks = [reader, loop.create_task(self._write()), loop.create_task(self._supervise(reader))]
@@ -139,7 +174,7 @@ class Run:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                assert isinstance(item, Started | Output | Exit)
+                assert isinstance(item, Started | Output | Image | FileOut | Exit)
                 yield item
         except OSError as exc:
             raise Unavailable("the sandbox stopped answering") from exc
@@ -160,14 +195,13 @@ class Run:
         """Pump output into events; a broken stream fails the run instead of stalling it."""
         try:
             await self._pump_output()
-        except (OSError, FrameError) as exc:
+        except OSError as exc:
             self._events.put_nowait(Unavailable(f"the sandbox's output stream broke: {exc}"))
 
     async def _pump_output(self) -> None:
-        parser = FrameParser()
         assembler = self.assembler
         loop = asyncio.get_running_loop()
-        receiving: asyncio.Task[bytes] | None = None
+        receiving: asyncio.Task[list[tuple[Stream, bytes]]] | None = None
         try:
             while True:
                 # one receive stays pending across flush deadlines: cancelling a receive that
@@ -180,14 +214,19 @@ class Run:
                     if not receiving.done():
                         self._emit(assembler.flush_due(loop.time()))
                         continue
-                data = await receiving
+                received = await receiving
                 receiving = None
-                if not data:
-                    return
                 now = loop.time()
                 chunks: list[tuple[Stream, str]] = []
-                for stream, payload in parser.feed(data):
-                    chunks.extend(assembler.feed(stream, payload, now))
+                if not received:
+                    self._take_stdout(self.demux.finish(), chunks, now)
+                    self._emit(chunks)
+                    return
+                for stream, payload in received:
+                    if stream == "stdout":
+                        self._take_stdout(self.demux.feed(payload), chunks, now)
+                    else:
+                        chunks.extend(assembler.feed(stream, payload, now))
                 chunks.extend(assembler.flush_due(now))
                 self._emit(chunks)
                 if assembler.truncated:
@@ -196,9 +235,26 @@ class Run:
             if receiving is not None:
                 receiving.cancel()
 
+    def _take_stdout(self, items: list[bytes | Record], chunks: list[tuple[Stream, str]], now: float) -> None:
+        """Ordinary stdout to the line assembler; a record goes out after the text before it."""
+        for item in items:
+            if isinstance(item, bytes):
+                chunks.extend(self.assembler.feed("stdout", item, now))
+                continue
+            if item.kind == "image":
+                image = self.rich.image(item)
+                if image is not None:
+                    self._emit(chunks + self.assembler.release("stdout"))
+                    chunks.clear()
+                    self._events.put_nowait(image)
+            elif item.kind == "file":
+                self.rich.file(item)
+            elif item.kind == "files_end":
+                self.rich.files_end(item)
+
     async def _write(self) -> None:
         while True:
-            data = await self._stdin.get()
+            data = await self.stdin.get()
             try:
                 if data is None:
                     await self.sandbox.close_stdin()
@@ -213,28 +269,33 @@ class Run:
         except BaseException as exc:  # surfaced to the consumer by events()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self._events.put_nowait(exc)
+            self._events.put_nowait(exc if isinstance(exc, SCEError) else Unavailable(str(exc) or repr(exc)))
         self._events.put_nowait(_END)
 
     async def _finish(self, reader: asyncio.Task[None]) -> Exit:
+        """Wait for the end of the output, a stop or the deadline; then learn how it ended."""
         assert self.started_at is not None
         loop = asyncio.get_running_loop()
-        waiter = loop.create_task(self.sandbox.wait())
         stopper = loop.create_task(self._stop.wait())
+        deadline = loop.time() + self.limits.timeout_s - (time.monotonic() - self.started_at)
         try:
-            done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=self.limits.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            await asyncio.wait(
+                {reader, stopper}, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
             )
-            if waiter not in done:
-                self._request_stop("timeout")
+            status: ExitObservation | None = None
+            if reader.done() and not self._stop.is_set():
+                status = await self._status_until(deadline)
+            if status is None:
+                self._request_stop("timeout")  # no-op when a kill or the output cap came first
                 await self.sandbox.kill()
-            try:
-                async with asyncio.timeout(EXIT_WAIT_AFTER_KILL_S):
-                    status = await asyncio.shield(waiter)
-            except TimeoutError:
-                raise Unavailable("the sandbox did not exit after being killed") from None
+                try:
+                    async with asyncio.timeout(EXIT_WAIT_AFTER_KILL_S):
+                        await asyncio.shield(reader)
+                        status = await self.sandbox.wait()
+                except TimeoutError:
+                    raise Unavailable("the sandbox did not end after being killed") from None
             duration_ms = round((time.monotonic() - self.started_at) * 1000)
-            # the container is gone, so the stream ends once the engine has passed on what is left
+            # the sandbox is gone, so the stream ends once the engine has passed on what is left
             try:
                 async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
                     await asyncio.shield(reader)
@@ -244,19 +305,45 @@ class Run:
             self._emit(self.assembler.finish())
         finally:
             stopper.cancel()
-            if not waiter.done():
-                waiter.cancel()
-        reason: Reason = self._stop_reason or "exit"
-        if status.oom_killed and reason in ("exit", "timeout") and status.code == 137:
-            reason = "oom"
-        exit_code = status.code if reason == "exit" else None
+        usage = await self._final_usage()
+        verdict = classify_exit(status, self._stop_reason)
+        ended_by_itself = verdict.reason == "exit"
+        if ended_by_itself:  # a run that was stopped sends no files, whatever it wrote
+            for file in self.rich.files:
+                self._events.put_nowait(file)
         self.exit = Exit(
-            reason=reason,
-            exit_code=exit_code,
-            signal=signal_name(status.code) if reason == "exit" else None,
+            reason=verdict.reason,
+            exit_code=verdict.exit_code,
+            signal=verdict.signal,
             duration_ms=duration_ms,
             stdout_bytes=self.assembler.stdout_bytes,
             stderr_bytes=self.assembler.stderr_bytes,
             truncated=self.assembler.truncated,
+            cpu_ms=usage.cpu_ms,
+            memory_peak_bytes=usage.memory_peak_bytes,
+            files_truncated=ended_by_itself and self.rich.files_truncated,
         )
         return self.exit
+
+    async def _status_until(self, deadline: float) -> ExitObservation | None:
+        """The output has ended, so the sandbox is ending: its status, unless the deadline comes
+        first (a program can outlive its output streams)."""
+        loop = asyncio.get_running_loop()
+        waiting = loop.create_task(self.sandbox.wait())
+        try:
+            budget = min(deadline - loop.time(), EXIT_STATUS_WAIT_S)
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, budget))
+            if waiting in done:
+                return waiting.result()
+            if deadline - loop.time() > 0:
+                raise Unavailable("the engine did not report the sandbox's end")
+            return None
+        finally:
+            waiting.cancel()
+
+    async def _final_usage(self) -> Usage:
+        try:
+            async with asyncio.timeout(EXIT_STATUS_WAIT_S):
+                return await self.sandbox.usage(final=True)
+        except (TimeoutError, SCEError, OSError):
+            return Usage()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ from quart.asgi import ASGIWebsocketConnection
 from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from app.core.events import Output
-from app.errors import Internal, SCEError
-from app.protocol import RunRequest
+from app.errors import Internal
 from app.sandbox.service import SandboxService
 from app.server.context import ServerContext
+from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
 from app.server.ws import websocket_run
@@ -30,8 +28,6 @@ from app.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 CLIENT_QUEUE_DEPTH = 8
-PROBE_CODE = "print(2 + 2)"
-PROBE_TIMEOUT_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +44,13 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
     settings = settings or Settings()
     service = service or SandboxService(settings)
     ctx = ServerContext.build(settings, service)
+    prober = Prober(ctx, settings.health_probe_interval_s)
 
     app = Quart(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.asgi_websocket_class = BoundedWebsocketConnection
     app.config["MAX_CONTENT_LENGTH"] = None  # the run handler enforces its own limit with our error shape
     app.extensions["sce"] = ctx
+    app.extensions["sce_prober"] = prober
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> ResponseReturnValue:
@@ -95,54 +93,14 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
 
     @app.get("/healthz")
     async def _healthz() -> ResponseReturnValue:
-        return await health(ctx, deep=request.args.get("deep", "") not in ("", "0", "false"))
+        deep = request.args.get("deep", "") not in ("", "0", "false")
+        status, body = await health_body(ctx, prober, deep=deep)
+        response = jsonify(body)
+        response.status_code = status
+        return response
 
     @app.get("/metrics")
     async def _metrics() -> ResponseReturnValue:
         return Response(generate_latest(ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-async def health(ctx: ServerContext, *, deep: bool) -> Response:
-    """200 while the engine answers and the image is there; 503 otherwise. ``deep`` runs a probe."""
-    engine = ctx.service.engine
-    engine_ok = await engine.ping()
-    image_ok = False
-    if engine_ok:
-        try:
-            image_ok = await engine.image_present()
-        except SCEError:
-            engine_ok = False
-    body: dict[str, Any] = {
-        "status": "ok" if engine_ok and image_ok else "unavailable",
-        "engine": engine_ok,
-        "image": ctx.settings.image,
-        "image_present": image_ok,
-        "runtime": ctx.settings.runtime,
-        "pool": ctx.service.pool.state(),
-        "active_runs": len(ctx.runs),
-        "queued": ctx.admission.queued,
-        "draining": ctx.draining,
-    }
-    if deep and body["status"] == "ok":
-        body["probe"] = await _probe(ctx)
-        if not body["probe"]["ok"]:
-            body["status"] = "unavailable"
-    response = jsonify(body)
-    response.status_code = 200 if body["status"] == "ok" else 503
-    return response
-
-
-async def _probe(ctx: ServerContext) -> dict[str, Any]:
-    started = time.monotonic()
-    output = []
-    try:
-        async with ctx.service.run(RunRequest(PROBE_CODE, timeout=PROBE_TIMEOUT_S)) as run:
-            async for event in run.events():
-                if isinstance(event, Output):
-                    output.append(event.data)
-        ok = "".join(output) == "4\n" and run.exit is not None and run.exit.exit_code == 0
-        return {"ok": ok, "ms": round((time.monotonic() - started) * 1000)}
-    except SCEError as exc:
-        return {"ok": False, "error": exc.message}

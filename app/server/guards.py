@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from werkzeug.datastructures import Headers, MultiDict
 
 from app.errors import Forbidden, Unauthorized
+from app.server.runs import token_hash
 from app.settings import Settings
 
 
@@ -43,9 +44,12 @@ def check_token(headers: Headers, args: MultiDict[str, str], settings: Settings)
 
 
 def client_key(headers: Headers, args: MultiDict[str, str], remote_addr: str | None, settings: Settings) -> str:
-    """A client's share is counted by its token where tokens are in use, else by address."""
+    """A client's share is counted by its token where tokens are in use, else by address.
+
+    The token itself never appears: the key (which reaches logs) holds a short hash of it.
+    """
     if settings.api_tokens:
         token = presented_token(headers, args)
         if token:
-            return "token:" + token
+            return "token:" + token_hash(token)
     return "addr:" + (remote_addr or "unknown")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from quart import Response, jsonify, request
 
-from app.core.events import Output
-from app.errors import MessageTooLarge, SCEError, Unavailable, UnsupportedMediaType
+from app.errors import MessageTooLarge, SCEError, UnsupportedMediaType
 from app.protocol import load_json_object, parse_run_fields
-from app.sandbox.run import StdinQueue
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
@@ -36,7 +35,6 @@ async def _read_body(ctx: ServerContext) -> bytes:
 
 
 async def _refuse(ctx: ServerContext, error: SCEError, body_read: bool) -> Response:
-    ctx.metrics.errors.labels(error.code).inc()
     response = error_response(error, ctx.settings.retry_after_s)
     if body_read:
         return response
@@ -62,6 +60,7 @@ async def _refuse(ctx: ServerContext, error: SCEError, body_read: bool) -> Respo
 async def http_run(ctx: ServerContext) -> Response:
     settings = ctx.settings
     body_read = False
+    live = None
     try:
         check_origin(request.headers, settings)
         check_token(request.headers, request.args, settings)
@@ -71,26 +70,20 @@ async def http_run(ctx: ServerContext) -> Response:
         body_read = True
         run_request = parse_run_fields(load_json_object(raw, settings), settings)
         client = client_key(request.headers, request.args, request.remote_addr, settings)
-        async with ctx.admission.slot(client):
-            if ctx.draining:
-                raise Unavailable("the server is shutting down")
-            # nothing can follow the body's stdin: the program reads it, then end of file
-            stdin = StdinQueue()
-            await stdin.close()
-            async with ctx.service.run(run_request, ctx.new_run_id(), stdin) as run:
-                ctx.add_run(run)
-                output: list[str] = []
-                streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
-                try:
-                    async for event in run.events():
-                        if isinstance(event, Output):
-                            output.append(event.data)
-                            streams[event.stream].append(event.data)
-                finally:
-                    ctx.remove_run(run)
-                    ctx.record(run, client, "http", run_request)
-        exit_ = run.exit
-        assert exit_ is not None
+        live = ctx.new_run(run_request, client, "http")
+        live.stdin.close()  # nothing can follow the body's stdin: the program reads it, then end of file
+        live.start()
+        output: list[str] = []
+        streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        async for entry in live.frames():
+            if entry.kind in streams:
+                data = json.loads(entry.text)["data"]
+                output.append(data)
+                streams[entry.kind].append(data)
+        if live.error is not None:
+            raise live.error
+        exit_ = live.exit
+        assert exit_ is not None and live.run is not None
         body: dict[str, Any] = {
             "output": "".join(output),
             "stdout": "".join(streams["stdout"]),
@@ -100,10 +93,18 @@ async def http_run(ctx: ServerContext) -> Response:
             "reason": exit_.reason,
             "duration_ms": exit_.duration_ms,
             "truncated": exit_.truncated,
+            "cpu_ms": exit_.cpu_ms,
+            "memory_peak_bytes": exit_.memory_peak_bytes,
         }
-        sentence = exit_.sentence(run.limits)
+        sentence = exit_.sentence(live.run.limits)
         if sentence:
             body["error"] = sentence
         return jsonify(body)
     except SCEError as error:
+        if live is None:
+            ctx.metrics.errors.labels(error.code).inc()  # a run's own errors are counted by the run
         return await _refuse(ctx, error, body_read)
+    finally:
+        if live is not None and not live.done:
+            live.kill()  # the client went away: its run ends now
+            await live.wait_done()

@@ -100,7 +100,7 @@ async def serve_forever(settings: Settings) -> None:
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        logging.getLogger("sce").info("shutting down: draining %d run(s)", len(ctx.runs))
+        logging.getLogger("sce").info("shutting down: draining %d run(s)", len(ctx.registry.active))
         await ctx.drain()
 
     # hypercorn.asyncio.serve() with the sockets claimed above (it creates its own otherwise)

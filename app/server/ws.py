@@ -1,12 +1,17 @@
 """``GET /run`` over WebSocket: one connection, one run, as an explicit state machine.
 
-    AWAITING_RUN --run--> QUEUED --slot--> RUNNING --exit--> CLOSED
-          \\______________ error (bad frame, busy, engine gone) ______/
+    AWAITING_FIRST --run--> QUEUED --started--> RUNNING --exit/error--> ENDED --> CLOSED
+          |                   \\____________________________________/       ^
+          \\------------------------- bad frame, busy, engine gone ---------/
 
-Two tasks share a connection: the session sends the run's events; a receiver reads the
-client's frames (stdin, eof, kill) and reports protocol violations. Whichever ends first
-decides; the other is cancelled. A vanished client cancels the whole handler, which kills and
-removes the sandbox on the way out.
+The state is read, not just written: it decides what a client frame means (``stdin`` before
+``run`` is a violation, ``kill`` while queued ends the run before it starts, anything after the
+end is ignored) and every move is checked against ``TRANSITIONS``. The session talks to a
+``Connection`` (three coroutines), so it runs without Quart's globals in unit tests.
+
+The run itself belongs to the server (``LiveRun``), not to this connection: the session pumps
+the run's frames out while a receiver reads the client's frames in. The receiver never waits on
+the program: stdin is buffered (bounded) so a ``kill`` or an ``eof`` is always read at once.
 """
 
 from __future__ import annotations
@@ -15,144 +20,145 @@ import asyncio
 import contextlib
 import enum
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Response, websocket
 
-from app.core.events import Exit
-from app.errors import BadMessage, Internal, SCEError, Unavailable
+from app.errors import BadMessage, Internal, SCEError
 from app.protocol import KillFrame, RunRequest, StdinFrame, parse_client_frame
-from app.sandbox.run import Run, StdinQueue
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
+from app.server.runs import LiveRun
 
 
 class State(enum.Enum):
-    AWAITING_RUN = "awaiting_run"
+    AWAITING_FIRST = "awaiting_first"
     QUEUED = "queued"
     RUNNING = "running"
+    ENDED = "ended"
     CLOSED = "closed"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.AWAITING_FIRST: frozenset({State.QUEUED, State.RUNNING, State.ENDED, State.CLOSED}),
+    State.QUEUED: frozenset({State.RUNNING, State.ENDED, State.CLOSED}),
+    State.RUNNING: frozenset({State.ENDED, State.CLOSED}),
+    State.ENDED: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
 
 
 class ClientStalled(Exception):
     """The client did not accept a frame within the send timeout: it is treated as gone."""
 
 
+class Connection(Protocol):
+    async def receive(self) -> str | bytes: ...
+    async def send(self, text: str) -> None: ...
+    async def close(self, code: int) -> None: ...
+
+
 class WebSocketSession:
-    def __init__(self, ctx: ServerContext, client: str) -> None:
+    def __init__(self, ctx: ServerContext, connection: Connection, client: str) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
+        self.connection = connection
         self.client = client
-        self.state = State.AWAITING_RUN
-        self.stdin = StdinQueue()
-        self.run: Run | None = None
-        self._main: asyncio.Task[None] | None = None
-        self._killed_early = False
+        self.state = State.AWAITING_FIRST
+        self.live: LiveRun | None = None
+
+    def move(self, to: State) -> None:
+        if to is self.state:
+            return
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"{self.state.value} -> {to.value}")
+        self.state = to
 
     # -- frames out ---------------------------------------------------------------------------
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send_text(self, text: str) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands
         # as the send completes (a vanished client), and the run would go on to its timeout
         try:
             async with asyncio.timeout(self.settings.send_timeout_s):
-                await websocket.send(json.dumps(frame))
+                await self.connection.send(text)
         except TimeoutError:
             raise ClientStalled() from None
 
     async def close(self, code: int) -> None:
-        self.state = State.CLOSED
+        if self.state is State.CLOSED:
+            return
+        self.move(State.CLOSED)
         with contextlib.suppress(Exception):
-            await websocket.close(code)
+            await self.connection.close(code)
 
     async def fail(self, error: SCEError) -> None:
         self.ctx.metrics.errors.labels(error.code).inc()
-        with contextlib.suppress(Exception):
-            await self.send(error.to_frame())
+        if self.state is not State.CLOSED:
+            with contextlib.suppress(Exception):
+                await self.send_text(json.dumps(error.to_frame()))
         await self.close(error.close_code)
 
     # -- frames in -----------------------------------------------------------------------------
     async def receive(self) -> Any:
-        message = await websocket.receive()
+        message = await self.connection.receive()
         if not isinstance(message, str):
             raise BadMessage("frames must be JSON text, not binary")
         return parse_client_frame(message, self.settings)
 
-    async def await_run_frame(self) -> RunRequest:
+    async def first_frame(self) -> Any:
         try:
             async with asyncio.timeout(self.settings.run_frame_timeout_s):
-                frame = await self.receive()
+                return await self.receive()
         except TimeoutError:
             raise BadMessage(f"no run frame within {self.settings.run_frame_timeout_s:g} s") from None
-        if not isinstance(frame, RunRequest):
-            raise BadMessage("the first frame must be a run frame")
-        return frame
+
+    def on_frame(self, frame: Any) -> None:
+        """What a client frame means depends on the state (the run exists from QUEUED on)."""
+        live = self.live
+        if self.state in (State.ENDED, State.CLOSED):
+            return  # the run is over; late frames change nothing
+        if isinstance(frame, RunRequest):
+            raise BadMessage("only one run frame per connection")
+        assert live is not None
+        if isinstance(frame, StdinFrame):
+            if frame.data:
+                live.stdin.write(frame.data)
+            if frame.eof:
+                live.stdin.close()
+        elif isinstance(frame, KillFrame):
+            live.kill()
 
     async def receiver(self) -> None:
-        """Runs from the run frame to the end; raises on a protocol violation."""
+        """From the run frame to the end; raises on a protocol violation."""
         while True:
-            frame = await self.receive()
-            if isinstance(frame, RunRequest):
-                raise BadMessage("only one run frame per connection")
-            if isinstance(frame, StdinFrame):
-                if frame.data:
-                    await self.stdin.write(frame.data)
-                if frame.eof:
-                    await self.stdin.close()
-            elif isinstance(frame, KillFrame):
-                if self.run is not None:
-                    self.run.kill()
-                elif self._main is not None:
-                    self._killed_early = True
-                    self._main.cancel()
+            self.on_frame(await self.receive())
 
-    # -- the run ---------------------------------------------------------------------------------
-    async def on_position(self, position: int) -> None:
-        self.state = State.QUEUED
-        await self.send({"type": "queued", "position": position})
+    async def pump(self, live: LiveRun) -> None:
+        """The run's frames out, in order, moving the state as they pass."""
+        async for entry in live.frames():
+            if entry.kind == "queued":
+                self.move(State.QUEUED)
+            elif entry.kind == "started":
+                self.move(State.RUNNING)
+            await self.send_text(entry.text)
+        self.move(State.ENDED)
 
-    async def execute(self, request: RunRequest) -> None:
-        ctx = self.ctx
-        async with ctx.admission.slot(self.client, self.on_position):
-            if ctx.draining:
-                raise Unavailable("the server is shutting down")
-            async with ctx.service.run(request, ctx.new_run_id(), self.stdin) as run:
-                self.run = run
-                self.state = State.RUNNING
-                ctx.add_run(run)
-                try:
-                    async for event in run.events():
-                        await self.send(event.to_frame())
-                finally:
-                    ctx.remove_run(run)
-                    ctx.record(run, self.client, "websocket", request)
-
+    # -- the session ---------------------------------------------------------------------------------
     async def serve(self) -> None:
         try:
-            request = await self.await_run_frame()
-            loop = asyncio.get_running_loop()
-            self._main = loop.create_task(self.execute(request))
-            receiver = loop.create_task(self.receiver())
-            try:
-                done, _ = await asyncio.wait({self._main, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:
-                    self._main.cancel()
-                    with contextlib.suppress(BaseException):
-                        await self._main
-                    receiver.result()  # raises the violation
-                try:
-                    await self._main
-                except asyncio.CancelledError:
-                    if not self._killed_early:
-                        raise
-                    await self.send(_killed_before_start())
-            finally:
-                receiver.cancel()
-                self._main.cancel()
-                for task in (receiver, self._main):  # their clean-up (the sandbox) ends before ours
-                    with contextlib.suppress(BaseException):
-                        await task
-            await self.close(1000)
+            first = await self.first_frame()
+            if not isinstance(first, RunRequest):
+                raise BadMessage("the first frame must be a run frame")
+            self.live = live = self.ctx.new_run(first, self.client, "websocket")
+            live.start()
+            await self._until_done(live)
+            assert live.close_code is not None
+            await self.close(live.close_code)
         except SCEError as error:
             await self.fail(error)
         except ClientStalled:
@@ -162,10 +168,41 @@ class WebSocketSession:
         except Exception as exc:  # a bug: the client still gets the protocol's answer
             await self.fail(Internal(f"internal error: {type(exc).__name__}"))
             raise
+        finally:
+            if self.live is not None and not self.live.done:
+                self.live.kill()  # the client is gone or broke the protocol: its run ends now
+                await self.live.wait_done()
+
+    async def _until_done(self, live: LiveRun) -> None:
+        loop = asyncio.get_running_loop()
+        pumping = loop.create_task(self.pump(live))
+        receiving = loop.create_task(self.receiver())
+        try:
+            done, _ = await asyncio.wait({pumping, receiving}, return_when=asyncio.FIRST_COMPLETED)
+            if receiving in done and not pumping.done():
+                live.kill()
+                receiving.result()  # raises the violation (or the connection's end)
+            await pumping
+        finally:
+            for task in (receiving, pumping):
+                task.cancel()
+            for task in (receiving, pumping):
+                with contextlib.suppress(BaseException):
+                    await task
 
 
-def _killed_before_start() -> dict[str, Any]:
-    return Exit("killed", None, None, 0, 0, 0, False).to_frame()
+class QuartConnection:
+    """The session's ``Connection`` over Quart's request-bound ``websocket`` global."""
+
+    async def receive(self) -> str | bytes:
+        message: str | bytes = await websocket.receive()
+        return message
+
+    async def send(self, text: str) -> None:
+        await websocket.send(text)
+
+    async def close(self, code: int) -> None:
+        await websocket.close(code)
 
 
 async def websocket_run(ctx: ServerContext) -> Response | None:
@@ -174,12 +211,13 @@ async def websocket_run(ctx: ServerContext) -> Response | None:
         check_origin(websocket.headers, ctx.settings)
         check_token(websocket.headers, websocket.args, ctx.settings)
     except SCEError as error:
+        ctx.metrics.errors.labels(error.code).inc()
         return error_response(error)
     await websocket.accept()
     ctx.metrics.websockets.inc()
     try:
         client = client_key(websocket.headers, websocket.args, websocket.remote_addr, ctx.settings)
-        await WebSocketSession(ctx, client).serve()
+        await WebSocketSession(ctx, QuartConnection(), client).serve()
     finally:
         ctx.metrics.websockets.dec()
     return None

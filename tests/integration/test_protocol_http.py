@@ -17,7 +17,18 @@ from tests.conftest import ServerFactory, ServerProcess, module_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(60)]
 
-BODY_FIELDS = {"output", "stdout", "stderr", "exit_code", "signal", "reason", "duration_ms", "truncated"}
+BODY_FIELDS = {
+    "output",
+    "stdout",
+    "stderr",
+    "exit_code",
+    "signal",
+    "reason",
+    "duration_ms",
+    "truncated",
+    "cpu_ms",  # v2
+    "memory_peak_bytes",  # v2
+}
 WAIT_S = 20.0
 MISSING_IMAGE = "sce-missing-image:does-not-exist"
 

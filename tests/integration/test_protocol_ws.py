@@ -28,7 +28,19 @@ from tests.wsclient import WsResult, collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(60)]
 
-EXIT_FIELDS = {"type", "reason", "exit_code", "signal", "duration_ms", "stdout_bytes", "stderr_bytes", "truncated"}
+EXIT_FIELDS = {
+    "type",
+    "reason",
+    "exit_code",
+    "signal",
+    "duration_ms",
+    "stdout_bytes",
+    "stderr_bytes",
+    "truncated",
+    "cpu_ms",  # v2
+    "memory_peak_bytes",  # v2
+    "seq",  # v2
+}
 LIMIT_FIELDS = {"timeout_s", "memory_mb", "output_bytes", "pids"}
 WAIT_S = 20.0
 
@@ -132,8 +144,12 @@ async def exchange(url: str, *messages: dict[str, Any] | str | bytes, **connect:
 
 
 def assert_started_shape(started: dict[str, Any]) -> None:
-    assert set(started) == {"type", "id", "limits"}
+    assert set(started) == {"type", "id", "limits", "token", "watch_token"}
     assert isinstance(started["id"], str) and started["id"]
+    # v2: two distinct secrets of at least 128 random bits (base64url: 22 characters or more)
+    assert isinstance(started["token"], str) and len(started["token"]) >= 22
+    assert isinstance(started["watch_token"], str) and len(started["watch_token"]) >= 22
+    assert started["token"] != started["watch_token"]
     assert set(started["limits"]) == LIMIT_FIELDS
     assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in started["limits"].values())
 
@@ -204,6 +220,7 @@ async def test_run_streams_started_output_exit_then_closes_1000(server: ServerPr
     result = await run_ws(server.ws_url, "print('hello')")
     assert [f["type"] for f in result.frames] == ["started", "stdout", "exit"]
     assert_started_shape(result.frames[0])
+    assert [f.get("seq") for f in result.frames] == [None, 1, 2]  # v2: every frame after started
     assert result.text() == "hello\n"
     assert_exit_shape(result.exit)
     assert result.exit["reason"] == "exit" and result.exit["exit_code"] == 0 and result.exit["signal"] is None
@@ -392,7 +409,7 @@ async def test_output_limit_is_truncated_at_exactly_the_limit(tight: ServerProce
 async def test_prompt_without_newline_arrives_before_any_stdin(server: ServerProcess) -> None:
     async with live_run(server.ws_url, "name = input('name? ')\nprint('hi ' + name)") as run:
         await run.until("started")
-        assert await run.next() == {"type": "stdout", "data": "name? "}
+        assert await run.next() == {"type": "stdout", "data": "name? ", "seq": 1}
         await run.send({"type": "stdin", "data": "bob\n"})
         result = await run.rest()
     assert result.text() == "name? hi bob\n"

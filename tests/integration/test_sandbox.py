@@ -14,7 +14,7 @@ from app.core.events import Exit, Output, Started
 from app.protocol import RunRequest
 from app.sandbox.docker.engine import RUNSC_PIDS_HEADROOM, DockerEngine
 from app.sandbox.run import Run
-from app.sandbox.service import SandboxService
+from app.sandbox.service import SandboxService, default_specs
 from app.settings import Settings
 from tests.conftest import project_containers
 
@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 async def service() -> AsyncIterator[SandboxService]:
     svc = SandboxService(Settings(pool_size=0, output_bytes=20_000))
     await svc.start()
+    await svc.ready.wait()
     yield svc
     await svc.stop()
 
@@ -106,8 +107,8 @@ async def test_stdin_initial_then_later_writes_then_eof(service: SandboxService)
 
     async def answer(run: Run, event: Output) -> None:
         if "hi ann" in event.data:
-            await run.write_stdin("more\n")
-            await run.close_stdin()
+            run.stdin.write("more\n")
+            run.stdin.close()
 
     async with service.run(RunRequest(code, stdin="ann\n")) as run:
         events, exit_ = await collect(run, answer)
@@ -121,7 +122,7 @@ async def test_prompt_without_newline_arrives_before_any_answer(service: Sandbox
     async def answer(run: Run, event: Output) -> None:
         seen.append(event.data)
         if event.data == "name? ":
-            await run.write_stdin("bob\n")
+            run.stdin.write("bob\n")
 
     async with service.run(RunRequest("print('hello', input('name? '))")) as run:
         _, exit_ = await collect(run, answer)
@@ -176,8 +177,9 @@ async def test_environment_holds_only_what_the_runner_sets(
 
 async def test_container_is_locked_down(service: SandboxService) -> None:
     async with service.run(RunRequest("import time\nprint('up', flush=True)\ntime.sleep(30)")) as run:
-        container_id = run.sandbox.container_id  # type: ignore[attr-defined]
-        info = await service.engine.call(service.engine.api.inspect_container, container_id)
+        engine = service.engine
+        assert isinstance(engine, DockerEngine)
+        info = await engine.call(engine.inspect_blocking, run.sandbox.id)
         run.kill()
         await collect(run)
     host = info["HostConfig"]
@@ -194,7 +196,9 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
 
 
 async def test_cancelled_consumer_kills_and_removes_the_container(service: SandboxService) -> None:
-    owner = service.engine.owner
+    engine = service.engine
+    assert isinstance(engine, DockerEngine)
+    owner = engine.owner
     running = asyncio.Event()
 
     async def consume() -> None:
@@ -210,12 +214,14 @@ async def test_cancelled_consumer_kills_and_removes_the_container(service: Sandb
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await service.engine.drain_cleanup()
+    await engine.drain_cleanup()
     assert managed_ids(owner) == set()
 
 
 async def test_consumer_leaving_during_a_cold_start_leaks_nothing(service: SandboxService) -> None:
-    owner = service.engine.owner
+    engine = service.engine
+    assert isinstance(engine, DockerEngine)
+    owner = engine.owner
 
     async def consume() -> None:
         async with service.run(RunRequest("print(1)")):
@@ -227,7 +233,7 @@ async def test_consumer_leaving_during_a_cold_start_leaks_nothing(service: Sandb
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await service.engine.drain_cleanup()
+    await engine.drain_cleanup()
     assert managed_ids(owner) == set()
 
 
@@ -239,13 +245,14 @@ async def test_pool_container_serves_exactly_one_run() -> None:
         seen: list[str] = []
         for _ in range(4):
             async with svc.run(RunRequest("print(1)")) as run:
-                seen.append(run.sandbox.container_id)  # type: ignore[attr-defined]
+                seen.append(run.sandbox.id)
                 _, exit_ = await collect(run)
                 assert exit_.exit_code == 0
         assert len(set(seen)) == 4  # never reused
         assert svc.pool.handed_out >= 2
     finally:
         await svc.stop()
+    assert isinstance(svc.engine, DockerEngine)
     assert managed_ids(svc.engine.owner) == set()
 
 
@@ -255,11 +262,13 @@ async def test_pool_recycles_idle_sandboxes() -> None:
     try:
         await svc.pool.wait_until(lambda pool: pool.ready == 1)
         warmed = svc.pool.warmed
-        old = managed_ids(svc.engine.owner)
+        engine = svc.engine
+        assert isinstance(engine, DockerEngine)
+        old = managed_ids(engine.owner)
         async with asyncio.timeout(15):
             await svc.pool.wait_until(lambda pool: pool.warmed > warmed and pool.ready == 1)
-        await svc.engine.drain_cleanup()
-        assert len(old) == 1 and not (old & managed_ids(svc.engine.owner))  # the idle one is gone
+        await engine.drain_cleanup()
+        assert len(old) == 1 and not (old & managed_ids(engine.owner))  # the idle one is gone
     finally:
         await svc.stop()
 
@@ -268,19 +277,19 @@ async def test_reaping_removes_orphans_and_spares_live_owners() -> None:
     settings = Settings(pool_size=0)
     dead = DockerEngine(settings, owner=f"{os.uname().nodename}:999999:1")
     alive = DockerEngine(settings)  # this process: alive
-    orphan = await dead.start_sandbox()
-    mine = await alive.start_sandbox()
+    spec = default_specs(settings)["python"]
+    orphan = await dead.start_sandbox(spec)
+    mine = await alive.start_sandbox(spec)
     try:
         svc = SandboxService(settings)
         await svc.start()
+        await svc.ready.wait()
         remaining = managed_ids()
         await svc.stop()
-        assert orphan.container_id not in remaining
-        assert mine.container_id in remaining
+        assert orphan.id not in remaining
+        assert mine.id in remaining
     finally:
         alive.discard(mine)
         dead.discard(orphan)
-        await alive.drain_cleanup()
-        await dead.drain_cleanup()
-        alive.close()
-        dead.close()
+        await alive.close()
+        await dead.close()

@@ -17,15 +17,25 @@ import pytest
 
 from app.core.events import Exit, Output, RunLimits
 from app.protocol import RunRequest
-from app.sandbox.docker.engine import ExitStatus
-from app.sandbox.docker.framing import encode_frame
+from app.core.exits import ExitObservation
+from app.core.rich import RichLimits
+from app.core.streams import Stream
+from app.sandbox.docker.framing import FrameParser, encode_frame
+from app.sandbox.interface import SandboxSpec, Usage
 from app.sandbox.run import Run
+
+SPEC = SandboxSpec("python", "test", 128, 64, 1.0, 256, 16)
 
 
 class SocketSandbox:
     """A sandbox whose output stream is one end of a socket pair, fed by a thread."""
 
+    id = "socket-sandbox"
+    created_at = 0.0
+    spec = SPEC
+
     def __init__(self, chunks: list[bytes], pause_s: tuple[float, float]) -> None:
+        self.parser = FrameParser()
         self.ours, self.theirs = socket.socketpair()
         self.ours.setblocking(False)
         self.chunks = chunks
@@ -46,15 +56,27 @@ class SocketSandbox:
     async def close_stdin(self) -> None:
         pass
 
-    async def recv(self, size: int = 65536) -> bytes:
-        return await asyncio.get_running_loop().sock_recv(self.ours, size)
+    def is_alive(self) -> bool:
+        return True
+
+    async def recv(self) -> list[tuple[Stream, bytes]]:
+        while True:
+            data = await asyncio.get_running_loop().sock_recv(self.ours, 65536)
+            if not data:
+                return []
+            chunks = self.parser.feed(data)
+            if chunks:
+                return chunks
 
     async def kill(self) -> None:
         pass
 
-    async def wait(self) -> ExitStatus:
+    async def wait(self) -> ExitObservation:
         await asyncio.to_thread(self.done.wait)
-        return ExitStatus(0, False)
+        return ExitObservation(0, False)
+
+    async def usage(self, *, final: bool) -> Usage:
+        return Usage()
 
 
 @pytest.mark.timeout(60)
@@ -67,6 +89,7 @@ async def test_no_output_is_lost_when_receives_race_the_flush_deadline() -> None
         RunLimits(timeout_s=30, memory_mb=128, output_bytes=1_000_000, pids=64),
         max_line_chars=1_000_000,
         flush_interval_s=0.002,  # deadlines fire constantly, mid-receive
+        rich_limits=RichLimits(1024, 1024, 1, 1024),
     )
     received = []
     async with asyncio.timeout(50):

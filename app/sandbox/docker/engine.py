@@ -1,10 +1,17 @@
-"""The Docker engine behind one small interface: start a sandbox, talk to it, end it.
+"""The Docker engine behind the engine-neutral ``Engine``/``Sandbox`` protocols.
 
-Blocking SDK calls (create, start, kill, wait, remove) run in a dedicated, bounded thread pool
-so they never touch the event loop or starve asyncio's default executor. The attach socket is
-taken out of the SDK and driven non-blocking by the event loop itself, so streaming output
-costs no thread at all. Every container carries the project's labels, with an owner label that
-names this server process so that a later server can tell orphans from a live neighbour's.
+Blocking SDK calls (create, start, kill, inspect, remove) run in a dedicated, bounded thread pool
+so they never touch the event loop or starve asyncio's default executor, and no call is ever
+left parked for the life of a run: the attach socket is driven non-blocking by the event loop
+itself (streaming costs no thread), and a run's exit is learned from the end of its output
+followed by short ``inspect`` calls, never from a ``wait()`` held open while the program runs.
+(With 40 sleeping programs and 16 threads, held waits left no thread for the kills the timeouts
+needed, and every run hung past its limit.)
+
+The SDK client is made lazily, in the pool, on the first call: a server can start while the
+engine is down and recovers by itself when it answers. Every container carries the project's
+labels, with an owner label naming this server process so that a later server can tell orphans
+from a live neighbour's.
 """
 
 from __future__ import annotations
@@ -13,10 +20,10 @@ import asyncio
 import functools
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import docker
@@ -24,18 +31,21 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig, Ulimit
 
+from app.core.exits import ExitObservation
+from app.core.streams import Stream
 from app.errors import Unavailable
-from app.sandbox.bootstrap import BOOTSTRAP
+from app.sandbox.docker.framing import FrameError, FrameParser
+from app.sandbox.interface import EngineHealth, SandboxSpec, Usage
 from app.settings import Settings
 
 T = TypeVar("T")
 
 LABEL_MANAGED = "sce.managed"
 LABEL_OWNER = "sce.owner"
-LABEL_RUN = "sce.run"
 LABEL_POOL = "sce.pool"
+LABEL_RUNTIME = "sce.runtime"
 SANDBOX_USER = "10001:10001"
-SANDBOX_ENV = {
+BASE_ENV = {
     "HOME": "/tmp",
     "LANG": "C.UTF-8",
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -43,11 +53,16 @@ SANDBOX_ENV = {
 }
 OOM_FLAG_TRIES = 4
 OOM_FLAG_INTERVAL_S = 0.1
+# After the output ends the engine reports the exit within milliseconds; inspect is polled with
+# a short, growing interval (each call holds a thread for about a millisecond).
+EXIT_POLL_FIRST_S = 0.002
+EXIT_POLL_MAX_S = 0.1
 # gVisor's own threads (~40 at idle) count against the container's pids cgroup; at the plain limit
 # its Go runtime cannot start a thread and the whole sandbox dies (exit 2, output lost). The guest's
 # processes then need this much room on top of the limit the program is promised.
 RUNSC_PIDS_HEADROOM = 192
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+RECV_SIZE = 65536
 
 
 def _process_start_time(pid: int) -> str | None:
@@ -78,21 +93,17 @@ def owner_is_alive(owner: str) -> bool:
     return pid.isdigit() and _process_start_time(int(pid)) == start
 
 
-@dataclass(frozen=True)
-class ExitStatus:
-    code: int
-    oom_killed: bool
-
-
-class Sandbox:
+class DockerSandbox:
     """One started container, its bootstrap waiting on stdin; used for exactly one run."""
 
-    def __init__(self, engine: DockerEngine, container_id: str, raw: Any, sock: socket.socket) -> None:
+    def __init__(self, engine: DockerEngine, spec: SandboxSpec, container_id: str, raw: Any, sock: socket.socket):
         self.engine = engine
-        self.container_id = container_id
+        self.spec = spec
+        self.id = container_id
         self.created_at = time.monotonic()
         self._raw = raw  # keeps the SDK's response (and so the socket) alive
         self._sock = sock
+        self._parser = FrameParser()
         self._closed = False
         self.killed = False  # by us: then a 137 is our SIGKILL, not a question for the OOM flag
 
@@ -115,40 +126,59 @@ class Sandbox:
         if not self._closed:
             self._sock.shutdown(socket.SHUT_WR)
 
-    async def recv(self, size: int = 65536) -> bytes:
-        """Next bytes of the multiplexed output stream; b"" at its end."""
-        try:
-            return await asyncio.get_running_loop().sock_recv(self._sock, size)
-        except (ConnectionResetError, BrokenPipeError):
-            return b""
+    async def recv(self) -> list[tuple[Stream, bytes]]:
+        """Docker's multiplexed frames, parsed here; [] at the end of the stream."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await loop.sock_recv(self._sock, RECV_SIZE)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                return []
+            try:
+                chunks = self._parser.feed(data)
+            except FrameError as exc:
+                raise OSError(f"the engine's output stream is malformed: {exc}") from exc
+            if chunks:
+                return chunks
 
     async def kill(self) -> None:
-        """SIGKILL the whole container; one that has already exited is fine."""
+        """SIGKILL the whole container; one that has already exited or gone is fine."""
         self.killed = True
-        try:
-            await self.engine.call(self.engine.api.kill, self.container_id)
-        except docker.errors.NotFound:
-            pass
-        except Unavailable as exc:
-            cause = exc.__cause__
-            if not (isinstance(cause, docker.errors.APIError) and cause.status_code == 409):
-                raise
+        await self.engine.call(self.engine.kill_blocking, self.id)
 
-    async def wait(self) -> ExitStatus:
-        result = await self.engine.call(functools.partial(self.engine.api.wait, self.container_id, timeout=None))
-        code = int(result.get("StatusCode", -1))
-        oom = False
-        if code == 137:
+    async def wait(self) -> ExitObservation:
+        """Poll the container's state until it has stopped: the caller knows it is ending."""
+        delay = EXIT_POLL_FIRST_S
+        while True:
+            state = await self._state()
+            if not state.get("Running", False) and state.get("Status") in ("exited", "dead"):
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, EXIT_POLL_MAX_S)
+        code = int(state.get("ExitCode", -1))
+        oom = bool(state.get("OOMKilled"))
+        if code == 137 and not oom and not self.killed:
             # The OOM flag can trail the exit (gVisor's often does): a 137 we did not cause is
             # looked at a few more times before it is called the program's own.
-            tries = 1 if self.killed else OOM_FLAG_TRIES
-            for attempt in range(tries):
-                state = (await self.engine.call(self.engine.api.inspect_container, self.container_id))["State"]
-                oom = bool(state.get("OOMKilled"))
-                if oom or attempt == tries - 1:
-                    break
+            for _ in range(OOM_FLAG_TRIES - 1):
                 await asyncio.sleep(OOM_FLAG_INTERVAL_S)
-        return ExitStatus(code=code, oom_killed=oom)
+                oom = bool((await self._state()).get("OOMKilled"))
+                if oom:
+                    break
+        return ExitObservation(code=code, oom_killed=oom)
+
+    async def _state(self) -> dict[str, Any]:
+        try:
+            info = await self.engine.call(self.engine.inspect_blocking, self.id)
+        except docker.errors.NotFound:
+            raise Unavailable("the sandbox was removed while its program ran") from None
+        state: dict[str, Any] = info["State"]
+        return state
+
+    async def usage(self, *, final: bool) -> Usage:
+        return Usage()
 
     def close_socket(self) -> None:
         if not self._closed:
@@ -161,23 +191,40 @@ class Sandbox:
 
 
 class DockerEngine:
-    """Creates, watches and removes sandbox containers on one engine."""
+    """Creates, watches and removes sandbox containers on one Docker engine."""
 
-    def __init__(self, settings: Settings, owner: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, host: str | None = None, owner: str | None = None) -> None:
         self.settings = settings
+        self.host = host if host is not None else settings.docker_host
+        self.name = self.host or "local"
+        self.capacity = settings.max_concurrent_runs
         self.owner = owner or owner_id()
-        self.executor = ThreadPoolExecutor(settings.executor_threads, thread_name_prefix="sce-engine")
-        kwargs: dict[str, Any] = {"timeout": 30, "max_pool_size": settings.executor_threads}
-        if settings.docker_host:
-            self.api = docker.APIClient(base_url=settings.docker_host, **kwargs)
-        else:
-            self.api = docker.from_env(**kwargs).api
+        self.threads = settings.engine_threads()
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="sce-engine")
+        self._api: Any = None
+        self._api_lock = threading.Lock()
         self._cleanup: set[asyncio.Task[None]] = set()
-        self._orphan_starts: set[asyncio.Future[Sandbox]] = set()
+        self._orphan_starts: set[asyncio.Future[DockerSandbox]] = set()
         self.on_engine_error: Callable[[BaseException], None] = lambda exc: None
 
+    # -- the client, made on first use (in a pool thread: it may talk to the engine) ---------
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            with self._api_lock:
+                if self._api is None:
+                    kwargs: dict[str, Any] = {"timeout": 30, "max_pool_size": self.threads}
+                    if self.host:
+                        self._api = docker.APIClient(base_url=self.host, **kwargs)
+                    else:
+                        self._api = docker.from_env(**kwargs).api
+        return self._api
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one blocking SDK call in the engine's own executor; engine failures -> Unavailable."""
+        """Run one blocking SDK call in the engine's own executor; engine failures -> Unavailable.
+
+        ``NotFound`` passes through for the callers that expect it (a container already gone).
+        """
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
@@ -187,19 +234,32 @@ class DockerEngine:
             self.on_engine_error(exc)
             raise Unavailable(f"the sandbox engine failed: {type(exc).__name__}") from exc
 
+    def kill_blocking(self, container_id: str) -> None:
+        try:
+            self.api.kill(container_id)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: not running any more
+                raise
+
+    def inspect_blocking(self, container_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.inspect_container(container_id)
+        return result
+
     # -- sandboxes -----------------------------------------------------------------------------
-    def _container_config(self, pooled: bool) -> dict[str, Any]:
+    def _container_config(self, spec: SandboxSpec, pooled: bool) -> dict[str, Any]:
         s = self.settings
         host_config = self.api.create_host_config(
             network_mode="none",
-            mem_limit=f"{s.memory_mb}m",
-            memswap_limit=f"{s.memory_mb}m",
-            pids_limit=s.pids + (RUNSC_PIDS_HEADROOM if s.runtime == "runsc" else 0),
-            nano_cpus=int(s.cpus * 1e9),
-            ulimits=[Ulimit(name="nofile", soft=s.nofile, hard=s.nofile)],
+            mem_limit=f"{spec.memory_mb}m",
+            memswap_limit=f"{spec.memory_mb}m",
+            pids_limit=spec.pids + (RUNSC_PIDS_HEADROOM if s.runtime == "runsc" else 0),
+            nano_cpus=int(spec.cpus * 1e9),
+            ulimits=[Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile)],
             read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={s.tmpfs_mb}m"},
-            shm_size=f"{s.tmpfs_mb}m",
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_mb}m"},
+            shm_size=f"{spec.tmpfs_mb}m",
             ipc_mode="private",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -208,63 +268,69 @@ class DockerEngine:
             runtime=s.runtime,
         )
         return {
-            "image": s.image,
-            "command": ["python3", "-I", "-c", BOOTSTRAP],
+            "image": spec.image,
+            "command": list(spec.command),
             "user": SANDBOX_USER,
             "working_dir": "/tmp",
-            "environment": SANDBOX_ENV,
+            "environment": {**BASE_ENV, **dict(spec.environment)},
             "stdin_open": True,  # with detach=False the SDK also sets StdinOnce: EOF without losing output
             "detach": False,
             "tty": False,
-            "labels": {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_POOL: str(pooled).lower()},
+            "labels": {
+                LABEL_MANAGED: "true",
+                LABEL_OWNER: self.owner,
+                LABEL_POOL: str(pooled).lower(),
+                LABEL_RUNTIME: spec.runtime,
+            },
             "host_config": host_config,
         }
 
-    def _start_blocking(self, pooled: bool) -> Sandbox:
-        container_id: str = self.api.create_container(**self._container_config(pooled))["Id"]
+    def _start_blocking(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
+        container_id: str = self.api.create_container(**self._container_config(spec, pooled))["Id"]
         try:
             # attach before start so no early output is missed
             raw = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock: socket.socket = getattr(raw, "_sock", raw)
             sock.setblocking(False)
-            sandbox = Sandbox(self, container_id, raw, sock)
+            sandbox = DockerSandbox(self, spec, container_id, raw, sock)
             self.api.start(container_id)
         except BaseException:
             self.api.remove_container(container_id, force=True)
             raise
         return sandbox
 
-    async def start_sandbox(self, *, pooled: bool = False) -> Sandbox:
+    async def start_sandbox(self, spec: SandboxSpec, *, pooled: bool = False) -> DockerSandbox:
         """A new container with the interpreter started and waiting for a program.
 
         The start runs on in its thread if the caller is cancelled meanwhile (a client that
         leaves during a cold start); the sandbox it makes is then discarded, never leaked.
         """
-        starting = asyncio.ensure_future(self.call(self._start_blocking, pooled))
+        starting = asyncio.ensure_future(self.call(self._start_blocking, spec, pooled))
         try:
             return await asyncio.shield(starting)
         except docker.errors.NotFound as exc:
-            raise Unavailable(f"the sandbox image {self.settings.image!r} is missing") from exc
+            raise Unavailable(f"the sandbox image {spec.image!r} is missing") from exc
         except asyncio.CancelledError:
             self._orphan_starts.add(starting)
             starting.add_done_callback(self._discard_if_started)
             raise
 
-    def _discard_if_started(self, starting: asyncio.Future[Sandbox]) -> None:
+    def _discard_if_started(self, starting: asyncio.Future[DockerSandbox]) -> None:
         self._orphan_starts.discard(starting)
         if not starting.cancelled() and starting.exception() is None:
             self.discard(starting.result())
 
-    def discard(self, sandbox: Sandbox) -> None:
+    def discard(self, sandbox: Any) -> None:
         """Kill and remove a sandbox in the background; survives the caller's cancellation."""
+        assert isinstance(sandbox, DockerSandbox)
         sandbox.close_socket()
-        task = asyncio.get_running_loop().create_task(self._remove(sandbox.container_id))
+        task = asyncio.get_running_loop().create_task(self._remove(sandbox.id))
         self._cleanup.add(task)
         task.add_done_callback(self._cleanup.discard)
 
     async def _remove(self, container_id: str) -> None:
         try:
-            await self.call(functools.partial(self.api.remove_container, container_id, force=True))
+            await self.call(lambda: self.api.remove_container(container_id, force=True))
         except (Unavailable, docker.errors.NotFound):
             pass
 
@@ -276,19 +342,30 @@ class DockerEngine:
     # -- engine state ----------------------------------------------------------------------------
     async def ping(self) -> bool:
         try:
-            return bool(await self.call(self.api.ping))
-        except Unavailable:
+            return bool(await self.call(lambda: self.api.ping()))
+        except (Unavailable, docker.errors.NotFound):
             return False
 
-    async def image_present(self) -> bool:
+    async def image_present(self, image: str) -> bool:
         try:
-            await self.call(self.api.inspect_image, self.settings.image)
+            await self.call(lambda: self.api.inspect_image(image))
             return True
         except docker.errors.NotFound:
             return False
 
+    async def image_labels(self, image: str) -> dict[str, str]:
+        try:
+            info = await self.call(lambda: self.api.inspect_image(image))
+        except docker.errors.NotFound:
+            return {}
+        return dict((info.get("Config") or {}).get("Labels") or {})
+
+    async def health(self) -> EngineHealth:
+        ok = await self.ping()
+        return EngineHealth(self.name, ok)
+
     async def runtimes(self) -> list[str]:
-        info = await self.call(self.api.info)
+        info = await self.call(lambda: self.api.info())
         return sorted(info.get("Runtimes", {}))
 
     def _managed(self) -> list[dict[str, Any]]:
@@ -312,6 +389,11 @@ class DockerEngine:
         await asyncio.gather(*(self._remove(cid) for cid in mine))
         return len(mine)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        try:
+            await self.remove_all_mine()
+        except Unavailable:
+            pass
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.api.close()
+        if self._api is not None:
+            self._api.close()

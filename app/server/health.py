@@ -1,0 +1,82 @@
+"""``GET /healthz``: the engine's state, the server's load, and a shared deep probe.
+
+A deep probe runs a real program through the one run lifecycle (admission included), so it can
+never start more sandboxes than a client could. Concurrent and frequent callers share one
+result: at most one probe sandbox per ``health_probe_interval_s``, however many ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from app.errors import Busy
+from app.protocol import RunRequest
+from app.server.context import ServerContext
+
+PROBE_CODE = "print(2 + 2)"
+PROBE_TIMEOUT_S = 10.0
+PROBE_CLIENT = "probe:healthz"
+
+
+class Prober:
+    """One probe at a time; its result is reused until it is ``interval_s`` old."""
+
+    def __init__(self, ctx: ServerContext, interval_s: float) -> None:
+        self.ctx = ctx
+        self.interval_s = interval_s
+        self._result: dict[str, Any] | None = None
+        self._at = 0.0
+        self._running: asyncio.Task[dict[str, Any]] | None = None
+        self.probes_run = 0
+
+    async def result(self) -> dict[str, Any]:
+        if self._result is not None and time.monotonic() - self._at < self.interval_s:
+            return {**self._result, "age_ms": round((time.monotonic() - self._at) * 1000)}
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._probe())
+            self._running.add_done_callback(self._store)
+        return {**await asyncio.shield(self._running), "age_ms": 0}
+
+    def _store(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._running = None
+        if not task.cancelled() and task.exception() is None:
+            self._result = task.result()
+            self._at = time.monotonic()
+
+    async def _probe(self) -> dict[str, Any]:
+        self.probes_run += 1
+        started = time.monotonic()
+        live = self.ctx.new_run(RunRequest(PROBE_CODE, timeout=PROBE_TIMEOUT_S), PROBE_CLIENT, "probe")
+        live.start()
+        output: list[str] = []
+        async for entry in live.frames():
+            if entry.kind == "stdout":
+                output.append(json.loads(entry.text)["data"])
+        ms = round((time.monotonic() - started) * 1000)
+        if live.error is not None:
+            if isinstance(live.error, Busy):
+                return {"ok": None, "skipped": "every sandbox slot is busy", "ms": ms}
+            return {"ok": False, "error": live.error.message, "ms": ms}
+        ok = "".join(output) == "4\n" and live.exit is not None and live.exit.exit_code == 0
+        return {"ok": ok, "ms": ms}
+
+
+async def health_body(ctx: ServerContext, prober: Prober, *, deep: bool) -> tuple[int, dict[str, Any]]:
+    """200 while the engine answers and the images are there; 503 otherwise."""
+    service = await ctx.service.health()
+    body: dict[str, Any] = {
+        "status": "ok" if service.pop("ok") else "unavailable",
+        **service,
+        "active_runs": len(ctx.registry.active),
+        "queued": ctx.admission.queued,
+        "capacity": ctx.settings.max_concurrent_runs,
+        "draining": ctx.draining,
+    }
+    if deep and body["status"] == "ok":
+        body["probe"] = await prober.result()
+        if body["probe"]["ok"] is False:
+            body["status"] = "unavailable"
+    return (200 if body["status"] == "ok" else 503), body

@@ -1,0 +1,262 @@
+"""The one run lifecycle, shared by the WebSocket, ``POST /run`` and the deep health probe.
+
+A ``LiveRun`` is owned by the server, not by a connection: it takes its admission slot, checks
+that the server is not draining, binds a sandbox, registers itself, turns the run's events into
+protocol frames, records its metrics and log line, and releases everything, in one task of its
+own. Connections subscribe to it: the driver from its first frame, a resumed driver after a
+sequence number, a watcher from ``started``. Frames are serialized once and kept in order
+(bounded by the run's own output limit), so a subscriber that falls behind or comes back later
+reads the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from app.core.events import Event, Exit, Started
+from app.errors import Internal, SCEError, Unavailable
+from app.protocol import RunRequest
+from app.sandbox.run import Run, StdinBuffer
+
+if TYPE_CHECKING:
+    from app.server.context import ServerContext
+
+run_log = logging.getLogger("sce.run")
+log = logging.getLogger(__name__)
+
+Transport = Literal["websocket", "http", "probe"]
+CLOSE_NORMAL = 1000
+
+
+def token_hash(token: str) -> str:
+    """How a secret appears anywhere it could be seen (logs, per-client keys): a short hash."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+class Entry(NamedTuple):
+    """One frame as sent: its sequence number, its type, its JSON text."""
+
+    seq: int | None  # None: before ``started`` (queued, or an error that ended the run there); 0: started
+    kind: str
+    text: str
+
+
+@dataclass(eq=False)
+class LiveRun:
+    ctx: ServerContext
+    request: RunRequest
+    client: str
+    transport: Transport
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    watch_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    stdin: StdinBuffer = field(default_factory=StdinBuffer)
+
+    def __post_init__(self) -> None:
+        self.run: Run | None = None
+        self.exit: Exit | None = None
+        self.error: SCEError | None = None
+        self.close_code: int | None = None  # set when the run is over
+        self.started_public: str | None = None  # ``started`` as watchers see it (no token)
+        self._entries: list[Entry] = []
+        self._seq = 0
+        self._changed = asyncio.Event()
+        self._killed_early = False
+        self._task: asyncio.Task[None] | None = None
+        self.ended_at: float | None = None
+
+    # -- control ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drive(), name=f"run-{self.id}")
+
+    @property
+    def done(self) -> bool:
+        return self.close_code is not None
+
+    def kill(self) -> None:
+        """Stop the program now; before it has started, the run ends as ``killed`` at once."""
+        if self.done:
+            return
+        if self.run is not None and self.run.started_at is not None:
+            self.run.kill()
+        elif self._task is not None and not self._killed_early:
+            self._killed_early = True
+            self._task.cancel()
+
+    async def wait_done(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._task)
+
+    # -- the lifecycle ------------------------------------------------------------------------------
+    async def _drive(self) -> None:
+        ctx = self.ctx
+        try:
+            async with ctx.admission.slot(self.client, self._on_position):
+                if ctx.draining:
+                    raise Unavailable("the server is shutting down")
+                async with ctx.service.run(self.request, self.id, self.stdin) as run:
+                    self.run = run
+                    ctx.registry.activate(self)
+                    try:
+                        async for event in run.events():
+                            self._publish_event(event)
+                    finally:
+                        ctx.registry.deactivate(self)
+                        self.record()
+            self._end(CLOSE_NORMAL)
+        except asyncio.CancelledError:
+            if not self._killed_early:
+                self._end_with_error(Unavailable("the server stopped the run"))
+                raise
+            self.exit = Exit("killed", None, None, 0, 0, 0, False)
+            self._append(None, self.exit.to_frame())
+            self._end(CLOSE_NORMAL)
+        except SCEError as error:
+            self._end_with_error(error)
+        except Exception as exc:  # a bug: the client still gets the protocol's answer
+            log.exception("run %s failed", self.id)
+            self._end_with_error(Internal(f"internal error: {type(exc).__name__}"))
+
+    async def _on_position(self, position: int) -> None:
+        self._append(None, {"type": "queued", "position": position})
+
+    def _publish_event(self, event: Event) -> None:
+        frame = event.to_frame()
+        if isinstance(event, Started):
+            self.started_public = json.dumps(frame)
+            frame = {**frame, "token": self.token, "watch_token": self.watch_token}
+            self._append(0, frame)
+            return
+        if isinstance(event, Exit):
+            self.exit = event
+        self._seq += 1
+        frame["seq"] = self._seq
+        self._append(self._seq, frame)
+
+    def _append(self, seq: int | None, frame: dict[str, Any]) -> None:
+        self._entries.append(Entry(seq, frame["type"], json.dumps(frame)))
+        self._changed.set()
+
+    def _end_with_error(self, error: SCEError) -> None:
+        self.error = error
+        self.ctx.metrics.errors.labels(error.code).inc()
+        frame: dict[str, Any] = dict(error.to_frame())
+        if self.started_public is not None:
+            self._seq += 1
+            frame["seq"] = self._seq
+            self._append(self._seq, frame)
+        else:
+            self._append(None, frame)
+        self._end(error.close_code)
+
+    def _end(self, close_code: int) -> None:
+        self.close_code = close_code
+        self.ended_at = time.monotonic()
+        self._changed.set()
+        self.ctx.registry.finished(self)
+
+    # -- subscribers ----------------------------------------------------------------------------------
+    async def frames(self, *, after: int | None = None, watcher: bool = False) -> AsyncIterator[Entry]:
+        """Frames in order, live until the run is over.
+
+        ``after`` None: everything (the driver from its run frame). ``after`` N: the frames with
+        ``seq`` > N (a resume). ``watcher``: from ``started`` on, without its tokens.
+        """
+        index = 0
+        while True:
+            while index < len(self._entries):
+                entry = self._entries[index]
+                index += 1
+                if after is None and not watcher:
+                    yield entry
+                elif entry.seq is None:
+                    continue
+                elif watcher and entry.seq == 0:
+                    assert self.started_public is not None
+                    yield entry._replace(text=self.started_public)
+                elif watcher or entry.seq > (after or 0):
+                    yield entry
+            if self.done:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    # -- the record -----------------------------------------------------------------------------------
+    def record(self) -> None:
+        """Metrics and the one structured log line for a finished run (never a secret)."""
+        run = self.run
+        exit_ = run.exit if run is not None else None
+        if run is None or exit_ is None:
+            return
+        m = self.ctx.metrics
+        m.runs.labels(exit_.reason).inc()
+        m.duration.observe(exit_.duration_ms / 1000)
+        if run.first_output_at is not None and run.started_at is not None:
+            m.first_output.observe(run.first_output_at - run.started_at)
+        entry: dict[str, object] = {
+            "event": "run",
+            "id": self.id,
+            "transport": self.transport,
+            "client": self.client,
+            "runtime": run.sandbox.spec.runtime,
+            "reason": exit_.reason,
+            "exit_code": exit_.exit_code,
+            "signal": exit_.signal,
+            "duration_ms": exit_.duration_ms,
+            "stdout_bytes": exit_.stdout_bytes,
+            "stderr_bytes": exit_.stderr_bytes,
+            "truncated": exit_.truncated,
+            "cpu_ms": exit_.cpu_ms,
+            "memory_peak_bytes": exit_.memory_peak_bytes,
+        }
+        if self.ctx.settings.log_code:
+            entry["code"] = self.request.code
+        run_log.info(json.dumps(entry))
+
+
+class RunRegistry:
+    """Every run this server knows: the live ones, and finished ones kept for ``resume_grace_s``."""
+
+    def __init__(self, keep_finished_s: float) -> None:
+        self.keep_finished_s = keep_finished_s
+        self.known: dict[str, LiveRun] = {}
+        self.active: set[LiveRun] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, live: LiveRun) -> None:
+        if live.transport == "websocket":  # only WebSocket runs hand out tokens to come back with
+            self.known[live.id] = live
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self.known.get(run_id)
+
+    def activate(self, live: LiveRun) -> None:
+        self.active.add(live)
+        self._idle.clear()
+
+    def deactivate(self, live: LiveRun) -> None:
+        self.active.discard(live)
+        if not self.active:
+            self._idle.set()
+
+    def finished(self, live: LiveRun) -> None:
+        if live.id in self.known:
+            asyncio.get_running_loop().call_later(self.keep_finished_s, self.known.pop, live.id, None)
+
+    async def until_idle(self, seconds: float) -> None:
+        if self.active:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._idle.wait()
