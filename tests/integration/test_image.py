@@ -1,5 +1,7 @@
-"""The sandbox image, against the real engine: built from the recipe, idempotent, and what the
-runner relies on (Python 3.11 with its whole standard library, uid 10001, no setuid files).
+"""The sandbox images, against the real engine: built from the recipe, idempotent, and what the
+runner relies on (Python 3.11 with its whole standard library, uid 10001, no setuid files); the
+scientific runtime's packages import quietly under the real lock-down, and the image's labels
+name the versions installed.
 
 The image is normally built by ``make image`` first; if it is missing or stale the module
 builds it once (``build_image`` is idempotent). Every container is labelled and removed.
@@ -18,6 +20,7 @@ import docker
 import docker.errors
 import pytest
 
+from app.sandbox.bootstrap import encode_program
 from app.sandbox.docker.image import (
     RECIPE_LABEL,
     EngineUnavailable,
@@ -27,8 +30,11 @@ from app.sandbox.docker.image import (
     mirrors_from_apt,
     recipe_hash,
     resolve_mirror,
+    runtime_info,
 )
+from app.sandbox.runtimes import RuntimeSpec, runtimes_from
 from app.settings import Settings
+from tests.integration.lockdown import run_program, sandbox_config
 
 # the run label tells this session's containers from those of another run of the same tests
 RUN_ID = uuid.uuid4().hex[:12]
@@ -43,6 +49,16 @@ def test_recipe_hash_depends_on_suite_not_mirror() -> None:
     assert recipe_hash(base) == recipe_hash(base.model_copy(update={"image_mirror": None}))
     assert recipe_hash(base) != recipe_hash(base.model_copy(update={"image_suite": "trixie"}))
     assert len(recipe_hash(base)) == 64
+
+
+def test_each_runtime_has_its_own_recipe() -> None:
+    settings = Settings()
+    python, scientific = runtimes_from(settings).values()
+    assert recipe_hash(settings) == recipe_hash(settings, python)
+    assert recipe_hash(settings, scientific) != recipe_hash(settings, python)
+    # limits and tags are not content: changing them must not make the image stale
+    roomier = settings.model_copy(update={"scientific_memory_mb": 2048, "scientific_image": "x:y"})
+    assert recipe_hash(roomier, runtimes_from(roomier)["scientific"]) == recipe_hash(settings, scientific)
 
 
 def test_mirror_from_deb822_skips_security_and_other_suites(tmp_path: Path) -> None:
@@ -201,3 +217,60 @@ def test_no_setuid_or_setgid_files(client: docker.DockerClient, image: str) -> N
     # as root, so that no directory is unreadable and nothing is missed
     out = run_in_image(client, image, ["find", "/", "-xdev", "-perm", "/6000", "-type", "f"], user="0")
     assert out == "", out
+
+
+# --- the scientific runtime ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scientific(client: docker.DockerClient, settings: Settings) -> RuntimeSpec:
+    spec = runtimes_from(settings)["scientific"]
+    if image_status(client, settings, spec) != "current":
+        build_image(settings, spec)
+    return spec
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)  # may build the image (about two minutes) when make image did not
+def test_scientific_image_is_current_and_its_labels_name_the_versions(
+    client: docker.DockerClient, settings: Settings, scientific: RuntimeSpec
+) -> None:
+    assert image_status(client, settings, scientific) == "current"
+    info = runtime_info(client.api, scientific)
+    assert str(info["python"]).startswith("3.11.")
+    packages = info["packages"]
+    assert isinstance(packages, dict)
+    for name in ("numpy", "pandas", "matplotlib", "Pillow"):
+        assert packages.get(name, "").count(".") >= 1, (name, packages)
+    assert "scipy" not in packages  # kept out on purpose: see app.sandbox.runtimes
+
+
+@pytest.mark.docker
+def test_scientific_packages_import_quietly_under_the_lockdown(
+    client: docker.DockerClient, settings: Settings, scientific: RuntimeSpec
+) -> None:
+    """Read-only root, user 10001, no network, the runtime's tmpfs: the imports, a plot and its
+    PNG work, with nothing on stderr (no font-cache rebuild, no temporary config directory)."""
+    code = (
+        "import os, socket, importlib.metadata as md\n"
+        "import numpy, pandas, matplotlib, matplotlib.pyplot as plt, PIL\n"
+        "fig = plt.figure(); plt.plot(numpy.arange(5)); plt.title('t'); fig.savefig('/tmp/p.png')\n"
+        "plt.close('all')\n"
+        "print(os.getuid(), pandas.DataFrame({'a': [1, 2]}).a.sum())\n"
+        "print(' '.join(md.version(n) for n in ('numpy', 'pandas', 'matplotlib', 'Pillow')))\n"
+        "try:\n"
+        "    open('/usr/lib/x', 'w')\n"
+        "except OSError as e:\n"
+        "    print('read-only', e.errno)\n"
+        "print([name for _, name in socket.if_nameindex()])\n"
+    )
+    nonce = uuid.uuid4().hex
+    chunks = run_program(client.api, sandbox_config(settings, scientific, TEST_LABELS), encode_program(code, nonce=nonce))
+    stderr = b"".join(data for _, stream, data in chunks if stream == "stderr").decode()
+    stdout = b"".join(data for _, stream, data in chunks if stream == "stdout").decode()
+    assert stderr == "", stderr
+    packages = runtime_info(client.api, scientific)["packages"]
+    assert isinstance(packages, dict)
+    versions = " ".join(packages[n] for n in ("numpy", "pandas", "matplotlib", "Pillow"))
+    lines = stdout.split("\n")
+    assert lines[:4] == ["10001 3", versions, "read-only 30", "['lo']"], stdout

@@ -1,0 +1,68 @@
+"""Sandboxes for the integration tests, made with the engine's own container config.
+
+``sandbox_config`` asks ``DockerEngine._container_config`` (read-only root, user 10001, no network,
+the runtime's memory, pids and tmpfs, all capabilities dropped...) rather than restating those
+flags, so a test runs exactly what production runs, plus the test's own labels for cleanup.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import docker
+
+from app.sandbox.docker.engine import DockerEngine, owner_id
+from app.sandbox.docker.framing import FrameParser
+from app.sandbox.interface import SandboxSpec
+from app.sandbox.runtimes import RuntimeSpec
+from app.settings import Settings
+
+
+def sandbox_config(settings: Settings, spec: RuntimeSpec, labels: dict[str, str]) -> dict[str, object]:
+    """The production container config for ``spec``, with ``labels`` added."""
+    engine = DockerEngine(settings, owner=owner_id())
+    try:
+        sandbox = SandboxSpec(
+            runtime=spec.name,
+            image=spec.image,
+            memory_mb=spec.memory_mb,
+            pids=spec.pids,
+            cpus=settings.cpus,
+            nofile=settings.nofile,
+            tmpfs_mb=spec.tmpfs_mb,
+            command=spec.command(),
+            environment=spec.environment,
+        )
+        config = engine._container_config(sandbox, False)
+    finally:
+        engine.executor.shutdown(wait=False)  # no engine call was made: only the config is wanted
+    config["labels"] = {**config["labels"], **labels}
+    return config
+
+
+def run_program(
+    api: docker.APIClient, config: dict[str, object], payload: bytes, *, timeout: float = 60
+) -> list[tuple[float, str, bytes]]:
+    """Start a sandbox, send ``payload`` then EOF, and return (arrival time, stream, bytes)
+    as the output came, until the container's output ends."""
+    container_id = api.create_container(**config)["Id"]
+    try:
+        raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        sock: socket.socket = getattr(raw, "_sock", raw)
+        api.start(container_id)
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(timeout)
+        parser, got = FrameParser(), []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += [(time.monotonic(), stream, chunk) for stream, chunk in parser.feed(data)]
+        sock.close()
+        raw.close()
+        return got
+    finally:
+        api.remove_container(container_id, force=True)
