@@ -4,8 +4,11 @@
     sce image ensure [NAME]            build only those missing or stale (what ``make run`` uses)
     sce image status                   print missing/stale/current per runtime; exit 0 only if all current
     sce serve [--bind H:P]      run the server (exit 1 if it cannot listen there)
+    sce schema [--openapi]      print the protocol's JSON Schema (or the OpenAPI document)
+    sce run FILE.py | -c CODE   run a program on a server in this terminal (see app/client/cli.py)
+    sce watch ID TOKEN          follow another run's output
 
-Every subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
+Every server-side subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
 way everywhere: one line per problem, naming the variable, exit 2.
 """
 
@@ -70,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     image_sub.add_parser("status", help="print missing/stale/current per runtime; exit 0 only if all current")
     serve = sub.add_parser("serve", help="run the HTTP/WebSocket server")
     serve.add_argument("--bind", metavar="HOST:PORT", help="listen address (default: SCE_BIND)")
+    schema = sub.add_parser("schema", help="print the protocol's JSON Schema of every frame (or --openapi)")
+    schema.add_argument("--openapi", action="store_true", help="print the OpenAPI 3.1 document instead")
+    importlib.import_module("app.client.cli").add_parsers(sub)  # run, watch: the client
     return parser
 
 
@@ -106,9 +112,20 @@ def _image(action: str, settings: Settings, *, name: str | None, force: bool) ->
     return 0
 
 
+def _client_side(args: argparse.Namespace) -> int:
+    if args.command == "schema":
+        schema = importlib.import_module("app.schema")
+        print(schema.dumps(schema.openapi() if args.openapi else schema.json_schema()), end="")
+        return 0
+    client_main: Callable[[argparse.Namespace], int] = importlib.import_module("app.client.cli").main
+    return client_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for ``python -m app`` and the ``sce`` console script."""
     args = _parser().parse_args(argv)
+    if args.command in ("run", "watch", "schema"):  # client side: the server's settings do not apply
+        return _client_side(args)
     try:
         overrides = {"bind": args.bind} if getattr(args, "bind", None) else {}
         settings = _load_settings(**overrides)

@@ -1,0 +1,375 @@
+"""The asyncio client: a run as an async iterator of typed frames that survives dropped connections.
+
+    async with AsyncClient("http://127.0.0.1:5000") as client:
+        async with client.run("print(input() * 2)") as run:
+            await run.stdin("ab\\n", eof=True)
+            async for frame in run:
+                if isinstance(frame, StdoutFrame):
+                    print(frame.data, end="")
+        print(run.exit.reason)
+
+**Resume.** When the connection breaks without a close frame (a network drop), the client
+reconnects by itself and sends ``resume`` with the last ``seq`` it saw; the server replays what
+came after. Frames are deduplicated by ``seq``, so the caller sees each exactly once. Tries are
+bounded (``Reconnect``); if they run out, ``ConnectionLost``. If the server no longer has the run,
+``RunNotFound``. A server that gives no ``token`` in ``started`` (protocol version 1) cannot
+resume: a drop there is ``CannotResume``, said in words.
+
+A clean close by the caller (leaving the ``async with``, ``aclose()``) is the end of the run: the
+server kills the program, as the contract says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from app.client.errors import CannotResume, ClientError, ConnectionLost, server_error
+from app.client.requests import Files, endpoints, run_fields, run_frame
+from app.protocol import ErrorFrame, ExitFrame, RunAnswer, RuntimeInfo, ServerFrame, StartedFrame, parse_server_frame
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How hard to try to get a dropped run back: ``tries`` connections, the first at once,
+    then waiting ``first_delay_s``, doubling up to ``max_delay_s`` (about 6 s in all by default,
+    well inside the server's 15 s resume grace)."""
+
+    tries: int = 6
+    first_delay_s: float = 0.1
+    max_delay_s: float = 2.0
+
+    def delays(self) -> list[float]:
+        return [0.0] + [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.tries - 1)]
+
+
+DEFAULT_RECONNECT = Reconnect()
+
+
+class AsyncClient:
+    """One server. Cheap to make; holds an HTTP connection pool for ``post_run`` and friends."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:5000",
+        token: str | None = None,
+        *,
+        reconnect: Reconnect = DEFAULT_RECONNECT,
+        open_timeout_s: float = 10.0,
+        use_env_proxy: bool = False,
+    ) -> None:
+        self.base_url, self.ws_url = endpoints(url)
+        self.token = token
+        self.reconnect = reconnect
+        self.open_timeout_s = open_timeout_s
+        self.use_env_proxy = use_env_proxy
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # -- WebSocket ----------------------------------------------------------------------------
+    def run(
+        self,
+        code: str,
+        *,
+        stdin: str | None = None,
+        files: Files | None = None,
+        runtime: str | None = None,
+        timeout: float | None = None,
+        stats: bool = False,
+    ) -> AsyncRun:
+        """A run, started on first use (``async with``, iteration, ``stdin``, ``kill``)."""
+        frame = run_frame(code=code, stdin=stdin, files=files, runtime=runtime, timeout=timeout, stats=stats)
+        return AsyncRun(self, frame)
+
+    def watch(self, run_id: str, token: str) -> AsyncRun:
+        """Another run's frames from ``started`` on, read-only (``token``: its watch_token or token)."""
+        return AsyncRun(self, {"type": "watch", "id": run_id, "token": token}, watching=True)
+
+    async def connect(self) -> ClientConnection:
+        return await websockets.connect(
+            self.ws_url,
+            additional_headers=self.headers,
+            open_timeout=self.open_timeout_s,
+            max_size=None,  # the server bounds its frames (images and files out are its budget)
+            proxy=True if self.use_env_proxy else None,
+        )
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url, headers=self.headers, trust_env=self.use_env_proxy, timeout=None
+            )
+        return self._http
+
+    async def post_run(
+        self,
+        code: str,
+        *,
+        stdin: str | None = None,
+        files: Files | None = None,
+        runtime: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the run's wall-clock limit, sent to the server)
+    ) -> RunAnswer:
+        """``POST /run``: the whole run, answered when it ends."""
+        body = run_fields(code=code, stdin=stdin, files=files, runtime=runtime, timeout=timeout)
+        try:
+            response = await self._client().post("/run", json=body)
+        except httpx.HTTPError as exc:
+            raise ConnectionLost(f"POST /run failed: {exc}") from exc
+        return answer(response, RunAnswer)
+
+    async def runtimes(self) -> list[RuntimeInfo]:
+        """``GET /runtimes`` (v2): what a run may ask for, the default first."""
+        try:
+            response = await self._client().get("/runtimes")
+        except httpx.HTTPError as exc:
+            raise ConnectionLost(f"GET /runtimes failed: {exc}") from exc
+        raise_for_error(response)
+        return [RuntimeInfo.model_validate(item) for item in response.json()]
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        code, message = str(body["code"]), str(body["error"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "internal", f"HTTP {response.status_code}: {response.text[:200]}"
+    retry = response.headers.get("Retry-After")
+    raise server_error(
+        code, message, status=response.status_code, retry_after=float(retry) if retry and retry.isdigit() else None
+    )
+
+
+def answer(response: httpx.Response, model: type[RunAnswer]) -> RunAnswer:
+    raise_for_error(response)
+    return model.model_validate(response.json())
+
+
+class AsyncRun:
+    """One run (or one watched run): iterate for its frames; ``stdin()`` and ``kill()`` at any time.
+
+    Iteration yields the server's frames as models (``QueuedFrame``, ``StartedFrame``,
+    ``StdoutFrame``...) up to and including ``ExitFrame``, then stops. An ``error`` frame is
+    raised as ``ServerError`` (``RunNotFound`` for ``not_found``). ``id``, ``token``,
+    ``watch_token`` and ``exit`` are filled in as the frames arrive.
+    """
+
+    def __init__(self, client: AsyncClient, first: dict[str, Any], *, watching: bool = False) -> None:
+        self._client = client
+        self._first = first
+        self.watching = watching
+        self.id: str | None = first.get("id")
+        self.token: str | None = first.get("token")
+        self.watch_token: str | None = None
+        self.started: StartedFrame | None = None
+        self.exit: ExitFrame | None = None
+        self.last_seq = 0
+        self.resumes = 0  # how many times a dropped connection was taken up again
+        self._tries = 0  # tries to resume since the last frame arrived
+        self._ws: ClientConnection | None = None
+        self._opening = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._ended: BaseException | None = None  # set once: the run is over for this client
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Connect and send the first frame; does nothing if already open."""
+        async with self._opening:
+            if self._ws is None and self._ended is None:
+                ws = await self._connect_or_lose()
+                await ws.send(json.dumps(self._first))
+                self._ws = ws
+
+    async def _connect_or_lose(self) -> ClientConnection:
+        try:
+            return await self._client.connect()
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            code, message = _HANDSHAKE.get(status, "internal"), f"the server refused the WebSocket (HTTP {status})"
+            try:
+                body = json.loads(exc.response.body or b"")
+                code, message = str(body["code"]), str(body["error"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            raise server_error(code, message, status=status) from None
+        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            raise ConnectionLost(f"cannot connect to {self._client.ws_url}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Close the connection (the server ends a run still going). Safe to call twice."""
+        self._closed = True
+        await self._end(ConnectionLost("the run was closed by the client"))
+
+    async def _end(self, reason: BaseException) -> None:
+        if self._ended is None:
+            self._ended = reason
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- frames out ----------------------------------------------------------------------------
+    async def stdin(self, data: str = "", *, eof: bool = False) -> None:
+        """Write to the program's standard input; ``eof=True`` closes it afterwards. No-op once the run is over."""
+        await self._send({"type": "stdin", "data": data, "eof": eof})
+
+    async def kill(self) -> None:
+        """Stop the program now; its ``exit`` frame follows with reason ``killed``. No-op once the run is over."""
+        await self._send({"type": "kill"})
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if self.watching:
+            raise ClientError("a watcher cannot send stdin or kill")
+        await self.open()
+        text = json.dumps(frame)
+        while self._ended is None:
+            ws = self._ws
+            if ws is not None:
+                try:
+                    await ws.send(text)
+                    return
+                except websockets.ConnectionClosed:
+                    pass
+            # dropped: the reader is resuming; send on the connection that replaces this one
+            await self._replaced(ws)
+
+    async def _replaced(self, ws: ClientConnection | None) -> None:
+        def moved_on() -> bool:
+            return self._ws is not ws or self._ended is not None
+
+        async with self._changed:
+            await self._changed.wait_for(moved_on)
+
+    # -- frames in ------------------------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[ServerFrame]:
+        return self
+
+    async def __anext__(self) -> ServerFrame:
+        await self.open()
+        while True:
+            ws = self._ws
+            if ws is None or self._ended is not None:
+                if self._closed or self.exit is not None:
+                    raise StopAsyncIteration
+                raise self._ended or ConnectionLost("the connection is closed")
+            try:
+                raw = await ws.recv()
+            except websockets.ConnectionClosed as exc:
+                await self._recover(exc)
+                continue
+            self._tries = 0  # the connection works: a later drop gets every try again
+            frame = self._accept(raw)
+            if frame is None:
+                continue
+            if isinstance(frame, ErrorFrame):
+                error = server_error(frame.code, frame.message)
+                await self._end(error)
+                raise error
+            if isinstance(frame, ExitFrame):
+                self.exit = frame
+                await self._end(StopAsyncIteration())
+            return frame
+
+    def _accept(self, raw: str | bytes) -> ServerFrame | None:
+        """The frame, or None for one to skip: an unknown type, or one already seen (by ``seq``)."""
+        try:
+            frame = parse_server_frame(raw)
+        except ValueError as exc:
+            raise ClientError(f"the server sent a frame that breaks the protocol: {exc}") from exc
+        if frame is None:
+            return None
+        if isinstance(frame, StartedFrame):
+            if self.started is not None:
+                return None  # a watcher's reconnection starts over from `started`
+            self.started = frame
+            self.id = frame.id
+            self.token = frame.token if not self.watching else self.token
+            self.watch_token = frame.watch_token
+            return frame
+        seq = getattr(frame, "seq", None)
+        if seq is not None:
+            if seq <= self.last_seq:
+                return None
+            self.last_seq = seq
+        return frame
+
+    async def _recover(self, exc: websockets.ConnectionClosed) -> None:
+        """After the connection ended without ``exit``: resume, or say why not."""
+        if exc.rcvd is not None:  # the server closed it on purpose: nothing to resume
+            code, why = exc.rcvd.code, exc.rcvd.reason
+            await self._end(ConnectionLost(f"the server closed the connection ({code}{' ' + why if why else ''})"))
+            return
+        if self.id is None or self.started is None:
+            await self._end(CannotResume("the connection dropped before the run started; it cannot be resumed"))
+            return
+        if not self.token:
+            await self._end(
+                CannotResume("the connection dropped, and this server cannot resume runs (no token in `started`)")
+            )
+            return
+        first = (
+            {"type": "watch", "id": self.id, "token": self.token}
+            if self.watching
+            else {"type": "resume", "id": self.id, "token": self.token, "after": self.last_seq}
+        )
+        last: BaseException = exc
+        delays = self._client.reconnect.delays()
+        # counted until a frame arrives: a server that accepts and drops at once uses them up too
+        while self._tries < len(delays):
+            await asyncio.sleep(delays[self._tries])  # backoff between tries, not synchronisation
+            self._tries += 1
+            if self._ended is not None:
+                return
+            try:
+                ws = await self._client.connect()
+                await ws.send(json.dumps(first))
+            except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.ConnectionClosed) as error:
+                last = error
+                continue
+            self.resumes += 1
+            self._ws = ws
+            async with self._changed:
+                self._changed.notify_all()
+            return
+        tries = self._client.reconnect.tries
+        await self._end(ConnectionLost(f"the connection dropped and {tries} tries to resume failed: {last}"))
+
+
+# HTTP statuses a refused WebSocket handshake can carry, as the protocol's codes
+_HANDSHAKE = {401: "unauthorized", 403: "forbidden", 404: "not_found", 503: "unavailable"}

@@ -1,0 +1,78 @@
+"""Building what the client sends, from the protocol's own models, checked before it leaves.
+
+A request any server would refuse (a path with ``..``, a timeout of 0) fails here with the
+same sentence the server would send, as ``InvalidRequest``, without a round trip. Limits that
+are the server's settings (sizes, counts) are left to the server.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError
+
+from app.client.errors import InvalidRequest
+from app.protocol import FileIn, RunFields, RunFrame
+from app.protocol._errors import translate
+
+Files = Mapping[str, str | bytes] | Sequence[FileIn]
+
+
+def file_list(files: Files | None) -> list[dict[str, str]] | None:
+    """``{"path": text or bytes}`` (or ready ``FileIn``s) as the protocol's list: text as UTF-8, bytes as base64."""
+    if files is None:
+        return None
+    if isinstance(files, Mapping):
+        out = []
+        for path, content in files.items():
+            if isinstance(content, bytes):
+                out.append({"path": path, "content": base64.b64encode(content).decode("ascii"), "encoding": "base64"})
+            else:
+                out.append({"path": path, "content": content, "encoding": "utf-8"})
+        return out
+    return [f.model_dump() for f in files]
+
+
+def run_fields(
+    code: str,
+    *,
+    stdin: str | None = None,
+    files: Files | None = None,
+    runtime: str | None = None,
+    timeout: float | None = None,
+    stats: bool = False,
+) -> dict[str, Any]:
+    """The run's fields as JSON, validated by ``RunFields``: the ``POST /run`` body, or a run frame without type."""
+    raw: dict[str, Any] = {"code": code}
+    for key, value in (("stdin", stdin), ("files", file_list(files)), ("runtime", runtime)):
+        if value is not None:
+            raw[key] = value
+    if timeout is not None:
+        raw["timeout"] = float(timeout) if isinstance(timeout, int) and not isinstance(timeout, bool) else timeout
+    if stats:
+        raw["stats"] = True
+    try:
+        RunFields.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidRequest(translate(exc).message) from None
+    return raw
+
+
+def run_frame(**kwargs: Any) -> dict[str, Any]:
+    """A ``run`` frame, as JSON."""
+    return {"type": RunFrame.model_fields["type"].default, **run_fields(**kwargs)}
+
+
+def endpoints(url: str) -> tuple[str, str]:
+    """``http://host:port[/prefix]`` -> (the HTTP base, the WebSocket URL of ``/run``)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None:
+        raise InvalidRequest(f"the server's URL must start with http:// or https:// (got {url!r})")
+    http_scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    base = urlunsplit((http_scheme, parts.netloc, path, "", ""))
+    return base, urlunsplit((scheme, parts.netloc, f"{path}/run", "", ""))
