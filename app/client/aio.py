@@ -293,14 +293,17 @@ class AsyncRun:
             except websockets.ConnectionClosed as exc:
                 await self._recover(exc)
                 continue
-            self._tries = 0  # the connection works: a later drop gets every try again
             frame = self._accept(raw)
             if frame is None:
                 continue
             if isinstance(frame, ErrorFrame):
-                error = server_error(frame.code, frame.message)
+                error: ClientError = server_error(frame.code, frame.message)
+                if frame.code == "bad_message" and self._tries:
+                    # the first answer to our resume is a refusal of it: a server without resume
+                    error = CannotResume(f"the connection dropped, and the server could not resume: {frame.message}")
                 await self._end(error)
                 raise error
+            self._tries = 0  # the connection works: a later drop gets every try again
             if isinstance(frame, ExitFrame):
                 self.exit = frame
                 await self._end(StopAsyncIteration())

@@ -306,3 +306,20 @@ def test_urls_accept_http_and_ws_schemes() -> None:
 
 
 _ = websockets  # the scripted server is websockets' own
+
+
+async def test_a_server_that_refuses_the_resume_frame_cannot_resume() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        first = json.loads(await ws.recv())
+        if first["type"] != "run":  # a server with tokens but no resume yet
+            refusal = {"type": "error", "code": "bad_message", "message": "the first frame must be run"}
+            await ws.send(json.dumps(refusal))
+            await ws.close(1008)
+            return
+        await ws.send(json.dumps({"type": "started", "id": "r", "limits": LIMITS, "token": "T"}))
+        drop(ws)
+
+    async with scripted(handler) as url, asyncio.timeout(10):
+        with pytest.raises(CannotResume, match="could not resume: the first frame must be run"):
+            async for _ in AsyncClient(url, reconnect=FAST).run("x"):
+                pass
