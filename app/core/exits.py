@@ -18,9 +18,9 @@ SIGKILL_STATUS = 128 + 9
 
 @dataclass(frozen=True)
 class ExitObservation:
-    """What the engine saw when the sandbox ended."""
+    """What the engine saw when the sandbox ended (``code`` None: killed by us, not yet confirmed)."""
 
-    code: int
+    code: int | None
     oom_killed: bool = False
 
 
@@ -51,6 +51,6 @@ def classify_exit(observed: ExitObservation, stop_reason: Reason | None) -> Exit
     reason: Reason = stop_reason or "exit"
     if observed.oom_killed and observed.code == SIGKILL_STATUS and reason in ("exit", "timeout"):
         reason = "oom"
-    if reason != "exit":
+    if reason != "exit" or observed.code is None:
         return ExitVerdict(reason, None, None)
     return ExitVerdict("exit", observed.code, signal_name(observed.code))

@@ -32,7 +32,9 @@ from app.protocol import RunRequest
 from app.sandbox.bootstrap import FilesOutLimits, encode_program
 from app.sandbox.interface import Sandbox, Usage
 
-EXIT_WAIT_AFTER_KILL_S = 10.0  # a killed sandbox that has not ended by then: the engine is unwell
+# From a kill (timeout, client, output cap) to the exit frame at most: past it, the outcome is
+# reported without the engine's confirmation and the sandbox is removed in the background.
+KILL_REPORT_S = 1.0
 EXIT_STATUS_WAIT_S = 10.0  # from the end of the output to the engine's word on the exit
 # Output still in flight when the sandbox has ended: the engine ends the stream right after,
 # so this bound only matters when the engine (or this server) is badly overloaded; output it
@@ -97,6 +99,13 @@ class StdinBuffer:
 
 
 _END = object()
+_BACKGROUND: set[asyncio.Task[None]] = set()  # kills still finishing after their run has reported
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed kill is the removal's problem now
 
 
 class Run:
@@ -280,27 +289,22 @@ class Run:
         deadline = loop.time() + self.limits.timeout_s - (time.monotonic() - self.started_at)
         try:
             await asyncio.wait(
-                {reader, stopper}, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
+                {reader, stopper}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
             )
             status: ExitObservation | None = None
             if reader.done() and not self._stop.is_set():
                 status = await self._status_until(deadline)
             if status is None:
                 self._request_stop("timeout")  # no-op when a kill or the output cap came first
-                await self.sandbox.kill()
-                try:
-                    async with asyncio.timeout(EXIT_WAIT_AFTER_KILL_S):
-                        await asyncio.shield(reader)
-                        status = await self.sandbox.wait()
-                except TimeoutError:
-                    raise Unavailable("the sandbox did not end after being killed") from None
+                status = await self._kill_and_observe(reader)
             duration_ms = round((time.monotonic() - self.started_at) * 1000)
-            # the sandbox is gone, so the stream ends once the engine has passed on what is left
-            try:
-                async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
-                    await asyncio.shield(reader)
-            except TimeoutError:
-                self.assembler.truncated = True
+            if status.code is not None or reader.done():
+                # the sandbox is gone, so the stream ends once the engine has passed on what is left
+                try:
+                    async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
+                        await asyncio.shield(reader)
+                except TimeoutError:
+                    self.assembler.truncated = True
             reader.cancel()
             self._emit(self.assembler.finish())
         finally:
@@ -324,6 +328,29 @@ class Run:
             files_truncated=ended_by_itself and self.rich.files_truncated,
         )
         return self.exit
+
+    async def _kill_and_observe(self, reader: asyncio.Task[None]) -> ExitObservation:
+        """Kill, then learn the end from the engine, but report within ``KILL_REPORT_S``.
+
+        An engine busy starting sandboxes (a crowd of cold starts) can take seconds to confirm a
+        kill; the run's outcome is already known (we stopped it), so it is reported without that
+        confirmation (``code`` None) while the kill and the removal finish in the background.
+        """
+        loop = asyncio.get_running_loop()
+        killing = loop.create_task(self.sandbox.kill())
+        _BACKGROUND.add(killing)
+        killing.add_done_callback(_forget)
+        report_by = loop.time() + KILL_REPORT_S
+        done, _ = await asyncio.wait({reader}, timeout=KILL_REPORT_S)
+        if reader in done:
+            waiting = loop.create_task(self.sandbox.wait())
+            try:
+                confirmed, _ = await asyncio.wait({waiting}, timeout=max(0.0, report_by - loop.time()))
+                if waiting in confirmed:
+                    return waiting.result()
+            finally:
+                waiting.cancel()
+        return ExitObservation(None)
 
     async def _status_until(self, deadline: float) -> ExitObservation | None:
         """The output has ended, so the sandbox is ending: its status, unless the deadline comes
