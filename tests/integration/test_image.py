@@ -261,11 +261,11 @@ def test_scientific_packages_import_quietly_under_the_lockdown(
         "try:\n"
         "    open('/usr/lib/x', 'w')\n"
         "except OSError as e:\n"
-        "    print('read-only', e.errno)\n"
+        "    print('read-only', e.errno in (13, 30))\n"  # EROFS; gVisor says EACCES
         "print([name for _, name in socket.if_nameindex()])\n"
     )
-    nonce = uuid.uuid4().hex
-    chunks = run_program(client.api, sandbox_config(settings, scientific, TEST_LABELS), encode_program(code, nonce=nonce))
+    config = sandbox_config(settings, scientific, TEST_LABELS)
+    chunks = run_program(client.api, config, encode_program(code, nonce=uuid.uuid4().hex))
     stderr = b"".join(data for _, stream, data in chunks if stream == "stderr").decode()
     stdout = b"".join(data for _, stream, data in chunks if stream == "stdout").decode()
     assert stderr == "", stderr
@@ -273,4 +273,4 @@ def test_scientific_packages_import_quietly_under_the_lockdown(
     assert isinstance(packages, dict)
     versions = " ".join(packages[n] for n in ("numpy", "pandas", "matplotlib", "Pillow"))
     lines = stdout.split("\n")
-    assert lines[:4] == ["10001 3", versions, "read-only 30", "['lo']"], stdout
+    assert lines[:4] == ["10001 3", versions, "read-only True", "['lo']"], stdout
