@@ -351,7 +351,7 @@ def _read_upto(fd, size):
     return b"".join(parts)
 
 def _send_files(channel, workdir, inputs):
-    import stat, mimetypes
+    import stat
     count, truncated = 0, False
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     for item in _walk(workdir):
@@ -373,6 +373,7 @@ def _send_files(channel, workdir, inputs):
                 truncated = True
                 break
             count += 1
+            import mimetypes  # only once there is a file to send: most runs make none
             mime = mimetypes.guess_type(rel, strict=False)[0] or "application/octet-stream"
             meta = {"path": rel, "mime": mime, "size": st.st_size}
             if channel.fits(st.st_size, channel.max_file):
