@@ -135,7 +135,7 @@ def test_the_schemas_are_valid_documents() -> None:
 
 def test_the_docs_have_frames_to_check() -> None:
     kinds = {frame["type"] for _, frame in DOC_FRAMES}
-    assert {"run", "stdin", "kill", "started", "stdout", "exit", "queued"} <= kinds, kinds
+    assert {"run", "stdin", "kill", "resume", "watch", "started", "stdout", "exit", "queued", "error"} <= kinds, kinds
 
 
 @pytest.mark.parametrize(("doc", "frame"), DOC_FRAMES, ids=lambda v: json.dumps(v)[:60] if isinstance(v, dict) else v)
