@@ -50,7 +50,8 @@ limit is never read (so a sparse 100 MiB file costs nothing). Past ``max_count``
 ``MAX_WALK_ENTRIES`` directory entries, the walk stops and ``files_end`` says
 ``files_truncated``. ``os._exit`` skips all of this, on purpose: it means "exit now, run no
 handlers", and a program that calls it gets no files and no final figures (images it showed
-earlier have already been sent).
+earlier have already been sent). Only the bootstrap's own process reports the end: a forked
+child that runs to the end of the program sends nothing a second time.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ class _Channel:
             self.emit(b"image", meta)
 
 _channel = None
+_PID = os.getpid()
 
 # --- rich output: matplotlib's backend and Pillow's viewer ------------------------------------
 
@@ -394,12 +396,16 @@ def _send_files(channel, workdir, inputs):
 def _final_figures():
     # now, not only at exit: pyplot's own atexit handler (registered after ours when the program
     # imports it) closes every figure before ours would run
+    if os.getpid() != _PID:
+        return  # a forked child that ran to the end: the end is the parent's to report
     try:
         _send_figures()
     except Exception as exc:
         _print_exception(exc)
 
 def _at_exit(workdir, inputs):
+    if os.getpid() != _PID:
+        return
     _final_figures()
     try:
         _send_files(_channel, workdir, inputs)

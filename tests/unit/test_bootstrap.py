@@ -251,3 +251,18 @@ def test_preload_imports_before_the_program_arrives() -> None:
 def test_encode_program_rejects_a_bad_nonce() -> None:
     with pytest.raises(ValueError):
         encode_program("print(1)", nonce="XYZ")
+
+
+def test_a_forked_child_that_runs_to_the_end_sends_nothing_twice() -> None:
+    code = (
+        "import os\n"
+        "open('r.txt', 'w').write('1')\n"
+        "pid = os.fork()\n"
+        "if pid:\n"
+        "    os.waitpid(pid, 0)\n"
+        "print('end', 'parent' if pid else 'child')\n"
+    )
+    p = run(code)
+    text, records = split(p.stdout)
+    assert sorted(text.splitlines()) == [b"end child", b"end parent"]
+    assert [r.kind for r in records] == ["file", "files_end"]
