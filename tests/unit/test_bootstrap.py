@@ -266,3 +266,10 @@ def test_a_forked_child_that_runs_to_the_end_sends_nothing_twice() -> None:
     text, records = split(p.stdout)
     assert sorted(text.splitlines()) == [b"end child", b"end parent"]
     assert [r.kind for r in records] == ["file", "files_end"]
+
+
+def test_a_folder_too_deep_stops_the_walk_with_files_truncated() -> None:
+    code = "import os\nos.makedirs('/'.join(['d'] * 40))\nopen('/'.join(['d'] * 40) + '/f.txt', 'w').write('x')\n"
+    p = run(code)
+    records = split(p.stdout)[1]
+    assert [r.kind for r in records] == ["files_end"] and records[0].meta["files_truncated"] is True
