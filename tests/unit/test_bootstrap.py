@@ -29,16 +29,15 @@ def run(
     files: Sequence[tuple[str, bytes]] = (),
     out: FilesOutLimits | None = None,
     args: Sequence[str] = (),
-    workdir: str | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    workdir = workdir or tempfile.mkdtemp(prefix="sce-bootstrap-test-")
-    return subprocess.run(
-        [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir, *args],
-        input=encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
-        capture_output=True,
-        timeout=60,
-        cwd="/tmp",
-    )
+    with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
+        return subprocess.run(
+            [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir, *args],
+            input=encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
+            capture_output=True,
+            timeout=60,
+            cwd="/tmp",
+        )
 
 
 def split(stdout: bytes) -> tuple[bytes, list[Record]]:
@@ -93,9 +92,9 @@ def test_utf8_program_with_non_ascii_output() -> None:
     assert split(p.stdout)[0].decode() == "héllo ✓\n"
 
 
-def test_no_program_means_a_quiet_exit() -> None:
+def test_no_program_means_a_quiet_exit(tmp_path: Path) -> None:
     p = subprocess.run(
-        [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", tempfile.mkdtemp()],
+        [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", str(tmp_path)],
         input=b"",
         capture_output=True,
         timeout=30,
