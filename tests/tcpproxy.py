@@ -29,18 +29,21 @@ class TcpProxy:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.cut()
+        self._abort_all()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
 
     def cut(self) -> None:
         """Break every live connection now, without a close on either side."""
+        self._abort_all()
+        self.cuts += 1
+
+    def _abort_all(self) -> None:
         live, self._live = self._live, []
         for client, upstream in live:
             client.transport.abort()
             upstream.transport.abort()
-        self.cuts += 1
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -191,6 +191,8 @@ class AsyncRun:
         self.last_seq = 0
         self.resumes = 0  # how many times a dropped connection was taken up again
         self._tries = 0  # tries to resume since the last frame arrived
+        # told, in words, when the connection drops and when it is back (the CLI prints it)
+        self.notice: Callable[[str], None] = lambda message: None
         self._ws: ClientConnection | None = None
         self._opening = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -276,6 +278,20 @@ class AsyncRun:
         async with self._changed:
             await self._changed.wait_for(moved_on)
 
+    async def wait_resumed(self, times: int = 1) -> None:
+        """Until the run has been resumed ``times`` times in all (or is over).
+
+        ``stdin`` written in the instant a connection breaks can be lost with it (the protocol
+        numbers the server's frames, not the client's); input that must arrive can wait for this.
+        The resume itself happens while the run is being iterated.
+        """
+
+        def done() -> bool:
+            return self.resumes >= times or self._ended is not None
+
+        async with self._changed:
+            await self._changed.wait_for(done)
+
     # -- frames in ------------------------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[ServerFrame]:
         return self
@@ -353,6 +369,7 @@ class AsyncRun:
         )
         last: BaseException = exc
         delays = self._client.reconnect.delays()
+        self.notice(f"the connection dropped; resuming run {self.id}")
         # counted until a frame arrives: a server that accepts and drops at once uses them up too
         while self._tries < len(delays):
             await asyncio.sleep(delays[self._tries])  # backoff between tries, not synchronisation
@@ -369,6 +386,7 @@ class AsyncRun:
             self._ws = ws
             async with self._changed:
                 self._changed.notify_all()
+            self.notice(f"resumed run {self.id}")
             return
         tries = self._client.reconnect.tries
         await self._end(ConnectionLost(f"the connection dropped and {tries} tries to resume failed: {last}"))

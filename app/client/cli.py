@@ -9,7 +9,8 @@ a shell would show:
     N        ended by itself with status N (128+N when it died of signal N, e.g. 139 for SIGSEGV)
     124      ran past its time limit (as coreutils' ``timeout``)
     137      went past its memory limit (killed, as 128+SIGKILL)
-    141      wrote more than its output limit and was cut off (as a writer whose reader went away)
+    141      wrote more than its output limit and was cut off (as a writer whose reader went away);
+             also when this command's own output is a pipe whose reader left (``| head``)
     130      was stopped: Ctrl+C here, or ``kill`` from its driver (as 128+SIGINT)
     2        the command line is wrong, or a file cannot be read
     65       the server refused the request (``bad_message``, ``code_too_large``, ``message_too_large``)
@@ -216,6 +217,7 @@ async def _follow(run: AsyncRun, output: Output, *, forward_stdin: bool) -> int:
             main.cancel()
 
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    run.notice = say
     stop_stdin: Callable[[], None] = lambda: None  # noqa: E731
     try:
         async with run:
@@ -229,6 +231,10 @@ async def _follow(run: AsyncRun, output: Output, *, forward_stdin: bool) -> int:
     except asyncio.CancelledError:
         say("left; the server stops the program" if not run.watching else "stopped watching")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `sce run prog.py | head -1`: the reader left; so does the run, like a shell pipeline
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + signal.SIGPIPE
     except ConnectionLost as exc:
         if run.exit is None:
             raise

@@ -48,9 +48,12 @@ class _Wire(BaseModel):
     @model_serializer(mode="wrap")
     def _omit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         dumped: dict[str, Any] = handler(self)
-        # ``type`` first, for people reading frames in a log; then the fields in their order
+        # ``type`` first and ``seq`` last, for people reading frames in a log
         data = {"type": dumped.pop("type")} if "type" in dumped else {}
+        seq = dumped.pop("seq", None)
         data.update(dumped)
+        if seq is not None:
+            data["seq"] = seq
         for name in self.OMIT_WHEN_NONE:
             if data.get(name, 0) is None:
                 del data[name]

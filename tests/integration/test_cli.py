@@ -186,3 +186,19 @@ def test_a_missing_program_file_is_2(served: ServerProcess, tmp_path: Path) -> N
     child = sce(served, "run", str(tmp_path / "nope.py"))
     child.expect("No such file")
     assert finish(child) == cli.EXIT_USAGE
+
+
+def test_a_reader_that_leaves_the_pipe_stops_the_run_with_141(served: ServerProcess) -> None:
+    code = "import itertools, time\nfor i in itertools.count():\n    print(i)\n    time.sleep(0.02)"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "run", "--url", served.url, "-c", code],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"0\n"
+    proc.stdout.close()  # `| head -1`
+    assert proc.wait(timeout=30) == 141
+    assert b"Traceback" not in proc.stderr.read()

@@ -87,18 +87,27 @@ async def test_a_drop_is_resumed_or_said_in_words(served: ServerProcess) -> None
     """Whatever the server supports, a drop never loses frames silently nor hangs."""
     async with asyncio.timeout(60), TcpProxy(served.port) as proxy:
         run = AsyncClient(proxy.url, reconnect=FAST).run("print('up', flush=True)\ninput()\nprint('down')")
+        notices: list[str] = []
+        run.notice = notices.append
         lines: list[str] = []
+
+        async def type_once_resumed() -> None:
+            await run.wait_resumed()
+            await run.stdin("\n")
+
+        typing: list[asyncio.Task[None]] = []
         try:
             async for frame in run:
                 if isinstance(frame, StdoutFrame):
                     lines.append(frame.data)
                     if frame.data == "up\n":
                         proxy.cut()
-                        await run.stdin("\n")
+                        typing.append(asyncio.create_task(type_once_resumed()))
         except CannotResume as exc:
             assert "resume" in str(exc)  # a server without resume: said so, in words
             return
     assert lines == ["up\n", "down\n"] and run.resumes == 1
+    assert notices == [f"the connection dropped; resuming run {run.id}", f"resumed run {run.id}"]
 
 
 # --- resume and watch (v2): waiting for the server side ---------------------------------------------

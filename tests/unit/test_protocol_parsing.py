@@ -497,3 +497,27 @@ def test_refusals_read_as_sentences_not_validator_output(frame: dict[str, object
     with pytest.raises(BadMessage) as caught:
         parse(frame, FILES)
     assert caught.value.message == sentence
+
+
+# --- anything at all -------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["type", "code", "stdin", "timeout", "files", "path", "content", "encoding", "eof", "after"])
+
+
+@given(
+    st.sampled_from(["run", "stdin", "kill", "resume", "watch", "other"]),
+    st.dictionaries(FIELDS, JSON_VALUES | st.lists(st.dictionaries(FIELDS, JSON_VALUES, max_size=4), max_size=3)),
+)
+@hyp_settings(max_examples=400, deadline=None)
+def test_any_frame_is_parsed_or_refused_with_a_protocol_error(kind: str, fields: dict[str, object]) -> None:
+    frame = {**fields, "type": kind}
+    try:
+        parse_client_frame(json.dumps(frame), FILES)
+    except SCEError as error:
+        assert error.code in ("bad_message", "code_too_large")
+        assert error.message and "pydantic" not in error.message and "Input should" not in error.message

@@ -205,3 +205,12 @@ def test_the_http_answer_in_the_docs_fits_the_openapi_schema() -> None:
     assert examples
     for example in examples:
         assert not [e.message for e in answer.iter_errors(example)]
+
+
+@pytest.mark.parametrize("flag", [[], ["--openapi"]], ids=["frames", "openapi"])
+def test_python_m_app_schema_prints_the_documents(flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from app.__main__ import main
+
+    assert main(["schema", *flag]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == (openapi() if flag else json_schema())
