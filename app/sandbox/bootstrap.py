@@ -34,10 +34,10 @@ that ended by itself. The server parses this with ``app.core.sidechannel`` and e
 limit again: the program owns its process and can write anything, including records.
 
 With ``--rich``: ``matplotlib.pyplot.show()`` sends every open figure as a PNG (then closes
-them), through a backend module this bootstrap provides from memory (nothing is written into
-the read-only image); ``PIL.Image.Image.show()`` sends a PNG; figures still open at the end are
-sent before the files. ``--mpl-seed`` links the image's prebuilt font cache into the writable
-``$MPLCONFIGDIR``.
+them), ``Figure.show()`` that figure (then closes it), through a backend module this bootstrap
+provides from memory (nothing is written into the read-only image); ``PIL.Image.Image.show()``
+sends a PNG; figures still open at the end are sent before the files. ``--mpl-seed`` links the
+image's prebuilt font cache into the writable ``$MPLCONFIGDIR``.
 
 **Files out**, when the program ends by itself (return, ``sys.exit``, an uncaught exception),
 from an ``atexit`` hook registered before the program runs, so it comes after the program's
@@ -171,6 +171,12 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEX
 
 _BACKEND = "_sce_matplotlib"
 
+def _send_figure(manager):
+    buf = sys.modules["io"].BytesIO()
+    manager.canvas.figure.savefig(buf, format="png")
+    if _channel is not None:
+        _channel.image(buf.getvalue())
+
 def _send_figures():
     helpers = sys.modules.get("matplotlib._pylab_helpers")
     if helpers is None or _channel is None:
@@ -178,16 +184,26 @@ def _send_figures():
     managers = sorted(helpers.Gcf.get_all_fig_managers(), key=lambda m: m.num)
     try:
         for manager in managers:
-            buf = sys.modules["io"].BytesIO()
-            manager.canvas.figure.savefig(buf, format="png")
-            _channel.image(buf.getvalue())
+            _send_figure(manager)
     finally:
         helpers.Gcf.destroy_all()
 
 def _fill_backend(module):
-    from matplotlib.backend_bases import _Backend
-    from matplotlib.backends.backend_agg import _BackendAgg
+    from matplotlib.backend_bases import FigureManagerBase, _Backend
+    from matplotlib.backends.backend_agg import FigureCanvasAgg, _BackendAgg
+    from matplotlib._pylab_helpers import Gcf
+    class _Manager(FigureManagerBase):
+        def show(self):
+            # Figure.show(): this figure only, then closed like plt.show() closes its figures
+            try:
+                _send_figure(self)
+            finally:
+                Gcf.destroy(self)
+    class _Canvas(FigureCanvasAgg):
+        manager_class = _Manager
     class _BackendSce(_BackendAgg):
+        FigureCanvas = _Canvas
+        FigureManager = _Manager
         @staticmethod
         def show(*args, **kwargs):
             _send_figures()

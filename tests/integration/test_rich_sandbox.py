@@ -122,13 +122,14 @@ def test_files_in_and_out_never_follow_links(
     assert isinstance(end, Record) and end.kind == "files_end" and end.meta == {"count": 2, "files_truncated": False}
 
 
-def test_pillow_show_and_figures_left_open_at_the_end(
+def test_pillow_show_figure_show_and_figures_left_open_at_the_end(
     api: docker.APIClient, settings: Settings, scientific: RuntimeSpec
 ) -> None:
     code = (
         "from PIL import Image\n"
         "import matplotlib.pyplot as plt\n"
         "Image.new('RGB', (30, 20), 'red').show()\n"
+        "plt.figure(figsize=(1, 1)).show()\n"
         "plt.figure(figsize=(2, 1)); plt.plot([1, 2])\n"
         "print('end')\n"
     )
@@ -136,4 +137,4 @@ def test_pillow_show_and_figures_left_open_at_the_end(
     assert stderr_of(chunks) == b""
     items = [i for _, i in stdout_items(chunks)]
     shown = [(i.kind, i.meta.get("width"), i.meta.get("height")) if isinstance(i, Record) else i for i in items]
-    assert shown == [("image", 30, 20), b"end\n", ("image", 200, 100), ("files_end", None, None)]
+    assert shown == [("image", 30, 20), ("image", 100, 100), b"end\n", ("image", 200, 100), ("files_end", None, None)]

@@ -220,6 +220,20 @@ def test_plt_show_sends_png_images_in_order_with_prints() -> None:
     assert p.stderr == b""
 
 
+def test_figure_show_sends_that_figure_only() -> None:
+    mpl("matplotlib")
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "a = plt.figure(figsize=(2, 1)); b = plt.figure(figsize=(3, 1))\n"
+        "b.show()\n"
+        "print(plt.get_fignums())\n"
+    )
+    p = run(code, args=["--rich"])
+    text, records = split(p.stdout)
+    assert p.stderr == b"" and text == b"[1]\n"
+    assert [(r.kind, r.meta.get("width")) for r in records] == [("image", 300), ("image", 200), ("files_end", None)]
+
+
 def test_image_limits_omit_but_the_program_goes_on() -> None:
     mpl("matplotlib")
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()\nprint('still here')\n"
