@@ -24,6 +24,7 @@ ERROR_TABLE: dict[str, ErrorMapping] = {
     "busy": ErrorMapping(1013, 503),
     "unavailable": ErrorMapping(1011, 503),
     "internal": ErrorMapping(1011, 500),
+    "not_found": ErrorMapping(1008, 404),  # v2: resume/watch of an unknown or expired run, or a wrong token
     # HTTP-only refusals before any run (no WebSocket is accepted for these)
     "unsupported_media_type": ErrorMapping(1008, 415),
     "unauthorized": ErrorMapping(1008, 401),
@@ -75,6 +76,13 @@ class Unavailable(SCEError):
 
     code = "unavailable"
     default_message = "the sandbox engine is unavailable"
+
+
+class NotFound(SCEError):
+    """``resume``/``watch`` of a run that is unknown, expired, or not this token's."""
+
+    code = "not_found"
+    default_message = "no such run (unknown, expired, or the token does not match)"
 
 
 class Internal(SCEError):

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     resume_grace_s: float = Field(
         15.0, ge=0, description="a dropped run waits this long to be resumed; a finished one stays this long"
     )
+    watchers_max: int = Field(8, ge=0, description="watch connections one run may have at once")
     health_probe_interval_s: float = Field(
         5.0, gt=0, description="deep health probes share one result for this long (one probe sandbox at most)"
     )

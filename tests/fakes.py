@@ -119,6 +119,9 @@ class FakeEngine:
     async def image_present(self, image: str) -> bool:
         return True
 
+    async def runtime_info(self, image: str) -> dict[str, object] | None:
+        return {"python": "3.11.2", "packages": {}}
+
     async def close(self) -> None:
         for sandbox in self.started:
             if sandbox._task is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,32 +20,34 @@ from app.core.events import RunLimits
 from app.core.rich import RichLimits
 from app.errors import BadMessage, SCEError
 from app.protocol import RunRequest, effective_timeout
-from app.sandbox.bootstrap import BOOTSTRAP
 from app.sandbox.interface import Engine, SandboxSpec
 from app.sandbox.pool import WarmPool
 from app.sandbox.run import Run, StdinBuffer
+from app.sandbox.runtimes import DEFAULT_RUNTIME, RuntimeSpec, runtimes_from
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ENGINE_RETRY_MIN_S = 0.25
 ENGINE_RETRY_MAX_S = 5.0
-DEFAULT_RUNTIME = "python"
+RUNTIME_INFO_TTL_S = 60.0
 
 
 def default_specs(settings: Settings) -> dict[str, SandboxSpec]:
-    s = settings
+    """What each runtime's sandboxes are started with, the default runtime first."""
     return {
-        DEFAULT_RUNTIME: SandboxSpec(
-            runtime=DEFAULT_RUNTIME,
-            image=s.image,
-            memory_mb=s.memory_mb,
-            pids=s.pids,
-            cpus=s.cpus,
-            nofile=s.nofile,
-            tmpfs_mb=s.tmpfs_mb,
-            command=("python3", "-I", "-c", BOOTSTRAP),
+        name: SandboxSpec(
+            runtime=name,
+            image=runtime.image,
+            memory_mb=runtime.memory_mb,
+            pids=runtime.pids,
+            cpus=settings.cpus,
+            nofile=settings.nofile,
+            tmpfs_mb=runtime.tmpfs_mb,
+            command=runtime.command(),
+            environment=runtime.environment,
         )
+        for name, runtime in runtimes_from(settings).items()
     }
 
 
@@ -56,11 +59,13 @@ class SandboxService:
 
             engine = DockerEngine(settings)
         self.engine = engine
+        self.runtimes: dict[str, RuntimeSpec] = runtimes_from(settings)
         self.specs = default_specs(settings)
         self.pools = {
-            name: WarmPool(engine, spec, settings.pool_size, settings.pool_idle_max_s)
+            name: WarmPool(engine, spec, self.runtimes[name].pool_size, settings.pool_idle_max_s)
             for name, spec in self.specs.items()
         }
+        self._runtime_info: tuple[float, list[dict[str, Any]]] | None = None
         self.engine_ok = False
         self.rich_limits = RichLimits(
             image_max_bytes=settings.image_max_bytes,
@@ -109,24 +114,56 @@ class SandboxService:
 
     # -- questions the web layer asks ---------------------------------------------------------
     async def health(self) -> dict[str, Any]:
-        """The engine's state and the images', for ``/healthz``."""
+        """The engine's state and the images', for ``/healthz``: healthy while the engine answers
+        and the default runtime's image is there."""
         engine = await self.engine.health()
         self.engine_ok = engine.ok
-        images_ok = False
+        missing: list[str] = []
         if engine.ok:
             try:
-                images_ok = all([await self.engine.image_present(spec.image) for spec in self.specs.values()])
+                missing = [name for name, spec in self.specs.items() if not await self.engine.image_present(spec.image)]
             except SCEError:
                 engine = type(engine)(engine.name, False, engine.detail)
+        default_ok = engine.ok and DEFAULT_RUNTIME not in missing
         return {
-            "ok": engine.ok and images_ok,
+            "ok": default_ok,
             "engine": engine.ok,
             "engines": [{"name": engine.name, "ok": engine.ok, **engine.detail}],
             "image": self.specs[DEFAULT_RUNTIME].image,
-            "image_present": images_ok,
+            "image_present": default_ok,
+            "runtimes_missing": missing,  # runs of these get `unavailable`; the default runs on
             "runtime": self.settings.runtime,
             "pool": self.pool.state(),
+            "pools": {name: pool.state() for name, pool in self.pools.items()},
         }
+
+    async def runtime_list(self) -> list[dict[str, Any]]:
+        """``GET /runtimes``: each runtime with the versions its image actually holds (cached)."""
+        now = time.monotonic()
+        if self._runtime_info is not None and now - self._runtime_info[0] < RUNTIME_INFO_TTL_S:
+            return self._runtime_info[1]
+        listing: list[dict[str, Any]] = []
+        complete = True
+        for name, runtime in self.runtimes.items():
+            try:
+                info = await self.engine.runtime_info(runtime.image)
+            except SCEError:
+                info = None
+            complete = complete and info is not None
+            listing.append(
+                {
+                    "name": name,
+                    "default": name == DEFAULT_RUNTIME,
+                    "python": (info or {}).get("python"),
+                    "description": runtime.description,
+                    "packages": (info or {}).get("packages", {}),
+                    "available": info is not None,
+                    "limits": {"memory_mb": runtime.memory_mb, "pids": runtime.pids},
+                }
+            )
+        if complete:
+            self._runtime_info = (now, listing)
+        return listing
 
     def pool_ready(self) -> int:
         return sum(pool.ready for pool in self.pools.values())

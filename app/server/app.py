@@ -19,11 +19,12 @@ from werkzeug.exceptions import HTTPException
 
 from app.errors import Internal
 from app.sandbox.service import SandboxService
+from app.schema import json_schema, openapi
 from app.server.context import ServerContext
 from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
-from app.server.ws import websocket_run
+from app.server.ws import CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
@@ -33,11 +34,26 @@ log = logging.getLogger(__name__)
 
 
 class BoundedWebsocketConnection(ASGIWebsocketConnection):
-    """Quart's receive queue is unbounded; a bounded one makes a flooding client wait in TCP."""
+    """Quart's WebSocket connection with two changes the protocol needs.
+
+    The receive queue is bounded, so a flooding client waits in TCP. And the disconnect's close
+    code is kept in the scope: Quart drops it, and it is the only way to tell a network drop
+    (1006: the run waits for a resume) from a client that closed (the run ends at once).
+    """
 
     def __init__(self, app: Quart, scope: Any) -> None:
         super().__init__(app, scope)
         self.queue = asyncio.Queue(CLIENT_QUEUE_DEPTH)
+
+    async def handle_messages(self, receive: Any) -> None:
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.receive":
+                message = event.get("bytes") or event.get("text")
+                await self.queue.put(message)
+            elif event["type"] == "websocket.disconnect":
+                self.scope[DISCONNECT_CODE_KEY] = event.get("code", CLOSE_ABNORMAL)  # type: ignore[literal-required]
+                return
 
 
 def create_app(settings: Settings | None = None, service: SandboxService | None = None) -> Quart:
@@ -45,6 +61,7 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
     service = service or SandboxService(settings)
     ctx = ServerContext.build(settings, service)
     prober = Prober(ctx, settings.health_probe_interval_s)
+    schema_documents = {"frames": json_schema(), "openapi": openapi()}  # built once: they never change
 
     app = Quart(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.asgi_websocket_class = BoundedWebsocketConnection
@@ -98,6 +115,18 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
         response = jsonify(body)
         response.status_code = status
         return response
+
+    @app.get("/runtimes")
+    async def _runtimes() -> ResponseReturnValue:
+        return jsonify(await service.runtime_list())
+
+    @app.get("/schema/frames.json")
+    async def _frames_schema() -> ResponseReturnValue:
+        return jsonify(schema_documents["frames"])
+
+    @app.get("/openapi.json")
+    async def _openapi() -> ResponseReturnValue:
+        return jsonify(schema_documents["openapi"])
 
     @app.get("/metrics")
     async def _metrics() -> ResponseReturnValue:

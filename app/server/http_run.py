@@ -75,11 +75,15 @@ async def http_run(ctx: ServerContext) -> Response:
         live.start()
         output: list[str] = []
         streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        rich: dict[str, list[dict[str, Any]]] = {"image": [], "file": []}
         async for entry in live.frames():
             if entry.kind in streams:
                 data = json.loads(entry.text)["data"]
                 output.append(data)
                 streams[entry.kind].append(data)
+            elif entry.kind in rich:
+                frame = json.loads(entry.text)
+                rich[entry.kind].append({k: v for k, v in frame.items() if k not in ("type", "seq")})
         if live.error is not None:
             raise live.error
         exit_ = live.exit
@@ -95,7 +99,11 @@ async def http_run(ctx: ServerContext) -> Response:
             "truncated": exit_.truncated,
             "cpu_ms": exit_.cpu_ms,
             "memory_peak_bytes": exit_.memory_peak_bytes,
+            "images": rich["image"],
+            "files": rich["file"],
         }
+        if exit_.files_truncated:
+            body["files_truncated"] = True
         sentence = exit_.sentence(live.run.limits)
         if sentence:
             body["error"] = sentence

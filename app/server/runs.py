@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from app.core.events import Event, Exit, Started
-from app.errors import Internal, SCEError, Unavailable
+from app.errors import Internal, NotFound, SCEError, Unavailable
 from app.protocol import RunRequest
 from app.sandbox.run import Run, StdinBuffer
 
@@ -74,6 +75,10 @@ class LiveRun:
         self._killed_early = False
         self._task: asyncio.Task[None] | None = None
         self.ended_at: float | None = None
+        self.driver: object | None = None  # the connection driving it now (None: dropped, or HTTP)
+        self.watchers = 0
+        self.killing = False
+        self._orphan_timer: asyncio.TimerHandle | None = None
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -87,11 +92,48 @@ class LiveRun:
         """Stop the program now; before it has started, the run ends as ``killed`` at once."""
         if self.done:
             return
+        self.killing = True
         if self.run is not None and self.run.started_at is not None:
             self.run.kill()
         elif self._task is not None and not self._killed_early:
             self._killed_early = True
             self._task.cancel()
+
+    # -- who drives it and who watches ---------------------------------------------------------------
+    def authorizes(self, token: str, *, watch: bool) -> bool:
+        """Constant-time: the driver's token always; the watch token only to watch."""
+        given = token.encode("utf-8", "surrogatepass")
+        driver_ok = hmac.compare_digest(given, self.token.encode())
+        watch_ok = hmac.compare_digest(given, self.watch_token.encode())
+        return driver_ok or (watch and watch_ok)
+
+    def attach_driver(self, connection: object) -> object | None:
+        """``connection`` drives the run from now on; returns the one it takes over from, if any."""
+        if self._orphan_timer is not None:
+            self._orphan_timer.cancel()
+            self._orphan_timer = None
+        previous, self.driver = self.driver, connection
+        return previous
+
+    def driver_left(self, connection: object, *, dropped: bool) -> None:
+        """A dropped driver (no close frame) leaves the run waiting ``resume_grace_s`` for a resume;
+        a driver that closed, broke the protocol or stalled ends it at once (version 1's rule)."""
+        if self.driver is not connection:
+            return  # taken over already: the run has a new driver
+        self.driver = None
+        if self.done:
+            return
+        grace = self.ctx.settings.resume_grace_s
+        if dropped and grace > 0:
+            self._orphan_timer = asyncio.get_running_loop().call_later(grace, self._orphaned)
+        else:
+            self.kill()
+
+    def _orphaned(self) -> None:
+        self._orphan_timer = None
+        if self.driver is None:
+            log.info("run %s: nobody resumed it within the grace; killing it", self.id)
+            self.kill()
 
     async def wait_done(self) -> None:
         if self._task is not None:
@@ -134,7 +176,7 @@ class LiveRun:
     def _publish_event(self, event: Event) -> None:
         frame = event.to_frame()
         if isinstance(event, Started):
-            self.started_public = json.dumps(frame)
+            self.started_public = json.dumps({**frame, "watch_token": self.watch_token})
             frame = {**frame, "token": self.token, "watch_token": self.watch_token}
             self._append(0, frame)
             return
@@ -239,8 +281,12 @@ class RunRegistry:
         if live.transport == "websocket":  # only WebSocket runs hand out tokens to come back with
             self.known[live.id] = live
 
-    def get(self, run_id: str) -> LiveRun | None:
-        return self.known.get(run_id)
+    def lookup(self, run_id: str, token: str, *, watch: bool) -> LiveRun:
+        """The run this id and token open, or ``NotFound`` (unknown, expired and wrong token alike)."""
+        live = self.known.get(run_id)
+        if live is None or not live.authorizes(token, watch=watch):
+            raise NotFound()
+        return live
 
     def activate(self, live: LiveRun) -> None:
         self.active.add(live)

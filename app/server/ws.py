@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from quart import Response, websocket
 
-from app.errors import BadMessage, Internal, SCEError
-from app.protocol import KillFrame, RunRequest, StdinFrame, parse_client_frame
+from app.errors import BadMessage, Busy, Internal, SCEError
+from app.protocol import KillFrame, ResumeFrame, RunRequest, StdinFrame, WatchFrame, parse_client_frame
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
@@ -49,6 +49,10 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
+DISCONNECT_CODE_KEY = "sce.disconnect_code"  # set in the ASGI scope by the app's connection class
+CLOSE_ABNORMAL = 1006  # what the server reports when the TCP stream ended without a close frame
+
+
 class IllegalTransition(RuntimeError):
     pass
 
@@ -62,6 +66,10 @@ class Connection(Protocol):
     async def send(self, text: str) -> None: ...
     async def close(self, code: int) -> None: ...
 
+    def dropped(self) -> bool:
+        """True once the client went away without a close frame (a network drop)."""
+        ...
+
 
 class WebSocketSession:
     def __init__(self, ctx: ServerContext, connection: Connection, client: str) -> None:
@@ -71,6 +79,8 @@ class WebSocketSession:
         self.client = client
         self.state = State.AWAITING_FIRST
         self.live: LiveRun | None = None
+        self.watching = False  # a watcher reads the run; it never drives it
+        self.taken_over = asyncio.Event()  # a resume on another connection took the run over
 
     def move(self, to: State) -> None:
         if to is self.state:
@@ -122,8 +132,10 @@ class WebSocketSession:
         live = self.live
         if self.state in (State.ENDED, State.CLOSED):
             return  # the run is over; late frames change nothing
-        if isinstance(frame, RunRequest):
-            raise BadMessage("only one run frame per connection")
+        if isinstance(frame, RunRequest | ResumeFrame | WatchFrame):
+            raise BadMessage("only one run frame per connection (or resume/watch, as the first frame)")
+        if self.watching:
+            raise BadMessage("a watcher cannot send stdin or kill")
         assert live is not None
         if isinstance(frame, StdinFrame):
             if frame.data:
@@ -138,9 +150,9 @@ class WebSocketSession:
         while True:
             self.on_frame(await self.receive())
 
-    async def pump(self, live: LiveRun) -> None:
+    async def pump(self, live: LiveRun, after: int | None) -> None:
         """The run's frames out, in order, moving the state as they pass."""
-        async for entry in live.frames():
+        async for entry in live.frames(after=after, watcher=self.watching):
             if entry.kind == "queued":
                 self.move(State.QUEUED)
             elif entry.kind == "started":
@@ -151,14 +163,13 @@ class WebSocketSession:
     # -- the session ---------------------------------------------------------------------------------
     async def serve(self) -> None:
         try:
-            first = await self.first_frame()
-            if not isinstance(first, RunRequest):
-                raise BadMessage("the first frame must be a run frame")
-            self.live = live = self.ctx.new_run(first, self.client, "websocket")
-            live.start()
-            await self._until_done(live)
-            assert live.close_code is not None
-            await self.close(live.close_code)
+            live, after = self.open(await self.first_frame())
+            await self._until_done(live, after)
+            if self.taken_over.is_set():
+                await self.close(1008)  # a resume elsewhere drives the run now
+            else:
+                assert live.close_code is not None
+                await self.close(live.close_code)
         except SCEError as error:
             await self.fail(error)
         except ClientStalled:
@@ -169,24 +180,65 @@ class WebSocketSession:
             await self.fail(Internal(f"internal error: {type(exc).__name__}"))
             raise
         finally:
-            if self.live is not None and not self.live.done:
-                self.live.kill()  # the client is gone or broke the protocol: its run ends now
-                await self.live.wait_done()
+            await self.leave()
 
-    async def _until_done(self, live: LiveRun) -> None:
+    def open(self, first: Any) -> tuple[LiveRun, int | None]:
+        """The first frame decides the connection's role: a new run, a resume, or a watch."""
+        registry = self.ctx.registry
+        if isinstance(first, RunRequest):
+            live = self.ctx.new_run(first, self.client, "websocket")
+            live.attach_driver(self)
+            self.live = live
+            live.start()
+            return live, None
+        if isinstance(first, ResumeFrame):
+            live = registry.lookup(first.id, first.token, watch=False)
+            previous = live.attach_driver(self)
+            self.live = live
+            if isinstance(previous, WebSocketSession):
+                previous.taken_over.set()
+            self.move(State.ENDED if live.done else State.RUNNING)
+            return live, first.after
+        if isinstance(first, WatchFrame):
+            live = registry.lookup(first.id, first.token, watch=True)
+            if live.watchers >= self.settings.watchers_max:
+                raise Busy(f"this run already has {live.watchers} watcher(s), the most it may have")
+            live.watchers += 1
+            self.watching = True
+            self.live = live
+            return live, None
+        raise BadMessage("the first frame must be a run, resume or watch frame")
+
+    async def leave(self) -> None:
+        """The connection is over: what that means for the run depends on this session's role."""
+        live = self.live
+        if live is None:
+            return
+        if self.watching:
+            live.watchers -= 1
+        elif not live.done:
+            # dropped without a close frame: the run waits for a resume; otherwise it ends now,
+            # and this handler returns once its sandbox is gone
+            live.driver_left(self, dropped=self.connection.dropped())
+            if live.driver is None and live.killing:
+                await live.wait_done()
+
+    async def _until_done(self, live: LiveRun, after: int | None) -> None:
         loop = asyncio.get_running_loop()
-        pumping = loop.create_task(self.pump(live))
+        pumping = loop.create_task(self.pump(live, after))
         receiving = loop.create_task(self.receiver())
+        kicked = loop.create_task(self.taken_over.wait())
         try:
-            done, _ = await asyncio.wait({pumping, receiving}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({pumping, receiving, kicked}, return_when=asyncio.FIRST_COMPLETED)
+            if kicked in done:
+                return
             if receiving in done and not pumping.done():
-                live.kill()
                 receiving.result()  # raises the violation (or the connection's end)
             await pumping
         finally:
-            for task in (receiving, pumping):
+            for task in (receiving, pumping, kicked):
                 task.cancel()
-            for task in (receiving, pumping):
+            for task in (receiving, pumping, kicked):
                 with contextlib.suppress(BaseException):
                     await task
 
@@ -203,6 +255,9 @@ class QuartConnection:
 
     async def close(self, code: int) -> None:
         await websocket.close(code)
+
+    def dropped(self) -> bool:
+        return websocket.scope.get(DISCONNECT_CODE_KEY) == CLOSE_ABNORMAL
 
 
 async def websocket_run(ctx: ServerContext) -> Response | None:

@@ -31,10 +31,10 @@ LIMIT_S = 3.0
 SLACK_S = 1.5
 
 
-async def timed_run(url: str, code: str, timeout: float) -> tuple[float, dict[str, Any]]:
+async def timed_run(url: str, code: str, limit_s: float) -> tuple[float, dict[str, Any]]:
     """Seconds from ``started`` to ``exit`` as this client saw them, and the exit frame."""
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "run", "code": code, "timeout": timeout}))
+        await ws.send(json.dumps({"type": "run", "code": code, "timeout": limit_s}))
         started_at = None
         async for message in ws:
             frame = json.loads(message)
@@ -116,7 +116,8 @@ async def socket_proxy(path: Path, target: str = "/var/run/docker.sock") -> Asyn
         yield
     finally:
         server.close()
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 async def until_status(url: str, status: int, within: float = 30) -> dict[str, Any]:

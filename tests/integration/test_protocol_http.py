@@ -28,6 +28,8 @@ BODY_FIELDS = {
     "truncated",
     "cpu_ms",  # v2
     "memory_peak_bytes",  # v2
+    "images",  # v2
+    "files",  # v2
 }
 WAIT_S = 20.0
 MISSING_IMAGE = "sce-missing-image:does-not-exist"

@@ -19,7 +19,9 @@ LIMITS = RichLimits(image_max_bytes=1000, file_max_bytes=100, files_max_count=2,
 
 
 def test_png_size_comes_from_the_png_not_the_record() -> None:
-    image = RichOutput(LIMITS).image(Record("image", {"mime": "image/png", "width": 1, "height": 1}, png(640, 480), None))
+    image = RichOutput(LIMITS).image(
+        Record("image", {"mime": "image/png", "width": 1, "height": 1}, png(640, 480), None)
+    )
     assert image is not None and (image.width, image.height) == (640, 480)
     assert image.to_frame()["data"]
 

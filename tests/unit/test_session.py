@@ -7,6 +7,7 @@ here the states and their transitions are driven one frame at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,10 @@ class FakeConnection:
         self.sent: list[dict[str, Any]] = []
         self.sent_event = asyncio.Event()
         self.closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.network_drop = False
+
+    def dropped(self) -> bool:
+        return self.network_drop
 
     def push(self, frame: dict[str, Any] | bytes) -> None:
         self.inbound.put_nowait(frame if isinstance(frame, bytes) else json.dumps(frame))
@@ -68,10 +73,10 @@ async def echo(sandbox: FakeSandbox) -> int:
 
 async def context(script: Any, **settings: Any) -> AsyncIterator[tuple[ServerContext, FakeEngine]]:
     engine = FakeEngine(script)
-    service = SandboxService(Settings(pool_size=0, **settings), engine=engine)
+    service = SandboxService(Settings(pool_size=0, scientific_pool_size=0, **settings), engine=engine)
     await service.start()
     await service.ready.wait()
-    ctx = ServerContext.build(Settings(pool_size=0, **settings), service)
+    ctx = ServerContext.build(service.settings, service)
     try:
         yield ctx, engine
     finally:
@@ -184,3 +189,124 @@ async def test_a_vanished_client_has_its_run_killed(sleeping: tuple[ServerContex
         await serving
     assert engine.started[0].killed
     assert not ctx.registry.active
+
+
+# --- v2: resume and watch -------------------------------------------------------------------------------
+
+
+async def ticker(sandbox: FakeSandbox) -> int:
+    for i in range(30):
+        sandbox.out(f"{i}\n")
+        await asyncio.sleep(0.01)
+    await sandbox.read_stdin()  # waits for the end of stdin (or a kill)
+    return 0
+
+
+async def start_driving(ctx: ServerContext) -> tuple[FakeConnection, asyncio.Task[None], dict[str, Any]]:
+    conn = FakeConnection()
+    task = asyncio.create_task(WebSocketSession(ctx, conn, "addr:test").serve())
+    conn.push({"type": "run", "code": "x", "timeout": 30})
+    started = await conn.until_sent("started")
+    return conn, task, started
+
+
+def lines(frames: list[dict[str, Any]]) -> list[str]:
+    return [f["data"] for f in frames if f["type"] == "stdout"]
+
+
+async def drop(conn: FakeConnection, task: asyncio.Task[None]) -> None:
+    conn.network_drop = True
+    task.cancel()  # hypercorn reports 1006 and Quart cancels the handler
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_dropped_run_goes_on_and_a_resume_gets_every_frame_once() -> None:
+    async for ctx, _ in context(ticker):
+        conn, task, started = await start_driving(ctx)
+        await conn.until_sent("stdout")
+        await drop(conn, task)
+        seen = [f["seq"] for f in conn.sent if "seq" in f]
+        back = FakeConnection()
+        resumed = asyncio.create_task(WebSocketSession(ctx, back, "addr:test").serve())
+        back.push({"type": "resume", "id": started["id"], "token": started["token"], "after": seen[-1]})
+        await back.until_sent("stdout")
+        back.push({"type": "stdin", "eof": True})  # a resumed driver may send stdin
+        assert await back.closed == 1000
+        await resumed
+        assert back.sent[0]["seq"] == seen[-1] + 1
+        everything = lines(conn.sent) + lines(back.sent)
+        assert everything == [f"{i}\n" for i in range(30)]
+        assert [f["seq"] for f in back.sent] == list(range(seen[-1] + 1, seen[-1] + 1 + len(back.sent)))
+        assert back.sent[-1]["type"] == "exit" and back.sent[-1]["reason"] == "exit"
+
+
+async def test_a_dropped_run_nobody_resumes_is_killed_after_the_grace() -> None:
+    async for ctx, engine in context(ticker, resume_grace_s=0.2):
+        conn, task, started = await start_driving(ctx)
+        await drop(conn, task)
+        live = ctx.registry.lookup(started["id"], started["token"], watch=False)
+        await live.wait_done()
+        assert live.exit is not None and live.exit.reason == "killed"
+        assert engine.started[0].killed
+
+
+async def test_a_clean_close_still_ends_the_run_at_once() -> None:
+    async for ctx, engine in context(ticker, resume_grace_s=30):
+        _, task, _ = await start_driving(ctx)
+        task.cancel()  # a close frame: network_drop stays False
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert engine.started[0].killed
+
+
+@pytest.mark.parametrize("which", ["unknown id", "wrong token", "watch token cannot drive"])
+async def test_resume_with_a_bad_id_or_token_is_not_found(which: str) -> None:
+    async for ctx, _ in context(ticker):
+        conn, task, started = await start_driving(ctx)
+        frame = {"type": "resume", "id": started["id"], "token": started["token"], "after": 0}
+        if which == "unknown id":
+            frame["id"] = "0" * 16
+        elif which == "wrong token":
+            frame["token"] = started["token"][:-1] + ("A" if started["token"][-1] != "A" else "B")
+        else:
+            frame["token"] = started["watch_token"]
+        other = FakeConnection()
+        other.push(frame)
+        await WebSocketSession(ctx, other, "addr:x").serve()
+        assert other.sent == [{"type": "error", "code": "not_found", "message": other.sent[0]["message"]}]
+        assert await other.closed == 1008
+        conn.push({"type": "kill"})
+        await task
+
+
+async def test_a_resume_takes_the_run_over_from_an_open_connection() -> None:
+    async for ctx, _ in context(ticker):
+        first, task, started = await start_driving(ctx)
+        second = FakeConnection()
+        taking = asyncio.create_task(WebSocketSession(ctx, second, "addr:test").serve())
+        second.push({"type": "resume", "id": started["id"], "token": started["token"], "after": 0})
+        assert await first.closed == 1008
+        await task
+        second.push({"type": "kill"})
+        assert (await second.until_sent("exit"))["reason"] == "killed"
+        await taking
+
+
+async def test_watchers_see_what_the_driver_sees_and_cannot_drive() -> None:
+    async for ctx, _ in context(ticker, watchers_max=2):
+        driver, task, started = await start_driving(ctx)
+        watchers = [FakeConnection() for _ in range(3)]
+        watching = [asyncio.create_task(WebSocketSession(ctx, w, "addr:w").serve()) for w in watchers]
+        for w in watchers:
+            w.push({"type": "watch", "id": started["id"], "token": started["watch_token"]})
+        assert await watchers[2].closed == 1013  # the limit holds
+        assert watchers[2].sent[0]["code"] == "busy"
+        watchers[1].push({"type": "kill"})
+        assert await watchers[1].closed == 1008  # a watcher's kill is refused...
+        assert watchers[1].sent[-1]["code"] == "bad_message"
+        driver.push({"type": "stdin", "eof": True})  # ...and the run goes on to its own end
+        assert await driver.closed == 1000 and await watchers[0].closed == 1000
+        await asyncio.gather(task, *watching)
+        assert "token" not in watchers[0].sent[0] and watchers[0].sent[0]["id"] == started["id"]
+        assert watchers[0].sent[1:] == driver.sent[1:]

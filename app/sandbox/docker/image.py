@@ -180,7 +180,11 @@ def runtime_info(api: docker.APIClient, spec: RuntimeSpec) -> dict[str, object]:
     """``{"python": "3.11.2", "packages": {"numpy": "1.24.2", ...}}`` as recorded in the image's
     labels at build time; ``python`` is None and ``packages`` empty for an image without them.
     Raises ``docker.errors.ImageNotFound`` when the image is missing."""
-    labels = api.inspect_image(spec.image).get("Config", {}).get("Labels") or {}
+    return info_from_labels(api.inspect_image(spec.image).get("Config", {}).get("Labels") or {})
+
+
+def info_from_labels(labels: dict[str, str]) -> dict[str, object]:
+    """The Python version and package versions an image's build recorded in its labels."""
     packages = {
         key.removeprefix(PACKAGE_LABEL_PREFIX): value
         for key, value in sorted(labels.items(), key=lambda kv: kv[0].lower())
