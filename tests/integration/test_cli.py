@@ -6,8 +6,12 @@ Ctrl+C stopping a program, and the exit status a shell would show.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pexpect
@@ -16,16 +20,18 @@ import pytest
 from app.client import Client, cli
 from app.protocol import StartedFrame
 from tests.conftest import ROOT, ServerProcess, module_server
+from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
 served = module_server({"SCE_CODE_MAX_BYTES": "2000", "SCE_TIMEOUT_MAX_S": "60"})
 
 
-def sce(served: ServerProcess, *args: str) -> pexpect.spawn:
+def sce(served: ServerProcess | str, *args: str) -> pexpect.spawn:
+    url = served if isinstance(served, str) else served.url
     return pexpect.spawn(
         sys.executable,
-        ["-m", "app", args[0], "--url", served.url, *args[1:]],
+        ["-m", "app", args[0], "--url", url, *args[1:]],
         cwd=str(ROOT),
         timeout=30,
         encoding="utf-8",
@@ -202,3 +208,33 @@ def test_a_reader_that_leaves_the_pipe_stops_the_run_with_141(served: ServerProc
     proc.stdout.close()  # `| head -1`
     assert proc.wait(timeout=30) == 141
     assert b"Traceback" not in proc.stderr.read()
+
+
+@contextmanager
+def proxy_in_a_thread(port: int) -> Iterator[tuple[TcpProxy, asyncio.AbstractEventLoop]]:
+    """A ``TcpProxy`` on its own loop thread, for tests that drive a terminal synchronously."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    proxy = TcpProxy(port)
+    asyncio.run_coroutine_threadsafe(proxy.__aenter__(), loop).result(10)
+    try:
+        yield proxy, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.__aexit__(None, None, None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.xfail(reason="server resume not landed", strict=False)
+def test_a_dropped_connection_is_resumed_and_said(served: ServerProcess) -> None:
+    with proxy_in_a_thread(served.port) as (proxy, loop):
+        child = sce(proxy.url, "run", "-c", "print('one', flush=True)\nprint('got', input())")
+        child.expect_exact("one")
+        loop.call_soon_threadsafe(proxy.cut)
+        child.expect_exact("sce: the connection dropped; resuming run")
+        child.expect_exact("sce: resumed run")
+        child.sendline("typed")
+        child.expect_exact("got typed")
+        assert finish(child) == 0
