@@ -8,8 +8,15 @@
 // - a partial line (a prompt without "\n") shows at once, and later output continues it;
 // - frames are batched per animation frame, and the output is capped (lines, characters,
 //   characters per line) with a notice, so a flood of output keeps the page responsive;
-// - auto-scroll follows the output until the user scrolls up, and resumes at the bottom.
+// - auto-scroll follows the output until the user scrolls up, and resumes at the bottom;
+// - images (`image` frames) and files out (`file` frames) take their place in the same queue,
+//   so they show in order with the text. Their bytes become blob: URLs shown through <img>
+//   (an SVG is never inlined as markup: in an <img> its scripts never run) and <a download>.
 import { newParser } from "./ansi.js";
+import { base64ToBytes } from "./share.js";
+import { downloadName, downloadType, formatSize } from "./files.js";
+
+const IMAGE_TYPES = new Set(["image/png", "image/svg+xml"]);
 
 const BREAK = /[\r\n]/g;
 
@@ -40,6 +47,9 @@ export class OutputConsole {
     el.append(this.trimEl, this.linesEl);
     this.stick = true;
     this.scheduled = false;
+    this.urls = [];
+    this.imageCount = 0;
+    this.onImageOpen = () => {};
     el.addEventListener("scroll", () => {
       const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
       if (atBottom !== this.stick) {
@@ -65,6 +75,12 @@ export class OutputConsole {
     this.trimmedLines = 0;
     this.discard = 0;
     this.linesEl.replaceChildren();
+    if (!keepState) {
+      for (const url of this.urls) URL.revokeObjectURL(url);
+      this.urls = [];
+      this.imageCount = 0;
+    }
+    this.filesEl = null;
     this.trimEl.hidden = true;
     this.trimEl.textContent = "";
     this.scrollToEnd();
@@ -74,6 +90,24 @@ export class OutputConsole {
   write(stream, data) {
     if (!data) return;
     this.queue.push([stream === "stderr" ? "stderr" : "stdout", data]);
+    this._schedule();
+  }
+
+  /** Queue an `image` frame: drawn in order with the text around it. */
+  image(frame) {
+    this.queue.push(["image", frame]);
+    this._schedule();
+  }
+
+  /** Queue a `file` frame: a chip that downloads the file (files of a run share one row). */
+  file(frame) {
+    this.queue.push(["file", frame]);
+    this._schedule();
+  }
+
+  /** Queue a note of the console's own, in order with the output (e.g. files not all listed). */
+  note(text) {
+    this.queue.push(["note", text]);
     this._schedule();
   }
 
@@ -132,7 +166,12 @@ export class OutputConsole {
     let newlines = 0;
     for (const [, data] of batch) newlines += countNewlines(data);
     this.discard = Math.max(0, newlines - this.maxLines);
-    for (const [stream, data] of batch) this._feed(stream, data);
+    for (const [stream, data] of batch) {
+      if (stream === "image") this._image(data);
+      else if (stream === "file") this._file(data);
+      else if (stream === "note") this._mediaLine("note").textContent = data;
+      else this._feed(stream, data);
+    }
     this.discard = 0;
     this._finish();
   }
@@ -153,6 +192,87 @@ export class OutputConsole {
     this._trim();
     if (this.stick) this.el.scrollTop = this.el.scrollHeight;
     this.onFlush();
+  }
+
+  _blobUrl(data, type) {
+    const bytes = base64ToBytes(data);
+    if (!bytes) return null;
+    const url = URL.createObjectURL(new Blob([bytes], { type }));
+    this.urls.push(url);
+    return url;
+  }
+
+  _mediaLine(kind) {
+    this.cur = null;
+    this.filesEl = null;
+    const line = this._newLine(kind);
+    line.classList.add("media");
+    this.cur = null;
+    return line;
+  }
+
+  _image(frame) {
+    const mime = IMAGE_TYPES.has(frame.mime) ? frame.mime : null;
+    const url = mime && typeof frame.data === "string" ? this._blobUrl(frame.data, mime) : null;
+    if (!url) {
+      const note = this._mediaLine("note");
+      note.classList.add("media-note");
+      note.textContent = frame.omitted === "too_large"
+        ? "[image not shown: larger than the server sends]"
+        : "[image not shown: it could not be read]";
+      return;
+    }
+    this.imageCount += 1;
+    const line = this._mediaLine("image");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "image-open";
+    const size = Number.isInteger(frame.width) && Number.isInteger(frame.height) ? ` (${frame.width}×${frame.height})` : "";
+    button.title = "Open full size";
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = `Image ${this.imageCount}${size}`;
+    img.decoding = "async";
+    if (Number.isInteger(frame.width) && Number.isInteger(frame.height) && frame.width > 0 && frame.height > 0) {
+      img.width = frame.width;
+      img.height = frame.height;
+    }
+    button.setAttribute("aria-label", `${img.alt}: open full size`);
+    button.append(img);
+    button.addEventListener("click", () => this.onImageOpen({ url, alt: img.alt, width: frame.width, height: frame.height }));
+    line.append(button);
+  }
+
+  _file(frame) {
+    if (!this.filesEl || !this.filesEl.isConnected) {
+      const line = this._mediaLine("files");
+      const label = document.createElement("span");
+      label.className = "files-label";
+      label.textContent = "Files:";
+      line.append(label);
+      this.filesEl = line;
+    }
+    const path = typeof frame.path === "string" ? frame.path : "file";
+    const url = typeof frame.data === "string" ? this._blobUrl(frame.data, downloadType(frame.mime)) : null;
+    const chip = document.createElement(url ? "a" : "span");
+    chip.className = "chip file-chip";
+    chip.dataset.path = path;
+    const name = document.createElement("span");
+    name.className = "chip-name";
+    name.textContent = path;
+    const meta = document.createElement("span");
+    meta.className = "chip-meta";
+    meta.textContent = url ? formatSize(frame.size) : "too large to send back";
+    chip.append(name, meta);
+    if (url) {
+      chip.href = url;
+      chip.download = downloadName(path);
+      chip.title = `Download ${path}`;
+    } else {
+      chip.classList.add("chip-omitted");
+      chip.title = `${path} was ${formatSize(frame.size)}: over the server's limit for files sent back`;
+    }
+    this.filesEl.append(chip);
   }
 
   _feed(stream, data) {
@@ -178,6 +298,7 @@ export class OutputConsole {
   }
 
   _newLine(stream) {
+    this.filesEl = null;
     const line = document.createElement("div");
     line.className = "line";
     line.dataset.stream = stream;

@@ -4,7 +4,7 @@ import {
   EditorView, keymap, lineNumbers, highlightActiveLineGutter, highlightSpecialChars, drawSelection,
   dropCursor, rectangularSelection, crosshairCursor, highlightActiveLine,
 } from "@codemirror/view";
-import { EditorState, Prec } from "@codemirror/state";
+import { Compartment, EditorState, Prec } from "@codemirror/state";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import {
   bracketMatching, foldGutter, foldKeymap, indentOnInput, indentUnit, syntaxHighlighting, HighlightStyle,
@@ -110,12 +110,14 @@ export function createEditor(parent, { doc, onChange, onRun, label }) {
       { key: "Mod-Enter", run: () => { onRun(); return true; }, preventDefault: true },
     ]),
   );
+  const access = new Compartment();
   const view = new EditorView({
     parent,
     state: EditorState.create({
       doc,
       extensions: [
         runKeys,
+        access.of([]),
         setup,
         indentUnit.of("    "),
         EditorState.tabSize.of(4),
@@ -141,5 +143,11 @@ export function createEditor(parent, { doc, onChange, onRun, label }) {
       });
     },
     focus: () => view.focus(),
+    /** A read-only editor (a watcher's view): no edits, no Run key. */
+    setReadOnly(on) {
+      view.dispatch({
+        effects: access.reconfigure(on ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : []),
+      });
+    },
   };
 }

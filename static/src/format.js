@@ -112,3 +112,54 @@ export function describeLimits(limits) {
   if (typeof limits.pids === "number") parts.push(`${limits.pids} processes`);
   return parts.length ? `Limits: ${parts.join(" · ")}` : "";
 }
+
+/** Bytes of memory as the page shows them: MiB labelled "MB", as the limits are (128 MB). */
+export function formatMemory(bytes) {
+  if (typeof bytes !== "number" || !Number.isFinite(bytes) || bytes < 0) return "";
+  const mib = bytes / 2 ** 20;
+  if (mib < 1) return `${Math.max(1, Math.round(bytes / 1024))} KB`;
+  if (mib < 10) return `${(Math.round(mib * 10) / 10).toString()} MB`;
+  return `${Math.round(mib)} MB`;
+}
+
+/** CPU time: 840 → "0.84 s", 12 → "0.01 s", 61_300 → "61.3 s". */
+export function formatCpu(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) return "";
+  const s = ms / 1000;
+  if (s < 10) return `${s.toFixed(2)} s`;
+  if (s < 100) return `${s.toFixed(1)} s`;
+  return `${Math.round(s)} s`;
+}
+
+/** The resources an `exit` frame reports: "0.84 s CPU · 61 MB peak"; "" when it reports none. */
+export function describeResources(exit) {
+  const parts = [];
+  const cpu = formatCpu(exit && exit.cpu_ms);
+  if (cpu) parts.push(`${cpu} CPU`);
+  const peak = formatMemory(exit && exit.memory_peak_bytes);
+  if (peak) parts.push(`${peak} peak`);
+  return parts.join(" · ");
+}
+
+/** Share of the memory limit a `stats` frame reports, 0..1, or null when it cannot tell. */
+export function memoryShare(stats) {
+  const used = stats && stats.memory_bytes;
+  const limit = stats && stats.memory_limit_bytes;
+  if (typeof used !== "number" || typeof limit !== "number" || !(limit > 0) || used < 0) return null;
+  return Math.min(1, used / limit);
+}
+
+/** Memory past this share of the limit looks like a warning. */
+export const MEMORY_WARN_SHARE = 0.8;
+
+/** The meter's words for a `stats` frame: "61 MB / 128 MB · 0.84 s CPU". */
+export function describeStats(stats) {
+  if (!stats) return "";
+  const parts = [];
+  const used = formatMemory(stats.memory_bytes);
+  const limit = formatMemory(stats.memory_limit_bytes);
+  if (used) parts.push(limit ? `${used} / ${limit}` : used);
+  const cpu = formatCpu(stats.cpu_ms);
+  if (cpu) parts.push(`${cpu} CPU`);
+  return parts.join(" · ");
+}

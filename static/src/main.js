@@ -3,12 +3,18 @@ import { createEditor } from "./editor.js";
 import { OutputConsole } from "./console.js";
 import { RunSession, runSocketUrl } from "./client.js";
 import { EXAMPLES, findExample } from "./examples.js";
-import { codeFromHash, shareUrl } from "./share.js";
+import { bytesToBase64, filesFitInLink, hashHasLink, parseHash, shareUrl, watchUrl } from "./share.js";
 import {
-  describeClose, describeError, describeExit, describeLimits, exitTone, formatDuration, formatTimer,
+  MEMORY_WARN_SHARE, describeClose, describeError, describeExit, describeLimits, describeResources, describeStats,
+  exitTone, formatDuration, formatTimer, memoryShare,
 } from "./format.js";
+import {
+  FALLBACK_RUNTIMES, normalizeRuntimes, pickRuntime, runtimeField, runtimeLabel, runtimeTitle,
+} from "./runtimes.js";
+import { fileInPath, fileInProblem, filesField, formatSize, withFile } from "./files.js";
 
 const STORAGE_KEY = "sce.code";
+const RUNTIME_KEY = "sce.runtime";
 const $ = (id) => document.getElementById(id);
 
 const ui = {
@@ -33,6 +39,22 @@ const ui = {
   statusTimer: $("status-timer"),
   statusLimits: $("status-limits"),
   retry: $("retry"),
+  runtime: $("runtime"),
+  watchLink: $("watch-link"),
+  watchBadge: $("watch-badge"),
+  editorEl: $("editor"),
+  fileInput: $("file-input"),
+  addFile: $("add-file"),
+  fileChips: $("file-chips"),
+  filesNote: $("files-note"),
+  meter: $("meter"),
+  meterBar: document.querySelector("#meter .meter-bar"),
+  meterFill: document.querySelector("#meter .meter-fill"),
+  meterText: document.querySelector("#meter .meter-text"),
+  viewer: $("viewer"),
+  viewerImg: $("viewer-img"),
+  viewerTitle: $("viewer-title"),
+  viewerClose: $("viewer-close"),
 };
 
 const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
@@ -41,17 +63,18 @@ ui.run.title = `Run (${isMac ? "⌘" : "Ctrl"}+Enter)`;
 
 // --- storage ------------------------------------------------------------------------------
 
-function loadStored() {
+function loadStored(key = STORAGE_KEY) {
   try {
-    return localStorage.getItem(STORAGE_KEY);
+    return localStorage.getItem(key);
   } catch {
     return null;
   }
 }
 
-function store(code) {
+function store(code, key = STORAGE_KEY) {
+  if (watching) return; // a watcher's editor shows someone else's code: keep the user's own
   try {
-    localStorage.setItem(STORAGE_KEY, code);
+    localStorage.setItem(key, code);
   } catch {
     /* storage disabled or full: the code just won't survive a reload */
   }
@@ -70,18 +93,21 @@ function saveNow() {
 // --- the starting code: a shared link, ?example=, the last session, or hello --------------
 
 const query = new URLSearchParams(location.search);
-let startNote = null;
-let initial = codeFromHash(location.hash);
-if (initial === null) {
-  startNote = "The shared link is damaged: its code could not be read.";
-  initial = undefined;
+const link = parseHash(location.hash);
+let startNote = link.damaged ? "The shared link is damaged: part of it could not be read." : null;
+const watching = link.watch; // {id, token}: a read-only view of someone's run
+let initial = link.code;
+const fromLink = hashHasLink(location.hash);
+let startExample = null;
+if (!fromLink && query.get("example")) {
+  startExample = findExample(query.get("example")) || null;
+  initial = startExample?.code;
 }
-const fromLink = initial !== undefined;
-if (!fromLink && query.get("example")) initial = findExample(query.get("example"))?.code;
-if (initial === undefined) initial = loadStored() ?? EXAMPLES[0].code;
+if (initial === undefined) initial = watching ? "# Watching a run: its code was not shared.\n" : (loadStored() ?? EXAMPLES[0].code);
 if (fromLink) {
-  // The code now lives in the editor (and storage): a reload keeps later edits.
-  history.replaceState(null, "", location.pathname + location.search);
+  // The code now lives in the editor (and storage): a reload keeps later edits. A watch link
+  // stays: a reload watches again.
+  if (!watching) history.replaceState(null, "", location.pathname + location.search);
 }
 
 const editor = createEditor(document.getElementById("editor"), {
@@ -90,18 +116,23 @@ const editor = createEditor(document.getElementById("editor"), {
   onChange: saveSoon,
   onRun: () => startRun(),
 });
-if (fromLink) store(initial);
+if (fromLink && link.code !== undefined) store(initial);
 addEventListener("pagehide", saveNow);
 addEventListener("hashchange", () => {
-  const code = codeFromHash(location.hash);
-  if (code === undefined) return;
-  history.replaceState(null, "", location.pathname + location.search);
-  if (code === null) {
-    setStatus("The shared link is damaged: its code could not be read.", "error");
+  if (!hashHasLink(location.hash)) return;
+  const next = parseHash(location.hash);
+  if (next.watch) {
+    location.reload(); // a watch link: the page becomes a watcher's
     return;
   }
-  editor.setCode(code);
-  saveNow();
+  history.replaceState(null, "", location.pathname + location.search);
+  if (next.damaged) setStatus("The shared link is damaged: part of it could not be read.", "error");
+  if (next.code !== undefined) {
+    editor.setCode(next.code);
+    saveNow();
+  }
+  if (next.runtime) selectRuntime(next.runtime);
+  if (next.files.length) setFilesIn(next.files);
 });
 
 const timeoutParam = Number(query.get("timeout"));
@@ -125,10 +156,161 @@ ui.examples.addEventListener("change", () => {
   const ex = findExample(ui.examples.value);
   ui.examples.value = "";
   if (!ex) return;
-  editor.setCode(ex.code);
-  saveNow();
+  loadExample(ex);
   editor.focus();
 });
+
+function loadExample(ex) {
+  if (ex.code !== undefined) {
+    editor.setCode(ex.code);
+    saveNow();
+  }
+  if (ex.runtime) selectRuntime(ex.runtime);
+  if (ex.files) setFilesIn(ex.files.map((f) => ({ path: f.path, bytes: new TextEncoder().encode(f.text) })));
+}
+
+// --- runtimes (GET /runtimes; a version-1 server has none: one "python" entry) ----------------
+
+let runtimes = FALLBACK_RUNTIMES;
+let wantedRuntime = link.runtime || startExample?.runtime || loadStored(RUNTIME_KEY) || null;
+
+function fillRuntimes(list) {
+  runtimes = list;
+  ui.runtime.replaceChildren(...list.map((r) => {
+    const opt = new Option(runtimeLabel(r), r.name);
+    opt.title = runtimeTitle(r);
+    return opt;
+  }));
+  const { runtime, missing } = pickRuntime(list, wantedRuntime);
+  ui.runtime.value = runtime.name;
+  ui.runtime.title = runtimeTitle(runtime);
+  if (missing && (link.runtime === missing || startExample?.runtime === missing)) {
+    setStatus(`This server has no runtime “${missing}”: using ${runtime.name}.`, "warn");
+  }
+}
+
+/** Select `name` (once the server's list is in, it must be in it). */
+function selectRuntime(name) {
+  wantedRuntime = name;
+  const found = runtimes.find((r) => r.name === name);
+  if (found) {
+    ui.runtime.value = name;
+    ui.runtime.title = runtimeTitle(found);
+  }
+}
+
+async function loadRuntimes() {
+  let list = FALLBACK_RUNTIMES;
+  try {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 4000);
+    const r = await fetch("/runtimes", { headers: { Accept: "application/json" }, signal: ctl.signal });
+    clearTimeout(timer);
+    if (r.ok) list = normalizeRuntimes(await r.json());
+  } catch {
+    list = FALLBACK_RUNTIMES; // a version-1 server, or none: run the default quietly
+  }
+  fillRuntimes(list);
+}
+
+ui.runtime.addEventListener("change", () => {
+  wantedRuntime = ui.runtime.value;
+  const found = runtimes.find((r) => r.name === wantedRuntime);
+  ui.runtime.title = found ? runtimeTitle(found) : "";
+  store(wantedRuntime, RUNTIME_KEY);
+});
+
+// --- files in: sent with the run, written into the program's working directory --------------
+
+let filesIn = [];
+
+function setFilesNote(text, tone = "info") {
+  ui.filesNote.textContent = text;
+  ui.filesNote.dataset.tone = tone;
+}
+
+function setFilesIn(files) {
+  filesIn = files;
+  renderFilesIn();
+}
+
+function renderFilesIn() {
+  ui.fileChips.replaceChildren(...filesIn.map((f) => {
+    const li = document.createElement("li");
+    li.className = "chip file-in";
+    li.dataset.path = f.path;
+    const name = document.createElement("span");
+    name.className = "chip-name";
+    name.textContent = f.path;
+    const meta = document.createElement("span");
+    meta.className = "chip-meta";
+    meta.textContent = formatSize(f.bytes.length);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "chip-remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${f.path}`);
+    remove.title = `Remove ${f.path}`;
+    remove.disabled = watching !== null;
+    remove.addEventListener("click", () => {
+      setFilesIn(filesIn.filter((x) => x.path !== f.path));
+      setFilesNote("");
+      ui.addFile.focus();
+    });
+    li.append(name, meta, remove);
+    return li;
+  }));
+  ui.fileChips.hidden = filesIn.length === 0;
+}
+
+async function addFiles(list) {
+  const problems = [];
+  for (const file of Array.from(list || [])) {
+    const path = fileInPath(file.name);
+    const problem = fileInProblem(path, file.size, filesIn);
+    if (problem) {
+      problems.push(problem);
+      continue;
+    }
+    let bytes;
+    try {
+      bytes = new Uint8Array(await file.arrayBuffer());
+    } catch {
+      problems.push(`“${path}” could not be read.`);
+      continue;
+    }
+    filesIn = withFile(filesIn, { path, bytes });
+  }
+  renderFilesIn();
+  setFilesNote(problems.join(" "), problems.length ? "error" : "info");
+}
+
+ui.addFile.addEventListener("click", () => ui.fileInput.click());
+ui.fileInput.addEventListener("change", () => {
+  addFiles(ui.fileInput.files).finally(() => { ui.fileInput.value = ""; });
+});
+
+function hasFiles(event) {
+  return Boolean(event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files"));
+}
+for (const target of document.querySelectorAll(".drop-target")) {
+  // Capture: CodeMirror would otherwise insert a dropped file's text into the code.
+  target.addEventListener("dragover", (event) => {
+    if (!hasFiles(event) || watching) return;
+    event.preventDefault();
+    event.stopPropagation();
+    event.dataTransfer.dropEffect = "copy";
+    target.classList.add("drag-over");
+  }, true);
+  target.addEventListener("dragleave", () => target.classList.remove("drag-over"), true);
+  target.addEventListener("drop", (event) => {
+    target.classList.remove("drag-over");
+    if (!hasFiles(event) || watching) return;
+    event.preventDefault();
+    event.stopPropagation();
+    addFiles(event.dataTransfer.files);
+  }, true);
+}
 
 // --- console --------------------------------------------------------------------------------
 
@@ -141,6 +323,30 @@ ui.jump.addEventListener("click", () => {
   ui.console.focus();
 });
 ui.clear.addEventListener("click", () => out.clear(Boolean(session)));
+
+// Full size: an overlay showing the same blob: URL in an <img> (an SVG opened as a page of its
+// own would run its scripts; in an <img> they never run).
+let viewerReturn = null;
+out.onImageOpen = ({ url, alt }) => {
+  viewerReturn = document.activeElement;
+  ui.viewerImg.src = url;
+  ui.viewerImg.alt = alt;
+  ui.viewerTitle.textContent = alt;
+  ui.viewer.hidden = false;
+  ui.viewerClose.focus();
+};
+function closeViewer() {
+  ui.viewer.hidden = true;
+  ui.viewerImg.removeAttribute("src");
+  if (viewerReturn && viewerReturn.isConnected) viewerReturn.focus();
+}
+ui.viewerClose.addEventListener("click", closeViewer);
+ui.viewer.addEventListener("click", (event) => {
+  if (event.target === ui.viewer || event.target.classList.contains("viewer-body")) closeViewer();
+});
+ui.viewer.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closeViewer();
+});
 
 // --- status bar -----------------------------------------------------------------------------
 
@@ -165,31 +371,50 @@ function stopTimer() {
   ui.statusTimer.textContent = "";
 }
 
+function showStats(stats) {
+  const share = memoryShare(stats);
+  ui.meter.hidden = false;
+  ui.meterText.textContent = describeStats(stats);
+  const pct = share === null ? 0 : Math.round(share * 100);
+  ui.meterFill.style.width = `${pct}%`;
+  ui.meterBar.setAttribute("aria-valuenow", String(pct));
+  ui.meter.dataset.level = share !== null && share >= MEMORY_WARN_SHARE ? "warn" : "ok";
+}
+
+function hideStats() {
+  ui.meter.hidden = true;
+  ui.meter.dataset.level = "ok";
+  ui.meterFill.style.width = "0%";
+  ui.meterText.textContent = "";
+}
+
 // --- a run ------------------------------------------------------------------------------------
 
 /** @type {RunSession|null} */
 let session = null;
-let run = null; // {limits, finished, stopRequested, stdinClosed, started}
+// {limits, finished, stopRequested, stdinClosed, started, id, watchToken, dropped, code, runtime}
+let run = null;
 
 function setControls() {
   const active = Boolean(session);
   const running = active && run.started && !run.finished;
-  ui.run.disabled = active;
-  ui.stop.disabled = !active || run.stopRequested;
-  const inputOn = running && !run.stdinClosed && !run.stopRequested;
+  ui.run.disabled = active || Boolean(watching);
+  ui.stop.disabled = !active || run.stopRequested || Boolean(watching);
+  const inputOn = running && !run.stdinClosed && !run.stopRequested && !watching && !run.reconnecting;
   const hadFocus = document.activeElement === ui.stdin;
   ui.stdin.disabled = !inputOn;
   ui.eof.disabled = !inputOn;
-  ui.stdin.placeholder = inputOn
-    ? "Type input, Enter to send · Ctrl+D ends input"
-    : "Input opens while a program runs";
-  if (hadFocus && !inputOn) editor.focus();
+  ui.stdin.placeholder = watching
+    ? "Watching: input is the driver's"
+    : inputOn ? "Type input, Enter to send · Ctrl+D ends input" : "Input opens while a program runs";
+  if (hadFocus && !inputOn && !watching) editor.focus();
+  ui.watchLink.hidden = !(running && run.watchToken && !watching);
   document.body.classList.toggle("is-running", active);
   updatePrompting();
 }
 
 function updatePrompting() {
-  const on = Boolean(session && run.started && !run.finished && !run.stdinClosed && out.hasOpenLine());
+  const on = Boolean(session && run.started && !run.finished && !run.stdinClosed && !watching && out.hasOpenLine());
   ui.stdinForm.classList.toggle("prompting", on);
 }
 
@@ -198,26 +423,61 @@ function timeoutValue() {
   return Number.isFinite(v) && v > 0 ? v : undefined;
 }
 
-function startRun() {
-  if (session) return;
-  saveNow();
-  ui.sharePanel.hidden = true;
-  const frame = { type: "run", code: editor.getCode() };
-  const timeout = timeoutValue();
-  if (timeout !== undefined) frame.timeout = timeout;
+function newRunState() {
+  return {
+    limits: null, finished: false, stopRequested: false, stdinClosed: false, started: false,
+    id: null, watchToken: null, dropped: false, reconnecting: false, code: editor.getCode(),
+    runtime: runtimeField(runtimes, ui.runtime.value) || null,
+  };
+}
+
+function openSession(frame) {
   out.clear();
+  hideStats();
   ui.statusLimits.textContent = "";
-  run = { limits: null, finished: false, stopRequested: false, stdinClosed: false, started: false };
   const current = new RunSession(runSocketUrl(location), frame, {
     onOpen: () => {
-      if (session === current && !run.started) setStatus("Waiting for a sandbox…", "wait");
+      if (session === current && !run.started) setStatus(watching ? "Waiting for the run…" : "Waiting for a sandbox…", "wait");
     },
     onFrame: (f) => { if (session === current) onFrame(f); },
+    onReconnecting: (attempt) => {
+      if (session !== current) return;
+      run.dropped = true;
+      run.reconnecting = true;
+      setStatus(`Connection lost: reconnecting…${attempt > 1 ? ` (try ${attempt})` : ""}`, "wait");
+      setControls();
+    },
+    onResumed: () => {
+      if (session !== current) return;
+      run.reconnecting = false;
+      if (!run.finished) setStatus(watching ? "Watching" : "Running", "running");
+      setControls();
+    },
     onClose: (c) => { if (session === current) onClose(c); },
   });
   session = current;
   setStatus("Connecting…", "wait");
   setControls();
+}
+
+function startRun() {
+  if (session || watching) return;
+  saveNow();
+  ui.sharePanel.hidden = true;
+  run = newRunState();
+  const frame = { type: "run", code: run.code };
+  const timeout = timeoutValue();
+  if (timeout !== undefined) frame.timeout = timeout;
+  if (run.runtime) frame.runtime = run.runtime;
+  const files = filesField(filesIn, bytesToBase64);
+  if (files) frame.files = files;
+  frame.stats = true;
+  openSession(frame);
+}
+
+function startWatch() {
+  run = newRunState();
+  openSession({ type: "watch", id: watching.id, token: watching.token });
 }
 
 function onFrame(f) {
@@ -228,8 +488,10 @@ function onFrame(f) {
     case "started":
       run.started = true;
       run.limits = f.limits || null;
+      run.id = typeof f.id === "string" ? f.id : null;
+      run.watchToken = typeof f.watch_token === "string" ? f.watch_token : null;
       ui.statusLimits.textContent = describeLimits(run.limits);
-      if (!run.stopRequested) setStatus("Running", "running");
+      if (!run.stopRequested) setStatus(watching ? "Watching" : "Running", "running");
       startTimer(performance.now());
       setControls();
       break;
@@ -237,22 +499,42 @@ function onFrame(f) {
     case "stderr":
       if (typeof f.data === "string") out.write(f.type, f.data);
       break;
+    case "image":
+      out.image(f);
+      break;
+    case "file":
+      out.file(f);
+      break;
+    case "stats":
+      if (!run.finished) showStats(f);
+      break;
     case "exit": {
       run.finished = true;
       stopTimer();
+      hideStats();
+      if (f.files_truncated) out.note("[more files were written than the server sends back: the rest are not listed]");
       const words = describeExit(f, run.limits);
       const took = formatDuration(f.duration_ms);
       const text = took ? `${words} · ${took}` : words;
-      setStatus(f.truncated && f.reason !== "output_limit" ? `${text} · output truncated` : text, exitTone(f));
-      out.system(text, exitTone(f));
+      const used = describeResources(f);
+      let status = f.truncated && f.reason !== "output_limit" ? `${text} · output truncated` : text;
+      if (used) status += ` · ${used}`;
+      setStatus(status, exitTone(f));
+      out.system(used ? `${text} · ${used}` : text, exitTone(f));
       setControls();
       break;
     }
     case "error": {
       run.finished = true;
       stopTimer();
-      const text = describeError(f.code, f.message);
-      setStatus(text, "error", { retry: true });
+      hideStats();
+      let text = describeError(f.code, f.message);
+      if (f.code === "not_found") {
+        text = watching
+          ? "This run cannot be watched: it has ended or the link is wrong."
+          : "The connection dropped and the run could not be resumed: the server no longer has it.";
+      }
+      setStatus(text, "error", { retry: !watching });
       out.system(text, "error");
       setControls();
       break;
@@ -262,18 +544,22 @@ function onFrame(f) {
   }
 }
 
-function onClose({ opened, code, reason }) {
+function onClose({ opened, code, reason, lost }) {
   const ended = run.finished;
   const stopped = run.stopRequested;
   session = null;
   stopTimer();
+  hideStats();
+  run.reconnecting = false;
   if (!ended) {
     if (stopped) {
       setStatus("Stopped", "neutral");
       out.system("Stopped", "neutral");
     } else {
-      const text = describeClose(opened, code, reason);
-      setStatus(text, "error", { retry: true });
+      const text = lost
+        ? "The connection was lost and the run could not be resumed."
+        : watching && !opened ? "Could not connect to the server" : describeClose(opened, code, reason);
+      setStatus(text, "error", { retry: !watching });
       out.system(text, "error");
     }
   }
@@ -282,10 +568,10 @@ function onClose({ opened, code, reason }) {
 }
 
 function stopRun() {
-  if (!session || run.stopRequested) return;
+  if (!session || run.stopRequested || watching) return;
   run.stopRequested = true;
   session.kill();
-  setStatus("Stopping…", "wait");
+  if (session) setStatus("Stopping…", "wait");
   setControls();
 }
 
@@ -331,10 +617,9 @@ ui.stdin.addEventListener("keydown", (event) => {
 });
 ui.eof.addEventListener("click", () => sendEof());
 
-// --- share ------------------------------------------------------------------------------------
+// --- share and watch links ----------------------------------------------------------------------
 
-ui.share.addEventListener("click", async () => {
-  const link = shareUrl(location, editor.getCode());
+async function showLink(link, copiedNote) {
   ui.shareLink.value = link;
   ui.sharePanel.hidden = false;
   ui.shareNote.textContent = "Copying…";
@@ -345,9 +630,22 @@ ui.share.addEventListener("click", async () => {
   } catch {
     copied = false;
   }
-  ui.shareNote.textContent = copied ? "Link copied to the clipboard." : "Copy this link:";
+  ui.shareNote.textContent = copied ? copiedNote : "Copy this link:";
   ui.shareLink.focus();
   ui.shareLink.select();
+}
+
+ui.share.addEventListener("click", () => {
+  const runtime = runtimeField(runtimes, ui.runtime.value) || null;
+  const link = shareUrl(location, editor.getCode(), { runtime, files: filesIn });
+  let note = "Link copied to the clipboard.";
+  if (filesIn.length && !filesFitInLink(filesIn)) note += " The files are too large for a link: add them again after opening it.";
+  showLink(link, note);
+});
+ui.watchLink.addEventListener("click", () => {
+  if (!run || !run.id || !run.watchToken) return;
+  const link = watchUrl(location, run.id, run.watchToken, { code: run.code, runtime: run.runtime });
+  showLink(link, "Watch link copied: it shows this run live, read-only, while it runs.");
 });
 ui.shareCopy.addEventListener("click", async () => {
   ui.shareLink.select();
@@ -369,7 +667,19 @@ ui.sharePanel.addEventListener("keydown", (event) => {
 
 // --- ready ----------------------------------------------------------------------------------
 
+if (link.files.length) setFilesIn(link.files);
+if (startExample?.files) loadExample({ ...startExample, code: undefined });
+renderFilesIn();
+if (watching) {
+  document.body.classList.add("is-watching");
+  editor.setReadOnly(true);
+  ui.watchBadge.hidden = false;
+  for (const el of [ui.examples, ui.runtime, ui.timeout, ui.addFile]) el.disabled = true;
+}
 setControls();
 if (startNote) setStatus(startNote, "error");
 else setStatus("Ready", "idle");
-document.body.dataset.ready = "true";
+loadRuntimes().finally(() => {
+  if (watching && !link.damaged) startWatch();
+  document.body.dataset.ready = "true";
+});

@@ -1,38 +1,133 @@
-// Code in a link: #code=<base64url of the UTF-8 text>, no padding.
+// Links to the editor. Everything rides in the fragment (never sent to any server):
+//
+//   #code=<base64url of the UTF-8 text, no padding>
+//   &runtime=<name>                      only when it is not the default runtime
+//   &file=<path>:<base64url of bytes>    once per file in, only while they are small (below)
+//   #watch=<run id>:<watch token>        a read-only live view of someone's run (&code= as above)
 
-export function encodeCode(code) {
-  const bytes = new TextEncoder().encode(code);
+/** Files in ride in share links only while all of them together are this small (bytes). */
+export const SHARE_FILES_MAX_BYTES = 16 * 1024;
+
+/** Standard base64 (with padding), as the run frame's files carry it. */
+export function bytesToBase64(bytes) {
   let bin = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
   }
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(bin);
+}
+
+export function bytesToBase64url(bytes) {
+  return bytesToBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Bytes of base64 or base64url (padding optional), or null when it is not. */
+export function base64ToBytes(value) {
+  try {
+    const b64 = String(value).replace(/-/g, "+").replace(/_/g, "/").replace(/\s+/g, "");
+    if (b64.length % 4 === 1) return null;
+    const padded = b64 + "=".repeat((4 - (b64.length % 4)) % 4);
+    const bin = atob(padded);
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}
+
+export function encodeCode(code) {
+  return bytesToBase64url(new TextEncoder().encode(code));
 }
 
 /** The text, or null when `value` is not base64url of UTF-8. */
 export function decodeCode(value) {
+  const bytes = base64ToBytes(value);
+  if (bytes === null) return null;
   try {
-    const b64 = value.replace(/-/g, "+").replace(/_/g, "/").replace(/\s+/g, "");
-    const padded = b64 + "=".repeat((4 - (b64.length % 4)) % 4);
-    const bin = atob(padded);
-    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return null;
   }
 }
 
+function hashParams(hash) {
+  return new URLSearchParams(String(hash || "").replace(/^#/, ""));
+}
+
 /** The code in a location hash such as "#code=...", or undefined when it names none. */
 export function codeFromHash(hash) {
-  const params = new URLSearchParams(String(hash || "").replace(/^#/, ""));
+  const params = hashParams(hash);
   if (!params.has("code")) return undefined;
   return decodeCode(params.get("code") || "");
 }
 
-/** A link to this page that opens `code`; the page's own query is kept, except a token. */
-export function shareUrl(location, code) {
+/**
+ * Everything a link's fragment carries: {code, runtime, files, watch, damaged}.
+ * `code` is undefined when the link names none, `files` a list of {path, bytes},
+ * `watch` {id, token} or null; `damaged` is true when a part could not be read.
+ */
+export function parseHash(hash) {
+  const params = hashParams(hash);
+  const result = { code: undefined, runtime: null, files: [], watch: null, damaged: false };
+  if (params.has("code")) {
+    const code = decodeCode(params.get("code") || "");
+    if (code === null) result.damaged = true;
+    else result.code = code;
+  }
+  const runtime = params.get("runtime");
+  if (runtime) result.runtime = runtime;
+  for (const item of params.getAll("file")) {
+    const at = item.lastIndexOf(":");
+    const bytes = at > 0 ? base64ToBytes(item.slice(at + 1)) : null;
+    if (bytes === null) result.damaged = true;
+    else result.files.push({ path: item.slice(0, at), bytes });
+  }
+  const watch = params.get("watch");
+  if (watch !== null) {
+    const at = watch.indexOf(":");
+    if (at > 0 && at < watch.length - 1) result.watch = { id: watch.slice(0, at), token: watch.slice(at + 1) };
+    else result.damaged = true;
+  }
+  return result;
+}
+
+/** True when a link fragment holds anything this page reads. */
+export function hashHasLink(hash) {
+  const params = hashParams(hash);
+  return ["code", "file", "watch", "runtime"].some((k) => params.has(k));
+}
+
+function base(location) {
   const params = new URLSearchParams(location.search);
   params.delete("token");
   const query = params.toString();
-  return `${location.origin}${location.pathname}${query ? `?${query}` : ""}#code=${encodeCode(code)}`;
+  return `${location.origin}${location.pathname}${query ? `?${query}` : ""}`;
+}
+
+/** Whether these files in are small enough to ride in a share link. */
+export function filesFitInLink(files) {
+  const total = (files || []).reduce((n, f) => n + f.bytes.length, 0);
+  return total <= SHARE_FILES_MAX_BYTES;
+}
+
+/**
+ * A link to this page that opens `code` (and `runtime` when given and not the default, and
+ * `files` when they fit); the page's own query is kept, except a token.
+ */
+export function shareUrl(location, code, { runtime = null, files = [] } = {}) {
+  const params = new URLSearchParams();
+  params.set("code", encodeCode(code));
+  if (runtime) params.set("runtime", runtime);
+  if (files.length && filesFitInLink(files)) {
+    for (const f of files) params.append("file", `${f.path}:${bytesToBase64url(f.bytes)}`);
+  }
+  return `${base(location)}#${params.toString()}`;
+}
+
+/** A read-only live view of a run: its id and watch token, and the code for the viewer to read. */
+export function watchUrl(location, id, watchToken, { code = null, runtime = null } = {}) {
+  const params = new URLSearchParams();
+  params.set("watch", `${id}:${watchToken}`);
+  if (code !== null) params.set("code", encodeCode(code));
+  if (runtime) params.set("runtime", runtime);
+  return `${base(location)}#${params.toString()}`;
 }

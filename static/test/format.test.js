@@ -49,3 +49,17 @@ test("errors and closes in plain words", () => {
   assert.equal(describeLimits(limits), "Limits: 10 s · 128 MB · 1 MB output · 64 processes");
   assert.equal(describeLimits(null), "");
 });
+
+test("resources from exit and stats frames", async () => {
+  const { describeResources, describeStats, memoryShare, formatMemory, formatCpu } = await import("../src/format.js");
+  assert.equal(describeResources({ cpu_ms: 840, memory_peak_bytes: 61 * 2 ** 20 }), "0.84 s CPU · 61 MB peak");
+  assert.equal(describeResources({ cpu_ms: null, memory_peak_bytes: null }), "");
+  assert.equal(describeResources({ cpu_ms: 12 }), "0.01 s CPU");
+  assert.equal(formatMemory(5.25 * 2 ** 20), "5.3 MB");
+  assert.equal(formatMemory(300 * 1024), "300 KB");
+  assert.equal(formatCpu(61_300), "61.3 s");
+  const stats = { memory_bytes: 64 * 2 ** 20, memory_limit_bytes: 128 * 2 ** 20, cpu_ms: 1500, pids: 3 };
+  assert.equal(memoryShare(stats), 0.5);
+  assert.equal(memoryShare({ memory_bytes: 1 }), null);
+  assert.equal(describeStats(stats), "64 MB / 128 MB · 1.50 s CPU");
+});

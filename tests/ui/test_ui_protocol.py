@@ -137,13 +137,13 @@ def lines(page: Page, stream: str | None = None) -> list[str]:
 def test_run_frame_carries_code_and_time_limit(ui: OpenUI) -> None:
     page, server = ui("print('hi')\n", "?timeout=3")
     frame = start_run(page, server)
-    assert frame == {"type": "run", "code": "print('hi')\n", "timeout": 3}
+    assert frame == {"type": "run", "code": "print('hi')\n", "timeout": 3, "stats": True}
     assert server.ws.url == ORIGIN.replace("http", "ws") + "/run"
 
 
 def test_no_time_limit_means_the_servers_default(ui: OpenUI) -> None:
     page, server = ui("print(1)\n")
-    assert start_run(page, server) == {"type": "run", "code": "print(1)\n"}
+    assert start_run(page, server) == {"type": "run", "code": "print(1)\n", "stats": True}
 
 
 def test_token_in_the_page_url_is_passed_to_the_socket(ui: OpenUI) -> None:
