@@ -164,7 +164,7 @@ export class OutputConsole {
     // When one batch alone holds more lines than the cap, the earliest would be drawn only to
     // be removed: parse them for their colour state, but never build their elements.
     let newlines = 0;
-    for (const [, data] of batch) newlines += countNewlines(data);
+    for (const [stream, data] of batch) if (stream === "stdout" || stream === "stderr") newlines += countNewlines(data);
     this.discard = Math.max(0, newlines - this.maxLines);
     for (const [stream, data] of batch) {
       if (stream === "image") this._image(data);

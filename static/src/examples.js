@@ -67,6 +67,99 @@ print("average of []:", average([]))
 `,
   },
   {
+    id: "plot",
+    group: "Plots, data and files",
+    title: "Live plot (matplotlib)",
+    runtime: "scientific",
+    code: `# Each plt.show() sends the figure to the console while the program runs.
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+x = np.linspace(0, 4 * np.pi, 400)
+for step in range(6):
+    phase = step * 0.5
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    ax.plot(x, np.sin(x - phase), label="sin")
+    ax.plot(x, np.cos(x - phase) * np.exp(-x / 10), label="damped cos")
+    ax.set_title(f"Frame {step + 1} of 6 (phase {phase:.1f})")
+    ax.set_ylim(-1.1, 1.1)
+    ax.legend(loc="upper right")
+    plt.show()
+    print(f"frame {step + 1} drawn", flush=True)
+    time.sleep(0.7)
+print("done")
+`,
+  },
+  {
+    id: "csv",
+    group: "Plots, data and files",
+    title: "Summarise a CSV (pandas)",
+    runtime: "scientific",
+    files: [
+      {
+        path: "sales.csv",
+        text: `date,region,product,units,price
+2024-01-03,north,widget,12,2.50
+2024-01-03,south,gadget,3,10.00
+2024-01-04,north,gadget,5,10.00
+2024-01-05,east,widget,20,2.40
+2024-01-05,south,widget,7,2.50
+2024-01-06,east,gizmo,2,25.00
+2024-01-07,north,gizmo,1,25.00
+2024-01-08,south,gadget,9,9.50
+2024-01-09,east,widget,15,2.40
+2024-01-10,north,widget,11,2.50
+`,
+      },
+    ],
+    code: `# sales.csv comes with this example as a file (see the chip under the editor):
+# add your own with "Add file" or by dropping it on the editor.
+import matplotlib.pyplot as plt
+import pandas as pd
+
+df = pd.read_csv("sales.csv", parse_dates=["date"])
+df["revenue"] = df["units"] * df["price"]
+print(f"{len(df)} rows, {df['date'].min():%d %b} to {df['date'].max():%d %b}\\n")
+print(df.describe().round(2).to_string(), "\\n")
+by_region = df.groupby("region")[["units", "revenue"]].sum().sort_values("revenue", ascending=False)
+print(by_region.to_string())
+ax = by_region["revenue"].plot.bar(title="Revenue by region", figsize=(5, 3), rot=0)
+ax.figure.tight_layout()
+plt.show()
+`,
+  },
+  {
+    id: "report",
+    group: "Plots, data and files",
+    title: "Write a report file",
+    code: `# Files the program writes in its working directory come back as downloads.
+import csv
+import random
+import statistics
+
+random.seed(7)
+rolls = [random.randint(1, 6) + random.randint(1, 6) for _ in range(1000)]
+
+with open("rolls.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["throw", "total"])
+    w.writerows(enumerate(rolls, 1))
+
+with open("report.txt", "w") as f:
+    f.write("Two dice, 1000 throws\\n")
+    f.write(f"mean   {statistics.mean(rolls):.3f}\\n")
+    f.write(f"stdev  {statistics.stdev(rolls):.3f}\\n")
+    for total in range(2, 13):
+        n = rolls.count(total)
+        f.write(f"{total:2d} {n:4d} {'#' * (n // 5)}\\n")
+
+print(open("report.txt").read())
+print("wrote report.txt and rolls.csv")
+`,
+  },
+  {
     id: "infinite",
     group: "Security experiments",
     title: "Infinite loop",

@@ -179,6 +179,7 @@ function fillRuntimes(list) {
   ui.runtime.replaceChildren(...list.map((r) => {
     const opt = new Option(runtimeLabel(r), r.name);
     opt.title = runtimeTitle(r);
+    opt.disabled = r.available === false && !r.default;
     return opt;
   }));
   const { runtime, missing } = pickRuntime(list, wantedRuntime);

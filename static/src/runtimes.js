@@ -2,7 +2,7 @@
 
 /** What the page offers when the server has no GET /runtimes (a version-1 server). */
 export const FALLBACK_RUNTIMES = Object.freeze([
-  Object.freeze({ name: "python", default: true, python: "", description: "Python", packages: {} }),
+  Object.freeze({ name: "python", default: true, python: "", description: "Python", packages: {}, available: true }),
 ]);
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -24,6 +24,7 @@ export function normalizeRuntimes(body) {
       python: typeof r.python === "string" ? r.python : "",
       description: typeof r.description === "string" ? r.description : "",
       packages: r.packages && typeof r.packages === "object" && !Array.isArray(r.packages) ? r.packages : {},
+      available: r.available !== false,
     });
   }
   if (list.length === 0) return FALLBACK_RUNTIMES;
@@ -36,7 +37,8 @@ export function normalizeRuntimes(body) {
 
 /** "scientific · Python 3.11.2" for the picker. */
 export function runtimeLabel(r) {
-  return r.python ? `${r.name} · Python ${r.python}` : r.name;
+  const label = r.python ? `${r.name} · Python ${r.python}` : r.name;
+  return r.available === false ? `${label} (unavailable)` : label;
 }
 
 /** A tooltip: the description and the packages with their versions. */
