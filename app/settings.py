@@ -6,6 +6,7 @@ reads the environment: the app factory, the runner and the pool all take a ``Set
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Annotated, Literal
 
@@ -33,7 +34,14 @@ class Settings(BaseSettings):
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="if set, every run needs one of these bearer tokens"
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses/networks whose X-Forwarded-For or Forwarded header is believed (comma-separated)",
+    )
     shutdown_grace_s: float = Field(10.0, ge=0, description="runs may finish this long on shutdown")
+    drain_notice_s: float = Field(
+        0.0, ge=0, description="on SIGTERM, /healthz says draining this long before new runs are refused"
+    )
     ws_compression: bool = Field(False, description="negotiate permessage-deflate with clients that offer it")
     log_code: bool = Field(False, description="include program text in the per-run log line")
 
@@ -41,6 +49,13 @@ class Settings(BaseSettings):
     image: str = Field("sce-sandbox:bookworm", description="the sandbox image's tag")
     runtime: Literal["runc", "runsc"] = Field("runc", description="OCI runtime for sandboxes")
     docker_host: str | None = Field(None, description="engine URL; default: DOCKER_HOST or the local socket")
+    docker_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="several engines for one server (comma-separated URLs); overrides SCE_DOCKER_HOST",
+    )
+    engine_capacity: int | None = Field(
+        None, ge=1, description="runs one engine carries at once; default: SCE_MAX_CONCURRENT_RUNS"
+    )
     executor_threads: int | None = Field(
         None,
         ge=4,
@@ -113,7 +128,7 @@ class Settings(BaseSettings):
             return self.executor_threads
         return min(1024, self.max_concurrent_runs + 2 * self.pool_size + 8)
 
-    @field_validator("allowed_origins", "api_tokens", mode="before")
+    @field_validator("allowed_origins", "api_tokens", "docker_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -136,6 +151,11 @@ class Settings(BaseSettings):
                 f"SCE_EXECUTOR_THREADS ({self.executor_threads}) must be at least SCE_MAX_CONCURRENT_RUNS + 2 "
                 f"({self.max_concurrent_runs + 2}): every live run may need a thread for its kill at once"
             )
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"SCE_TRUSTED_PROXIES: {proxy!r} is not an address or network") from None
         if ":" not in self.bind:
             raise ValueError("SCE_BIND must be HOST:PORT")
         return self

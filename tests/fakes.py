@@ -88,10 +88,11 @@ class FakeSandbox:
 
 
 class FakeEngine:
-    name = "fake"
     capacity = 4
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, name: str = "fake") -> None:
+        self.name = name
+        self.ok = True  # what health() says: a test turns the engine off and on
         self.script = script
         self.started: list[FakeSandbox] = []
         self.discarded: list[FakeSandbox] = []
@@ -114,7 +115,7 @@ class FakeEngine:
         return 0
 
     async def health(self) -> EngineHealth:
-        return EngineHealth(self.name, True)
+        return EngineHealth(self.name, self.ok)
 
     async def image_present(self, image: str) -> bool:
         return True

@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.events import RunLimits
 from app.core.rich import RichLimits
-from app.errors import BadMessage, SCEError
+from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest, effective_timeout
 from app.sandbox.interface import Engine, SandboxSpec
 from app.sandbox.pool import WarmPool
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 ENGINE_RETRY_MIN_S = 0.25
 ENGINE_RETRY_MAX_S = 5.0
 RUNTIME_INFO_TTL_S = 60.0
+HEALTH_INTERVAL_S = 2.0
+REAP_INTERVAL_S = 60.0
 
 
 def default_specs(settings: Settings) -> dict[str, SandboxSpec]:
@@ -51,90 +54,182 @@ def default_specs(settings: Settings) -> dict[str, SandboxSpec]:
     }
 
 
-class SandboxService:
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
-        self.settings = settings
-        if engine is None:
-            from app.sandbox.docker.engine import DockerEngine  # the default backend, only when asked
+@dataclass(eq=False)
+class EngineSlot:
+    """One engine with its own warm pools and health, as the service schedules it."""
 
-            engine = DockerEngine(settings)
-        self.engine = engine
+    engine: Engine
+    pools: dict[str, WarmPool]
+    ok: bool = False
+    active: int = 0
+    reaped: bool = False
+    failures: int = 0
+    check_now: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def free(self) -> int:
+        return self.engine.capacity - self.active
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "name": self.engine.name,
+            "ok": self.ok,
+            "active": self.active,
+            "capacity": self.engine.capacity,
+            "pools": {name: pool.state() for name, pool in self.pools.items()},
+        }
+
+
+class SandboxService:
+    """Runs sandboxes on one or more engines: each with its own pools, health and capacity.
+
+    A run goes to the healthy engine with the most free capacity. An engine that stops answering
+    is taken out (its runs end ``unavailable`` on their own), probed with a growing interval, and
+    brought back when it answers. Orphans are reaped on every engine when it first answers, then
+    every ``REAP_INTERVAL_S``.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, *, engines: Sequence[Engine] | None = None
+    ) -> None:
+        self.settings = settings
+        if engines is None:
+            engines = [engine] if engine is not None else self._default_engines(settings)
         self.runtimes: dict[str, RuntimeSpec] = runtimes_from(settings)
         self.specs = default_specs(settings)
-        self.pools = {
-            name: WarmPool(engine, spec, self.runtimes[name].pool_size, settings.pool_idle_max_s)
-            for name, spec in self.specs.items()
-        }
+        self.slots = [
+            EngineSlot(
+                e,
+                {
+                    name: WarmPool(e, spec, self.runtimes[name].pool_size, settings.pool_idle_max_s)
+                    for name, spec in self.specs.items()
+                },
+            )
+            for e in engines
+        ]
         self._runtime_info: tuple[float, list[dict[str, Any]]] | None = None
-        self.engine_ok = False
         self.rich_limits = RichLimits(
             image_max_bytes=settings.image_max_bytes,
             file_max_bytes=settings.file_out_max_bytes,
             files_max_count=settings.files_out_max_count,
             total_bytes=settings.rich_output_bytes,
         )
-        self._watcher: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()  # set once the engine has answered and orphans are reaped
+        self._watchers: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()  # set once an engine has answered and its orphans are reaped
+
+    @staticmethod
+    def _default_engines(settings: Settings) -> list[Engine]:
+        from app.sandbox.docker.engine import DockerEngine  # the default backend, only when asked
+
+        hosts: list[str | None] = list(settings.docker_hosts) or [settings.docker_host]
+        return [DockerEngine(settings, host=host) for host in hosts]
+
+    # -- compatibility views of the first engine (one-engine callers and tests) ------------------
+    @property
+    def engine(self) -> Engine:
+        return self.slots[0].engine
+
+    @property
+    def pools(self) -> dict[str, WarmPool]:
+        return self.slots[0].pools
 
     @property
     def pool(self) -> WarmPool:
-        return self.pools[DEFAULT_RUNTIME]
+        return self.slots[0].pools[DEFAULT_RUNTIME]
 
+    @property
+    def engine_ok(self) -> bool:
+        return any(slot.ok for slot in self.slots)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Return at once; the engine is awaited in the background."""
-        self._watcher = asyncio.get_running_loop().create_task(self._await_engine(), name="engine-watcher")
+        """Return at once; each engine is watched in the background."""
+        loop = asyncio.get_running_loop()
+        self._watchers = [
+            loop.create_task(self._watch(slot), name=f"engine-watcher-{slot.engine.name}") for slot in self.slots
+        ]
 
-    async def _await_engine(self) -> None:
+    async def _watch(self, slot: EngineSlot) -> None:
+        """Health of one engine: out when it fails, back when it answers; reaps on the way."""
         delay = ENGINE_RETRY_MIN_S
+        last_reap = 0.0
         while True:
-            health = await self.engine.health()
+            health = await slot.engine.health()
+            was_ok, slot.ok = slot.ok, health.ok
             if health.ok:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, ENGINE_RETRY_MAX_S)
-        self.engine_ok = True
+                delay = ENGINE_RETRY_MIN_S
+                slot.failures = 0
+                if not was_ok:
+                    log.info("engine %s answers; in service", slot.engine.name)
+                if time.monotonic() - last_reap > REAP_INTERVAL_S:
+                    last_reap = time.monotonic()
+                    await self._reap(slot)
+                if not slot.reaped:
+                    slot.reaped = True
+                    for pool in slot.pools.values():
+                        pool.start()
+                self.ready.set()
+                wait = HEALTH_INTERVAL_S
+            else:
+                slot.failures += 1
+                if was_ok:
+                    log.warning("engine %s does not answer; out of service", slot.engine.name)
+                wait = delay
+                delay = min(delay * 2, ENGINE_RETRY_MAX_S)
+            slot.check_now.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await slot.check_now.wait()
+
+    async def _reap(self, slot: EngineSlot) -> None:
         try:
-            reaped = await self.engine.reap_orphans()
+            reaped = await slot.engine.reap_orphans()
             if reaped:
-                log.info("reaped %d orphaned sandbox(es)", reaped)
+                log.info("reaped %d orphaned sandbox(es) on %s", reaped, slot.engine.name)
         except SCEError as exc:
-            log.warning("could not reap orphans: %s", exc.message)
-        for pool in self.pools.values():
-            pool.start()
-        self.ready.set()
+            log.warning("could not reap orphans on %s: %s", slot.engine.name, exc.message)
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in self._watchers:
+            task.cancel()
+        for task in self._watchers:
             with contextlib.suppress(BaseException):
-                await self._watcher
-        for pool in self.pools.values():
-            await pool.close()
-        await self.engine.close()
+                await task
+        for slot in self.slots:
+            for pool in slot.pools.values():
+                await pool.close()
+            await slot.engine.close()
 
     # -- questions the web layer asks ---------------------------------------------------------
     async def health(self) -> dict[str, Any]:
-        """The engine's state and the images', for ``/healthz``: healthy while the engine answers
-        and the default runtime's image is there."""
-        engine = await self.engine.health()
-        self.engine_ok = engine.ok
-        missing: list[str] = []
-        if engine.ok:
-            try:
-                missing = [name for name, spec in self.specs.items() if not await self.engine.image_present(spec.image)]
-            except SCEError:
-                engine = type(engine)(engine.name, False, engine.detail)
-        default_ok = engine.ok and DEFAULT_RUNTIME not in missing
+        """Every engine's state and the images', for ``/healthz``: healthy while some engine answers
+        and has the default runtime's image."""
+        engines = []
+        default_ok = False
+        missing: set[str] = set()
+        for slot in self.slots:
+            health = await slot.engine.health()
+            slot.ok = health.ok
+            state = slot.state() | dict(health.detail)
+            if health.ok:
+                try:
+                    absent = [n for n, spec in self.specs.items() if not await slot.engine.image_present(spec.image)]
+                except SCEError:
+                    absent, state["ok"] = list(self.specs), False
+                missing.update(absent)
+                state["images_missing"] = absent
+                default_ok = default_ok or (state["ok"] and DEFAULT_RUNTIME not in absent)
+            engines.append(state)
         return {
             "ok": default_ok,
-            "engine": engine.ok,
-            "engines": [{"name": engine.name, "ok": engine.ok, **engine.detail}],
+            "engine": any(e["ok"] for e in engines),
+            "engines": engines,
             "image": self.specs[DEFAULT_RUNTIME].image,
             "image_present": default_ok,
-            "runtimes_missing": missing,  # runs of these get `unavailable`; the default runs on
+            "runtimes_missing": sorted(missing),  # on some engine: runs of these may be unavailable
             "runtime": self.settings.runtime,
             "pool": self.pool.state(),
-            "pools": {name: pool.state() for name, pool in self.pools.items()},
+            "pools": {name: sum(slot.pools[name].ready for slot in self.slots) for name in self.specs},
         }
 
     async def runtime_list(self) -> list[dict[str, Any]]:
@@ -144,9 +239,10 @@ class SandboxService:
             return self._runtime_info[1]
         listing: list[dict[str, Any]] = []
         complete = True
+        engine = next((slot.engine for slot in self.slots if slot.ok), self.engine)
         for name, runtime in self.runtimes.items():
             try:
-                info = await self.engine.runtime_info(runtime.image)
+                info = await engine.runtime_info(runtime.image)
             except SCEError:
                 info = None
             complete = complete and info is not None
@@ -166,11 +262,18 @@ class SandboxService:
         return listing
 
     def pool_ready(self) -> int:
-        return sum(pool.ready for pool in self.pools.values())
+        return sum(pool.ready for slot in self.slots for pool in slot.pools.values())
 
     @property
     def capacity(self) -> int:
-        return self.engine.capacity
+        return sum(slot.engine.capacity for slot in self.slots if slot.ok)
+
+    def choose(self) -> EngineSlot:
+        """The healthy engine with the most free capacity (warm sandboxes break a tie)."""
+        healthy = [slot for slot in self.slots if slot.ok]
+        if not healthy:
+            raise Unavailable("no sandbox engine answers")
+        return max(healthy, key=lambda slot: (slot.free, slot.pools[DEFAULT_RUNTIME].ready))
 
     def spec_for(self, request: RunRequest) -> SandboxSpec:
         name = getattr(request, "runtime", None) or DEFAULT_RUNTIME
@@ -195,7 +298,17 @@ class SandboxService:
         """A run bound to a fresh sandbox; the sandbox is removed when the block ends, however."""
         spec = self.spec_for(request)
         limits = self.limits_for(request)
-        sandbox, _warm = await self.pools[spec.runtime].acquire()
+        slot = self.choose()
+        slot.active += 1
+        try:
+            sandbox, _warm = await slot.pools[spec.runtime].acquire()
+        except Unavailable:
+            slot.active -= 1
+            slot.check_now.set()  # the engine may be gone: look now rather than at the next tick
+            raise
+        except BaseException:
+            slot.active -= 1
+            raise
         try:
             yield Run(
                 sandbox,
@@ -207,5 +320,9 @@ class SandboxService:
                 run_id=run_id,
                 stdin=stdin,
             )
+        except Unavailable:
+            slot.check_now.set()
+            raise
         finally:
-            self.engine.discard(sandbox)
+            slot.active -= 1
+            slot.engine.discard(sandbox)

@@ -110,8 +110,10 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
 
     @app.get("/healthz")
     async def _healthz() -> ResponseReturnValue:
-        deep = request.args.get("deep", "") not in ("", "0", "false")
-        status, body = await health_body(ctx, prober, deep=deep)
+        def flag(name: str) -> bool:
+            return request.args.get(name, "") not in ("", "0", "false")
+
+        status, body = await health_body(ctx, prober, deep=flag("deep"), balancer=flag("balancer"))
         response = jsonify(body)
         response.status_code = status
         return response

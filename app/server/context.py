@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from dataclasses import dataclass
 
 from app.protocol import RunRequest
-from app.sandbox.service import SandboxService
+from app.sandbox.service import EngineSlot, SandboxService
 from app.server.admission import Admission
 from app.server.metrics import Metrics
 from app.server.runs import LiveRun, RunRegistry, Transport
 from app.settings import Settings
 
 KILL_WAIT_S = 5.0
+
+
+def _engine_up(slot: EngineSlot) -> float:
+    return float(slot.ok)
+
+
+def _engine_active(slot: EngineSlot) -> float:
+    return float(slot.active)
 
 
 @dataclass
@@ -21,7 +31,8 @@ class ServerContext:
     admission: Admission
     metrics: Metrics
     registry: RunRegistry
-    draining: bool = False
+    draining: bool = False  # said on /healthz from the first moment of a shutdown
+    refusing: bool = False  # new runs are refused (after the drain notice)
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
@@ -37,9 +48,12 @@ class ServerContext:
             queued=lambda: ctx.admission.queued,
             pool_ready=service.pool_ready,
         )
-        engine = service.engine
-        if hasattr(engine, "on_engine_error"):
-            engine.on_engine_error = lambda exc: ctx.metrics.engine_errors.inc()
+        for slot in service.slots:
+            name = slot.engine.name
+            ctx.metrics.engine_up.labels(name).set_function(functools.partial(_engine_up, slot))
+            ctx.metrics.engine_active.labels(name).set_function(functools.partial(_engine_active, slot))
+            if hasattr(slot.engine, "on_engine_error"):
+                slot.engine.on_engine_error = lambda exc: ctx.metrics.engine_errors.inc()
         return ctx
 
     def new_run(self, request: RunRequest, client: str, transport: Transport) -> LiveRun:
@@ -49,8 +63,12 @@ class ServerContext:
         return live
 
     async def drain(self) -> None:
-        """Graceful shutdown: refuse new runs, let running ones finish within the grace, then kill."""
+        """Graceful shutdown: say so first (a balancer stops sending), then refuse new runs, let
+        running ones finish within the grace, then kill the rest."""
         self.draining = True
+        if self.settings.drain_notice_s > 0:
+            await asyncio.sleep(self.settings.drain_notice_s)
+        self.refusing = True
         await self.registry.until_idle(self.settings.shutdown_grace_s)
         for live in list(self.registry.active):
             live.kill()

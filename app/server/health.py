@@ -64,19 +64,40 @@ class Prober:
         return {"ok": ok, "ms": ms}
 
 
-async def health_body(ctx: ServerContext, prober: Prober, *, deep: bool) -> tuple[int, dict[str, Any]]:
-    """200 while the engine answers and the images are there; 503 otherwise."""
+async def health_body(
+    ctx: ServerContext, prober: Prober, *, deep: bool, balancer: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """200 while an engine answers and has the default image; 503 otherwise (the protocol's rule).
+
+    ``balancer``: the form a load balancer's health check reads (``/healthz?balancer=1``): 503
+    also while the server is draining or full (no free slot and the wait queue full), so new
+    runs go to another server before this one would refuse them. ``reason`` says which.
+    """
     service = await ctx.service.health()
+    admission = ctx.admission
+    free_slots = max(0, admission.max_running - admission.running)
+    queue_free = max(0, admission.queue_size - admission.queued)
+    ok = service.pop("ok")
+    reason = None if ok else "engine"
+    if balancer and reason is None:
+        if ctx.draining:
+            reason = "draining"
+        elif free_slots == 0 and queue_free == 0:
+            reason = "full"
     body: dict[str, Any] = {
-        "status": "ok" if service.pop("ok") else "unavailable",
+        "status": "ok" if reason is None else "unavailable",
         **service,
         "active_runs": len(ctx.registry.active),
-        "queued": ctx.admission.queued,
-        "capacity": ctx.settings.max_concurrent_runs,
+        "queued": admission.queued,
+        "capacity": admission.max_running,
+        "free_slots": free_slots,
+        "queue_free": queue_free,
         "draining": ctx.draining,
     }
-    if deep and body["status"] == "ok":
+    if reason is not None:
+        body["reason"] = reason
+    if deep and reason is None:
         body["probe"] = await prober.result()
         if body["probe"]["ok"] is False:
-            body["status"] = "unavailable"
+            body["status"], body["reason"] = "unavailable", "probe"
     return (200 if body["status"] == "ok" else 503), body

@@ -6,8 +6,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.core.events import Exit
+
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+CPU_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+MEMORY_BUCKETS = tuple(float(mib << 20) for mib in (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024))
 
 
 class Metrics:
@@ -28,6 +32,23 @@ class Metrics:
         self.pool_ready = Gauge("sce_pool_ready", "Warm sandboxes ready", registry=r)
         self.websockets = Gauge("sce_open_websockets", "Open WebSocket connections", registry=r)
         self.engine_errors = Counter("sce_engine_errors", "Failed calls to the sandbox engine", registry=r)
+        self.engine_up = Gauge("sce_engine_up", "1 while the engine answers", ["engine"], registry=r)
+        self.engine_active = Gauge("sce_engine_active_runs", "Runs on the engine now", ["engine"], registry=r)
+        self.cpu = Histogram("sce_run_cpu_seconds", "CPU time a run used", ["runtime"], buckets=CPU_BUCKETS, registry=r)
+        self.memory_peak = Histogram(
+            "sce_run_memory_peak_bytes",
+            "A run's peak memory (its sandbox's, interpreter included)",
+            ["runtime"],
+            buckets=MEMORY_BUCKETS,
+            registry=r,
+        )
+
+    def observe_usage(self, exit_: Exit, runtime: str) -> None:
+        """A finished run's CPU time and peak memory, where the engine could tell."""
+        if exit_.cpu_ms is not None:
+            self.cpu.labels(runtime).observe(exit_.cpu_ms / 1000)
+        if exit_.memory_peak_bytes is not None:
+            self.memory_peak.labels(runtime).observe(exit_.memory_peak_bytes)
 
     def bind(
         self, *, active: Callable[[], float], queued: Callable[[], float], pool_ready: Callable[[], float]

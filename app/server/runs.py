@@ -145,7 +145,7 @@ class LiveRun:
         ctx = self.ctx
         try:
             async with ctx.admission.slot(self.client, self._on_position):
-                if ctx.draining:
+                if ctx.refusing:
                     raise Unavailable("the server is shutting down")
                 async with ctx.service.run(self.request, self.id, self.stdin) as run:
                     self.run = run
@@ -246,6 +246,7 @@ class LiveRun:
         m.duration.observe(exit_.duration_ms / 1000)
         if run.first_output_at is not None and run.started_at is not None:
             m.first_output.observe(run.first_output_at - run.started_at)
+        m.observe_usage(exit_, run.sandbox.spec.runtime)
         entry: dict[str, object] = {
             "event": "run",
             "id": self.id,
