@@ -55,6 +55,25 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Stats:
+    """The sandbox's resources so far, about twice a second for a run that asked (v2)."""
+
+    memory_bytes: int
+    memory_limit_bytes: int
+    cpu_ms: int
+    pids: int
+
+    def to_frame(self) -> dict[str, Any]:
+        return {
+            "type": "stats",
+            "memory_bytes": self.memory_bytes,
+            "memory_limit_bytes": self.memory_limit_bytes,
+            "cpu_ms": self.cpu_ms,
+            "pids": self.pids,
+        }
+
+
+@dataclass(frozen=True)
 class Exit:
     reason: Reason
     exit_code: int | None
@@ -89,4 +108,4 @@ class Exit:
         return template.format(**limits.to_dict())
 
 
-Event = Started | Output | Image | FileOut | Exit
+Event = Started | Output | Image | FileOut | Stats | Exit

@@ -20,8 +20,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
-from app.core.events import Event, Exit, Output, RunLimits, Started
+from app.core.events import Event, Exit, Output, RunLimits, Started, Stats
 from app.core.exits import ExitObservation, Reason, classify_exit
 from app.core.lines import OutputAssembler, coalesce
 from app.core.rich import FileOut, Image, RichLimits, RichOutput
@@ -40,6 +41,12 @@ EXIT_STATUS_WAIT_S = 10.0  # from the end of the output to the engine's word on 
 # so this bound only matters when the engine (or this server) is badly overloaded; output it
 # cuts off is reported as truncated, never dropped silently.
 DRAIN_AFTER_EXIT_S = 30.0
+# The final resource reading is held to this: from a cgroup it takes microseconds (plus at most a
+# few milliseconds while the last processes leave); from stats API samples it is no call at all.
+# Past it the exit is sent with the figures unknown (null) rather than late.
+FINAL_USAGE_S = 0.1
+STATS_INTERVAL_S = 0.5  # ``stats`` frames, for runs that ask
+MIB = 1024 * 1024
 STDIN_PENDING_MAX_BYTES = 4 * 1024 * 1024
 RECORD_META_ROOM = 64 * 1024  # a record's header and JSON meta, on top of its data
 
@@ -142,6 +149,7 @@ class Run:
         self.first_output_at: float | None = None
         self.started_at: float | None = None
         self.exit: Exit | None = None
+        self._stats: asyncio.Task[None] | None = None
 
     # -- control, from the transport -----------------------------------------------------------
     def kill(self) -> None:
@@ -177,13 +185,16 @@ class Run:
             loop = asyncio.get_running_loop()
             reader = loop.create_task(self._read())
             tasks = [reader, loop.create_task(self._write()), loop.create_task(self._supervise(reader))]
+            if self.request.stats:
+                self._stats = loop.create_task(self._report_stats())
+                tasks.append(self._stats)
             while True:
                 item = await self._events.get()
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                assert isinstance(item, Started | Output | Image | FileOut | Exit)
+                assert isinstance(item, Started | Output | Image | FileOut | Stats | Exit)
                 yield item
         except OSError as exc:
             raise Unavailable("the sandbox stopped answering") from exc
@@ -261,6 +272,20 @@ class Run:
             elif item.kind == "files_end":
                 self.rich.files_end(item)
 
+    async def _report_stats(self) -> None:
+        """A ``Stats`` event every ``STATS_INTERVAL_S``, in order with the output around it.
+
+        Stopped by the supervisor before the last output and the exit are queued, so none can
+        follow them. A reading with a figure still unknown (the engine's first sample not yet in)
+        is skipped."""
+        limit = self.limits.memory_mb * MIB
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            usage = await self.sandbox.usage(final=False)
+            if usage.cpu_ms is None or usage.memory_bytes is None:
+                continue
+            self._events.put_nowait(Stats(usage.memory_bytes, limit, usage.cpu_ms, usage.pids or 0))
+
     async def _write(self) -> None:
         while True:
             data = await self.stdin.get()
@@ -291,6 +316,8 @@ class Run:
             await asyncio.wait(
                 {reader, stopper}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
             )
+            if self._stats is not None:
+                self._stats.cancel()  # no stats after the end: the rest of the output and the exit follow
             status: ExitObservation | None = None
             if reader.done() and not self._stop.is_set():
                 status = await self._status_until(deadline)
@@ -311,6 +338,8 @@ class Run:
             stopper.cancel()
         usage = await self._final_usage()
         verdict = classify_exit(status, self._stop_reason)
+        if verdict.reason == "oom" and usage.memory_peak_bytes is None:  # killed at the limit, so it reached it
+            usage = replace(usage, memory_peak_bytes=self.limits.memory_mb * MIB)
         ended_by_itself = verdict.reason == "exit"
         if ended_by_itself:  # a run that was stopped sends no files, whatever it wrote
             for file in self.rich.files:
@@ -369,8 +398,13 @@ class Run:
             waiting.cancel()
 
     async def _final_usage(self) -> Usage:
+        """As exact as the engine allows, but never holding the exit back past ``FINAL_USAGE_S``.
+
+        After a kill the engine did not confirm in time (``code`` None), the sandbox may still be
+        dying: the engine's reading then lets its last processes go for a few milliseconds, and
+        what they use after that is not counted."""
         try:
-            async with asyncio.timeout(EXIT_STATUS_WAIT_S):
+            async with asyncio.timeout(FINAL_USAGE_S):
                 return await self.sandbox.usage(final=True)
         except (TimeoutError, SCEError, OSError):
             return Usage()

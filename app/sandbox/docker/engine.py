@@ -17,7 +17,9 @@ from a live neighbour's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import os
 import socket
 import threading
@@ -34,11 +36,14 @@ from docker.types import LogConfig, Ulimit
 from app.core.exits import ExitObservation
 from app.core.streams import Stream
 from app.errors import Unavailable
+from app.sandbox.docker.cgroups import CgroupTree, parent_name, parent_owner
 from app.sandbox.docker.framing import FrameError, FrameParser
+from app.sandbox.docker.image import info_from_labels
 from app.sandbox.interface import EngineHealth, SandboxSpec, Usage
 from app.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 LABEL_MANAGED = "sce.managed"
 LABEL_OWNER = "sce.owner"
@@ -61,6 +66,21 @@ EXIT_POLL_MAX_S = 0.1
 # its Go runtime cannot start a thread and the whole sandbox dies (exit 2, output lost). The guest's
 # processes then need this much room on top of the limit the program is promised.
 RUNSC_PIDS_HEADROOM = 192
+# Resource figures. The final reading waits this long at most for the sandbox's last processes to
+# leave its cgroup (they are gone when the engine has confirmed the exit; not yet when a kill was
+# reported unconfirmed).
+FINAL_SETTLE_S = 0.02
+FINAL_SETTLE_STEP_S = 0.002
+# A parent cgroup the runtime has not released yet is removed again after these pauses; past them
+# it is left for the next sweep (the server's stop, or the next start).
+PARENT_REMOVE_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+# Where the cgroup tree is out of sight: the stats API, sampled while the program runs. The engine
+# paces one-shot reads to its own collection tick (1 s on 20.10), so a sample holds a thread of a
+# separate pool for up to a second; the first one after a start answers in a few milliseconds.
+STATS_SAMPLE_INTERVAL_S = 0.5
+# cgroup v2 kernels before 5.19 have no memory.peak: memory.current is sampled this often instead.
+PEAK_SAMPLE_INTERVAL_S = 0.1
+LOCAL_BASE_URL = "http+docker://localhost"  # docker-py's base URL for a unix socket
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 RECV_SIZE = 65536
 
@@ -96,7 +116,15 @@ def owner_is_alive(owner: str) -> bool:
 class DockerSandbox:
     """One started container, its bootstrap waiting on stdin; used for exactly one run."""
 
-    def __init__(self, engine: DockerEngine, spec: SandboxSpec, container_id: str, raw: Any, sock: socket.socket):
+    def __init__(
+        self,
+        engine: DockerEngine,
+        spec: SandboxSpec,
+        container_id: str,
+        raw: Any,
+        sock: socket.socket,
+        cgroup_parent: str | None = None,
+    ):
         self.engine = engine
         self.spec = spec
         self.id = container_id
@@ -106,6 +134,13 @@ class DockerSandbox:
         self._parser = FrameParser()
         self._closed = False
         self.killed = False  # by us: then a 137 is our SIGKILL, not a question for the OOM flag
+        # resources: read from the parent cgroup when there is one, else from stats API samples
+        self.cgroup_parent = cgroup_parent
+        self._delivered = False
+        self._cpu_base_ns: int | None = None  # CPU used before the program arrived (interpreter start)
+        self._last: Usage = Usage()
+        self._peak_seen: int | None = None
+        self._sampler: asyncio.Task[None] | None = None
 
     def is_alive(self) -> bool:
         """A waiting bootstrap writes nothing, so a readable socket means the container is gone."""
@@ -119,6 +154,9 @@ class DockerSandbox:
             return False
 
     async def send(self, data: bytes) -> None:
+        if not self._delivered:  # the program: CPU counts from here
+            self._delivered = True
+            self._begin_usage()
         await asyncio.get_running_loop().sock_sendall(self._sock, data)
 
     async def close_stdin(self) -> None:
@@ -177,10 +215,97 @@ class DockerSandbox:
         state: dict[str, Any] = info["State"]
         return state
 
+    # -- resources -----------------------------------------------------------------------------------
+    def _begin_usage(self) -> None:
+        tree = self.engine.cgroups
+        if tree is not None and self.cgroup_parent is not None:
+            self._cpu_base_ns = tree.read(self.cgroup_parent).cpu_ns
+            if tree.version == 2 and not tree.has_peak:
+                self._start_sampler(self._sample_cgroup, PEAK_SAMPLE_INTERVAL_S)
+        else:
+            self._start_sampler(self._sample_api, STATS_SAMPLE_INTERVAL_S)
+
+    def _start_sampler(self, sample: Callable[[], Any], interval: float) -> None:
+        async def loop() -> None:
+            while True:
+                if not await sample():
+                    return
+                await asyncio.sleep(interval)  # a pace, not a wait for a state
+
+        self._sampler = asyncio.get_running_loop().create_task(loop(), name=f"usage-{self.id[:12]}")
+
+    def _stop_sampler(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+
+    def _cpu_ms(self, cpu_ns: int | None) -> int | None:
+        if cpu_ns is None:
+            return None
+        return max(0, round((cpu_ns - (self._cpu_base_ns or 0)) / 1e6))
+
+    def _read_cgroup(self) -> Usage:
+        tree = self.engine.cgroups
+        assert tree is not None and self.cgroup_parent is not None
+        r = tree.read(self.cgroup_parent)
+        if r.memory_bytes is not None:
+            self._peak_seen = max(self._peak_seen or 0, r.memory_bytes)
+        return Usage(
+            cpu_ms=self._cpu_ms(r.cpu_ns),
+            memory_peak_bytes=r.memory_peak_bytes if r.memory_peak_bytes is not None else self._peak_seen,
+            memory_bytes=r.memory_bytes,
+            pids=r.pids,
+        )
+
+    async def _sample_cgroup(self) -> bool:
+        self._read_cgroup()
+        return True
+
+    async def _sample_api(self) -> bool:
+        """One stats API sample; False once the container is gone (its stats read as zeros)."""
+        loop = asyncio.get_running_loop()
+        try:
+            stats = await loop.run_in_executor(self.engine.stats_executor(), self.engine.stats_blocking, self.id)
+        except (*ENGINE_ERRORS, RuntimeError):
+            return False
+        memory = stats.get("memory_stats") or {}
+        if not memory:
+            return False
+        # No baseline here: the engine paces samples to its collection tick (up to a second), so a
+        # first sample may come after the program has run for a while. The interpreter's own start
+        # (tens of milliseconds) is counted instead.
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+        current = memory.get("usage")
+        peak = max(memory.get("max_usage") or 0, current or 0, self._peak_seen or 0)  # v1 keeps a max itself
+        self._peak_seen = peak or None
+        self._last = Usage(
+            cpu_ms=self._cpu_ms(cpu_ns),
+            memory_peak_bytes=self._peak_seen,
+            memory_bytes=current,
+            pids=(stats.get("pids_stats") or {}).get("current"),
+        )
+        return True
+
     async def usage(self, *, final: bool) -> Usage:
-        return Usage()
+        """Since the program arrived. From the parent cgroup: exact, read in microseconds; the
+        final reading first lets the last processes leave (``FINAL_SETTLE_S`` at most). From the
+        stats API: the latest sample, never a call (the last sample can be up to a second old)."""
+        if self.engine.cgroups is None or self.cgroup_parent is None:
+            if final:
+                self._stop_sampler()
+            return self._last
+        usage = self._read_cgroup()
+        if final:
+            self._stop_sampler()
+            waited = 0.0
+            while usage.pids and waited < FINAL_SETTLE_S:
+                await asyncio.sleep(FINAL_SETTLE_STEP_S)
+                waited += FINAL_SETTLE_STEP_S
+                usage = self._read_cgroup()
+        return usage
 
     def close_socket(self) -> None:
+        self._stop_sampler()
         if not self._closed:
             self._closed = True
             self._sock.close()
@@ -197,7 +322,7 @@ class DockerEngine:
         self.settings = settings
         self.host = host if host is not None else settings.docker_host
         self.name = self.host or "local"
-        self.capacity = settings.max_concurrent_runs
+        self.capacity = settings.engine_capacity or settings.max_concurrent_runs
         self.owner = owner or owner_id()
         self.threads = settings.engine_threads()
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="sce-engine")
@@ -206,6 +331,14 @@ class DockerEngine:
         self._cleanup: set[asyncio.Task[None]] = set()
         self._orphan_starts: set[asyncio.Future[DockerSandbox]] = set()
         self.on_engine_error: Callable[[BaseException], None] = lambda exc: None
+        # resources: the parent cgroups' tree when this server sees the engine's, else the stats API
+        self.cgroups: CgroupTree | None = None  # measuring by cgroup (None: by the stats API)
+        self.cgroup_tree: CgroupTree | None = None  # where parents are made and removed
+        self.usage_source: str | None = None  # settled on the first start
+        self._parents: dict[str, str] = {}  # container id -> its parent cgroup, until removed
+        self._parents_left: set[str] = set()  # parents still busy when their container went
+        self._usage_lock = threading.Lock()
+        self._stats_executor: ThreadPoolExecutor | None = None
 
     # -- the client, made on first use (in a pool thread: it may talk to the engine) ---------
     @property
@@ -247,10 +380,79 @@ class DockerEngine:
         result: dict[str, Any] = self.api.inspect_container(container_id)
         return result
 
+    # -- resource accounting -------------------------------------------------------------------
+    def _settle_usage_source(self) -> None:
+        """Once: measure by parent cgroup if this server sees the engine's tree, else by stats API."""
+        if self.usage_source is not None:
+            return
+        with self._usage_lock:
+            if self.usage_source is not None:
+                return
+            info = self.api.info()
+            tree, why = CgroupTree.detect(
+                local=self.api.base_url == LOCAL_BASE_URL,
+                driver=info.get("CgroupDriver"),
+                version=str(info.get("CgroupVersion") or "1"),  # engines before 20.10 only knew v1
+            )
+            self.cgroups = self.cgroup_tree = tree
+            self.usage_source = why if tree is not None else f"stats api ({why})"
+            log.info("resource figures from %s", self.usage_source)
+
+    def _fall_back_to_stats_api(self, why: str) -> None:
+        if self.cgroups is not None:
+            self.cgroups = None
+            self.usage_source = f"stats api ({why})"
+            log.warning("resource figures from %s", self.usage_source)
+
+    def stats_executor(self) -> ThreadPoolExecutor:
+        """A pool apart from the engine calls: a stats sample can hold its thread for a second."""
+        if self._stats_executor is None:
+            self._stats_executor = ThreadPoolExecutor(self.capacity + 1, thread_name_prefix="sce-stats")
+        return self._stats_executor
+
+    def stats_blocking(self, container_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.stats(container_id, stream=False, one_shot=True)
+        return result
+
+    async def _remove_parent(self, parent: str) -> None:
+        tree = self.cgroup_tree
+        if tree is None:
+            return
+        for delay in PARENT_REMOVE_DELAYS_S:
+            await asyncio.sleep(delay)
+            try:
+                if tree.remove(parent):
+                    self._parents_left.discard(parent)
+                    return
+            except OSError as exc:
+                log.warning("could not remove cgroup %s: %s", parent, exc)
+                break
+        self._parents_left.add(parent)
+
+    def sweep_parents(self, *, mine: bool) -> int:
+        """Remove empty parent cgroups of servers that no longer run (``mine``: of this one too)."""
+        tree = self.cgroup_tree
+        if tree is None:
+            return 0
+        me = (os.getpid(), _process_start_time(os.getpid()) or "x")
+        removed = 0
+        for name in tree.parents():
+            owner = parent_owner(name)
+            if owner is None or name in self._parents.values():
+                continue
+            ours = owner == me
+            if (ours and mine) or (not ours and _process_start_time(owner[0]) != owner[1]):
+                with contextlib.suppress(OSError):
+                    if tree.remove(name):
+                        removed += 1
+                        self._parents_left.discard(name)
+        return removed
+
     # -- sandboxes -----------------------------------------------------------------------------
-    def _container_config(self, spec: SandboxSpec, pooled: bool) -> dict[str, Any]:
+    def _container_config(self, spec: SandboxSpec, pooled: bool, cgroup_parent: str | None = None) -> dict[str, Any]:
         s = self.settings
         host_config = self.api.create_host_config(
+            cgroup_parent=f"/{cgroup_parent}" if cgroup_parent else None,
             network_mode="none",
             mem_limit=f"{spec.memory_mb}m",
             memswap_limit=f"{spec.memory_mb}m",
@@ -286,17 +488,33 @@ class DockerEngine:
         }
 
     def _start_blocking(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
-        container_id: str = self.api.create_container(**self._container_config(spec, pooled))["Id"]
+        self._settle_usage_source()
+        tree = self.cgroup_tree
+        parent = None
+        if tree is not None:
+            parent = parent_name(os.getpid(), _process_start_time(os.getpid()))
+            tree.create(parent)
+        try:
+            container_id: str = self.api.create_container(**self._container_config(spec, pooled, parent))["Id"]
+        except BaseException:
+            if tree is not None and parent is not None:
+                with contextlib.suppress(OSError):
+                    tree.remove(parent)
+            raise
+        if parent is not None:
+            self._parents[container_id] = parent  # removed with the container, whatever happens next
         try:
             # attach before start so no early output is missed
             raw = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock: socket.socket = getattr(raw, "_sock", raw)
             sock.setblocking(False)
-            sandbox = DockerSandbox(self, spec, container_id, raw, sock)
+            sandbox = DockerSandbox(self, spec, container_id, raw, sock, parent)
             self.api.start(container_id)
         except BaseException:
             self.api.remove_container(container_id, force=True)
             raise
+        if tree is not None and parent is not None and not tree.holds(parent, container_id):
+            self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
         return sandbox
 
     async def start_sandbox(self, spec: SandboxSpec, *, pooled: bool = False) -> DockerSandbox:
@@ -333,6 +551,9 @@ class DockerEngine:
             await self.call(lambda: self.api.remove_container(container_id, force=True))
         except (Unavailable, docker.errors.NotFound):
             pass
+        parent = self._parents.pop(container_id, None)
+        if parent is not None:
+            await self._remove_parent(parent)
 
     async def drain_cleanup(self) -> None:
         """Wait for every background removal, including of starts whose caller went away."""
@@ -353,12 +574,13 @@ class DockerEngine:
         except docker.errors.NotFound:
             return False
 
-    async def image_labels(self, image: str) -> dict[str, str]:
+    async def runtime_info(self, image: str) -> dict[str, object] | None:
+        """What the image's build recorded (Python and package versions); None if it is missing."""
         try:
             info = await self.call(lambda: self.api.inspect_image(image))
         except docker.errors.NotFound:
-            return {}
-        return dict((info.get("Config") or {}).get("Labels") or {})
+            return None
+        return info_from_labels(dict((info.get("Config") or {}).get("Labels") or {}))
 
     async def health(self) -> EngineHealth:
         ok = await self.ping()
@@ -381,6 +603,9 @@ class DockerEngine:
             if LABEL_OWNER in c["Labels"] and not owner_is_alive(c["Labels"][LABEL_OWNER])
         ]
         await asyncio.gather(*(self._remove(cid) for cid in orphans))
+        with contextlib.suppress(Unavailable):
+            await self.call(self._settle_usage_source)
+        self.sweep_parents(mine=False)
         return len(orphans)
 
     async def remove_all_mine(self) -> int:
@@ -394,6 +619,9 @@ class DockerEngine:
             await self.remove_all_mine()
         except Unavailable:
             pass
+        self.sweep_parents(mine=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._stats_executor is not None:
+            self._stats_executor.shutdown(wait=False, cancel_futures=True)
         if self._api is not None:
             self._api.close()
