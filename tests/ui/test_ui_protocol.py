@@ -11,6 +11,8 @@ import base64
 import json
 import mimetypes
 import re
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,8 +92,11 @@ class FakeServer:
         self.ws.close(code=1000)
 
 
-def _serve_static(route: Route) -> None:
+def _serve_static(route: Route, runtimes: list[Frame] | None = None) -> None:
     path = route.request.url[len(ORIGIN) :].split("?")[0].split("#")[0]
+    if path == "/runtimes" and runtimes is not None:
+        route.fulfill(status=200, body=json.dumps(runtimes), headers={"Content-Type": "application/json"})
+        return
     if path in ("/", "/ui"):
         file = STATIC / "index.html"
     elif path.startswith("/static/"):
@@ -110,13 +115,22 @@ def _serve_static(route: Route) -> None:
 
 @pytest.fixture
 def ui(new_page: Callable[..., Page]) -> OpenUI:
-    """open(code=None, query="") -> (page, server)"""
+    """open(code=None, query="", runtimes=None, fragment="") -> (page, server)
 
-    def open_page(code: str | None = None, query: str = "", **kw: object) -> tuple[Page, FakeServer]:
+    `runtimes`: what GET /runtimes answers (None: 404, as a version-1 server).
+    """
+
+    def open_page(
+        code: str | None = None,
+        query: str = "",
+        runtimes: list[Frame] | None = None,
+        fragment: str = "",
+        **kw: object,
+    ) -> tuple[Page, FakeServer]:
         page = new_page(**kw)
-        page.context.route(re.compile(r"^https?://.*"), _serve_static)
+        page.context.route(re.compile(r"^https?://.*"), lambda route: _serve_static(route, runtimes))
         server = FakeServer(page)
-        page.goto(ORIGIN + "/ui" + query + (code_fragment(code) if code is not None else ""))
+        page.goto(ORIGIN + "/ui" + query + (code_fragment(code) if code is not None else fragment))
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page, server
 
@@ -437,3 +451,355 @@ def test_every_control_has_a_label(ui: OpenUI) -> None:
     console = page.get_by_test_id("console")
     expect(console).to_have_attribute("role", "log")
     expect(console).to_have_attribute("aria-live", "polite")
+
+
+# --- protocol v2: runtimes, rich output, resources, resume and watch ---------------------------------
+
+RUNTIMES = [
+    {"name": "python", "default": True, "python": "3.11.2", "description": "Standard library", "packages": {}},
+    {
+        "name": "scientific",
+        "default": False,
+        "python": "3.11.2",
+        "description": "numpy, pandas, matplotlib",
+        "packages": {"numpy": "1.24.2", "matplotlib": "3.6.3"},
+    },
+]
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid PNG of one colour."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xd0\x30\x30" * width for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def started_v2(server: FakeServer, run_id: str = "r1") -> None:
+    server.send(
+        {
+            "type": "started",
+            "id": run_id,
+            "limits": LIMITS,
+            "token": "drive-" + run_id,
+            "watch_token": "watch-" + run_id,
+        }
+    )
+
+
+def test_runtime_picker_lists_the_servers_runtimes_and_sends_the_choice(ui: OpenUI) -> None:
+    page, server = ui("print(1)\n", runtimes=RUNTIMES)
+    picker = page.get_by_test_id("runtime")
+    assert picker.locator("option").evaluate_all("os => os.map(o => o.value)") == ["python", "scientific"]
+    expect(picker).to_have_value("python")
+    assert start_run(page, server) == {"type": "run", "code": "print(1)\n", "stats": True}  # default: not named
+    server.start()
+    server.exit()
+    picker.select_option("scientific")
+    expect(picker.locator("option:checked")).to_have_text("scientific · Python 3.11.2")
+    assert "numpy 1.24.2" in (picker.get_attribute("title") or "")
+    frame = start_run(page, server, count=2)
+    assert frame["runtime"] == "scientific"
+
+
+def test_without_get_runtimes_only_python_is_offered(ui: OpenUI) -> None:
+    page, server = ui("print(1)\n")  # GET /runtimes answers 404: a version-1 server
+    picker = page.get_by_test_id("runtime")
+    assert picker.locator("option").evaluate_all("os => os.map(o => o.value)") == ["python"]
+    assert "runtime" not in start_run(page, server)
+
+
+def test_share_link_keeps_the_runtime_and_small_files(ui: OpenUI) -> None:
+    page, _ = ui("print(open('a.txt').read())\n", runtimes=RUNTIMES)
+    page.get_by_test_id("runtime").select_option("scientific")
+    page.get_by_test_id("file-input").set_input_files(
+        [{"name": "a.txt", "mimeType": "text/plain", "buffer": b"shared text\n"}]
+    )
+    expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(1)
+    page.get_by_test_id("share").click()
+    url = page.get_by_test_id("share-link").input_value()
+    assert "runtime=scientific" in url and "file=a.txt" in url
+    other, server = ui(runtimes=RUNTIMES, fragment=url[url.index("#") :])
+    expect(other.get_by_test_id("runtime")).to_have_value("scientific")
+    expect(other.get_by_test_id("file-chips")).to_contain_text("a.txt")
+    frame = start_run(other, server)
+    assert frame["runtime"] == "scientific"
+    assert frame["files"] == [{"path": "a.txt", "content": b64(b"shared text\n"), "encoding": "base64"}]
+
+
+def test_images_show_inline_in_order_and_open_full_size(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server)
+    server.out("before\n")
+    server.send({"type": "image", "mime": "image/png", "data": b64(png(40, 20)), "width": 40, "height": 20, "seq": 2})
+    server.out("between\n")
+    svg = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="30" height="30">'
+        b'<script>parent.pwned=1</script><circle cx="15" cy="15" r="10" fill="teal"/></svg>'
+    )
+    server.send({"type": "image", "mime": "image/svg+xml", "data": b64(svg), "width": 30, "height": 30})
+    server.send({"type": "image", "mime": "image/png", "width": 9000, "height": 9000, "omitted": "too_large"})
+    server.out("after\n")
+    console = page.get_by_test_id("console")
+    expect(console.locator(".line")).to_have_count(6)
+    kinds = console.locator(".line").evaluate_all("ls => ls.map(l => l.dataset.stream + ':' + l.textContent)")
+    assert kinds == [
+        "stdout:before",
+        "image:",
+        "stdout:between",
+        "image:",
+        "note:[image not shown: larger than the server sends]",
+        "stdout:after",
+    ]
+    images = console.locator("img")
+    expect(images).to_have_count(2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.console img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert images.first.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [40, 20]
+    assert str(images.nth(1).get_attribute("src")).startswith("blob:")
+    assert console.locator("svg, script").count() == 0  # the SVG is an <img>, never markup
+    assert page.evaluate("window.pwned") is None
+    # Scaled to the console's width: a wide image never overflows it.
+    server.send({"type": "image", "mime": "image/png", "data": b64(png(3000, 100)), "width": 3000, "height": 100})
+    expect(images).to_have_count(3)
+    width = console.evaluate("c => c.clientWidth")
+    assert images.nth(2).evaluate("i => i.getBoundingClientRect().width") <= width
+    images.first.click()
+    viewer = page.get_by_test_id("viewer")
+    expect(viewer).to_be_visible()
+    assert viewer.locator("img").evaluate("i => i.src") == images.first.evaluate("i => i.src")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+
+def test_file_frames_become_download_chips(ui: OpenUI, tmp_path: Path) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server)
+    server.out("writing\n")
+    report = "total: 42\nünïcødé ✓\n".encode()
+    server.send(
+        {"type": "file", "path": "out/report.txt", "size": len(report), "mime": "text/plain", "data": b64(report)}
+    )
+    server.send(
+        {"type": "file", "path": "page.html", "size": 20, "mime": "text/html", "data": b64(b"<script>x</script>")}
+    )
+    server.send(
+        {
+            "type": "file",
+            "path": "huge.bin",
+            "size": 5_000_000,
+            "mime": "application/octet-stream",
+            "omitted": "too_large",
+        }
+    )
+    server.exit(files_truncated=True)
+    console = page.get_by_test_id("console")
+    chips = console.locator(".file-chip")
+    expect(chips).to_have_count(3)
+    expect(chips.nth(0)).to_contain_text("out/report.txt")
+    expect(chips.nth(2)).to_contain_text("too large")
+    assert chips.nth(2).evaluate("c => c.tagName") == "SPAN"  # nothing to download
+    expect(console.locator('.line[data-stream="note"]')).to_contain_text("more files were written")
+    with page.expect_download() as info:
+        chips.nth(0).click()
+    download = info.value
+    assert download.suggested_filename == "report.txt"
+    target = tmp_path / "report.txt"
+    download.save_as(target)
+    assert target.read_bytes() == report
+    # A program's HTML is downloaded as bytes, never opened as a page of this origin.
+    assert chips.nth(1).evaluate("a => a.hasAttribute('download')")
+    with page.expect_download() as info2:
+        chips.nth(1).click()
+    assert info2.value.suggested_filename == "page.html"
+
+
+def test_added_files_are_sent_with_the_run_and_can_be_removed(ui: OpenUI) -> None:
+    page, server = ui("print(open('data.csv').read())\n")
+    page.get_by_test_id("file-input").set_input_files(
+        [
+            {"name": "data.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"},
+            {"name": "extra.bin", "mimeType": "application/octet-stream", "buffer": bytes(range(256))},
+        ]
+    )
+    chips = page.get_by_test_id("file-chips").locator("li")
+    expect(chips).to_have_count(2)
+    expect(chips.nth(0)).to_contain_text("data.csv")
+    expect(chips.nth(0)).to_contain_text("8 B")
+    page.get_by_role("button", name="Remove extra.bin").click()
+    expect(chips).to_have_count(1)
+    frame = start_run(page, server)
+    assert frame["files"] == [{"path": "data.csv", "content": b64(b"a,b\n1,2\n"), "encoding": "base64"}]
+
+
+def test_a_file_over_the_limit_is_refused_with_a_clear_message(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    page.get_by_test_id("file-input").set_input_files(
+        [{"name": "big.bin", "mimeType": "application/octet-stream", "buffer": bytes(1024 * 1024 + 1)}]
+    )
+    note = page.get_by_test_id("files-note")
+    expect(note).to_contain_text("“big.bin” is 1.0 MB: the server takes files of at most 1.0 MB")
+    expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(0)
+    assert "files" not in start_run(page, server)
+
+
+def test_a_file_dropped_on_the_editor_is_added_not_pasted(ui: OpenUI) -> None:
+    page, server = ui("print(1)\n")
+    page.get_by_test_id("editor").locator(".cm-content").evaluate(
+        """el => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(['x,y\\n3,4\\n'], 'dropped.csv', { type: 'text/csv' }));
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+              el.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+            }
+        }"""
+    )
+    expect(page.get_by_test_id("file-chips").locator("li")).to_contain_text(["dropped.csv"])
+    expect(page.get_by_test_id("editor").locator(".cm-content")).to_have_text("print(1)")
+    frame = start_run(page, server)
+    assert frame["files"][0]["path"] == "dropped.csv"
+
+
+def test_stats_move_the_meter_and_the_status_shows_the_figures(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    frame = start_run(page, server)
+    assert frame["stats"] is True
+    started_v2(server)
+    meter = page.get_by_test_id("meter")
+    expect(meter).to_be_hidden()
+    mib = 2**20
+    server.send(
+        {"type": "stats", "memory_bytes": 32 * mib, "memory_limit_bytes": 128 * mib, "cpu_ms": 120, "pids": 2, "seq": 1}
+    )
+    expect(meter).to_be_visible()
+    expect(meter).to_contain_text("32 MB / 128 MB · 0.12 s CPU")
+    expect(meter).to_have_attribute("data-level", "ok")
+    fill = meter.locator(".meter-fill")
+    expect(fill).to_have_attribute("style", re.compile(r"width: 25%"))
+    server.send(
+        {
+            "type": "stats",
+            "memory_bytes": 110 * mib,
+            "memory_limit_bytes": 128 * mib,
+            "cpu_ms": 900,
+            "pids": 2,
+            "seq": 2,
+        }
+    )
+    expect(meter).to_contain_text("110 MB / 128 MB · 0.90 s CPU")
+    expect(meter).to_have_attribute("data-level", "warn")
+    expect(fill).to_have_attribute("style", re.compile(r"width: 86%"))
+    server.exit(duration_ms=1500, cpu_ms=840, memory_peak_bytes=61 * mib)
+    status = page.get_by_test_id("status")
+    expect(status).to_contain_text("Exited with code 0 · 1.50 s · 0.84 s CPU · 61 MB peak")
+    expect(meter).to_be_hidden()
+
+
+def test_exit_without_figures_shows_none(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server)
+    server.exit(duration_ms=85, cpu_ms=None, memory_peak_bytes=None)
+    status = page.get_by_test_id("status")
+    expect(status).to_contain_text("Exited with code 0 · 85 ms")
+    assert "CPU" not in status.inner_text()
+
+
+def test_a_dropped_connection_is_resumed_without_loss_or_repeats(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server, "run-7")
+    for n in range(1, 4):
+        server.send({"type": "stdout", "data": f"line {n}\n", "seq": n})
+    console = page.get_by_test_id("console")
+    expect(console).to_contain_text("line 3")
+    server.ws.close(code=1006)  # no close frame: a network drop
+    expect(page.get_by_test_id("status")).to_contain_text("reconnecting")
+    server.wait_until(lambda: len(server.sockets) == 2 and len(server.received[1]) >= 1)
+    assert server.received[1][0] == {"type": "resume", "id": "run-7", "token": "drive-run-7", "after": 3}
+    # The server replays from what it kept; a frame the page already has must not show twice.
+    for n in range(2, 7):
+        server.send({"type": "stdout", "data": f"line {n}\n", "seq": n})
+    expect(page.get_by_test_id("status")).to_contain_text("Running")
+    server.ws.close(code=1006)  # and again
+    server.wait_until(lambda: len(server.sockets) == 3 and len(server.received[2]) >= 1)
+    assert server.received[2][0]["after"] == 6
+    server.send({"type": "stdout", "data": "line 7\n", "seq": 7})
+    stdin = page.get_by_test_id("stdin")
+    expect(stdin).to_be_enabled()
+    stdin.fill("typed after the drop")
+    stdin.press("Enter")
+    server.wait_until(lambda: len(server.received[2]) >= 2)
+    assert server.received[2][1] == {"type": "stdin", "data": "typed after the drop\n"}
+    server.exit()
+    expect(page.get_by_test_id("status")).to_contain_text("Exited with code 0")
+    assert lines(page, "stdout") == [f"line {n}" for n in range(1, 8)]
+
+
+def test_a_resume_the_server_no_longer_knows_says_so(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server)
+    server.send({"type": "stdout", "data": "one\n", "seq": 1})
+    server.ws.close(code=1006)
+    server.wait_until(lambda: len(server.sockets) == 2 and len(server.received[1]) >= 1)
+    assert server.received[1][0]["type"] == "resume"
+    server.send({"type": "error", "code": "not_found", "message": "no such run"})
+    server.ws.close(code=1008)
+    status = page.get_by_test_id("status")
+    expect(status).to_contain_text("could not be resumed")
+    expect(status.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.get_by_test_id("run")).to_be_enabled()
+
+
+def test_a_clean_close_or_a_stop_is_not_resumed(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server)
+    page.get_by_test_id("stop").click()
+    server.wait_until(lambda: len(server.sent()) >= 2)
+    server.ws.close(code=1006)  # dropped after the kill: the user wanted it over
+    expect(page.get_by_test_id("status")).to_contain_text("Stopped")
+    page.wait_for_timeout(600)
+    assert len(server.sockets) == 1
+
+
+def test_watch_link_opens_a_read_only_live_view(ui: OpenUI) -> None:
+    page, server = ui("for i in range(3): print(i)\n")
+    start_run(page, server)
+    watch_button = page.get_by_test_id("watch-link")
+    expect(watch_button).to_be_hidden()
+    started_v2(server, "run-9")
+    server.send({"type": "stdout", "data": "0\n", "seq": 1})
+    expect(watch_button).to_be_visible()
+    watch_button.click()
+    url = page.get_by_test_id("share-link").input_value()
+    assert "#watch=run-9%3Awatch-run-9" in url or "#watch=run-9:watch-run-9" in url
+    assert "drive-run-9" not in url  # never the driver's token
+    viewer, vserver = ui(fragment=url[url.index("#") :])
+    vserver.wait_until(lambda: len(vserver.sockets) == 1 and len(vserver.sent()) >= 1)
+    assert vserver.sent()[0] == {"type": "watch", "id": "run-9", "token": "watch-run-9"}
+    vserver.send({"type": "started", "id": "run-9", "limits": LIMITS, "watch_token": "watch-run-9"})
+    vserver.send({"type": "stdout", "data": "0\n1\n", "seq": 1})
+    vserver.send({"type": "stdout", "data": "2\n", "seq": 2})
+    expect(viewer.get_by_test_id("status")).to_contain_text("Watching")
+    expect(viewer.get_by_test_id("watch-badge")).to_be_visible()
+    assert lines(viewer, "stdout") == ["0", "1", "2"]
+    expect(viewer.get_by_test_id("editor")).to_contain_text("for i in range(3)")  # the code rides along
+    expect(viewer.get_by_test_id("editor").locator(".cm-content")).to_have_attribute("contenteditable", "false")
+    expect(viewer.get_by_test_id("run")).to_be_hidden()
+    expect(viewer.get_by_test_id("stop")).to_be_hidden()
+    expect(viewer.get_by_test_id("stdin")).to_be_hidden()
+    vserver.exit()
+    expect(viewer.get_by_test_id("status")).to_contain_text("Exited with code 0")
+    assert len(vserver.sent()) == 1  # a watcher never sends stdin or kill
