@@ -59,3 +59,12 @@ security-report: install image
 
 clean:
 	rm -rf $(VENV) static/node_modules static/dist .pytest_cache .mypy_cache .ruff_cache
+
+# A scale-out trial on loopback (docs/DEPLOY.md): a second Docker engine, two servers using both
+# engines, HAProxy on 127.0.0.1:5100 in front; `make cluster-stop` stops all of it by pid.
+.PHONY: cluster cluster-stop
+cluster: install engine image
+	scripts/cluster up
+
+cluster-stop:
+	scripts/cluster down
