@@ -24,7 +24,7 @@ from app.server.context import ServerContext
 from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
-from app.server.ws import CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
+from app.server.ws import CLIENT_CLOSE_KEY, CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
@@ -52,7 +52,10 @@ class BoundedWebsocketConnection(ASGIWebsocketConnection):
                 message = event.get("bytes") or event.get("text")
                 await self.queue.put(message)
             elif event["type"] == "websocket.disconnect":
-                self.scope[DISCONNECT_CODE_KEY] = event.get("code", CLOSE_ABNORMAL)  # type: ignore[literal-required]
+                # hypercorn says 1006 for any close the app did not start; the close frame's own
+                # code, when the client sent one, is recorded by serve.py's hook
+                code = self.scope.get(CLIENT_CLOSE_KEY) or event.get("code", CLOSE_ABNORMAL)
+                self.scope[DISCONNECT_CODE_KEY] = code  # type: ignore[literal-required]
                 return
 
 

@@ -6,16 +6,18 @@ import asyncio
 import errno
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.protocol import ws_stream
 from hypercorn.utils import wrap_app
 from wsproto.connection import Connection
+from wsproto.events import CloseConnection, Event
 
 from app.server.app import create_app
 from app.server.context import ServerContext
+from app.server.ws import CLIENT_CLOSE_KEY
 from app.settings import Settings
 
 
@@ -39,6 +41,37 @@ def refuse_websocket_compression() -> None:
 
     accept_without_extensions._sce_no_deflate = True  # type: ignore[attr-defined]
     ws_stream.Handshake.accept = accept_without_extensions  # type: ignore[method-assign]
+
+
+def record_client_close_codes() -> None:
+    """Keep the code of a client's close frame where the app can read it (the ASGI scope).
+
+    hypercorn reports every disconnect the app did not start as 1006, whether the client sent a
+    close frame or its TCP stream just ended. The protocol needs the difference: a network drop
+    leaves the run waiting for a resume, a close ends it. wsproto hands hypercorn the client's
+    ``CloseConnection`` event; this wraps the stream's event loop to note its code (idempotently).
+    """
+    handle_events = ws_stream.WSStream._handle_events
+    if getattr(handle_events, "_sce_close_codes", False):
+        return
+
+    async def handle_events_noting_close(self: ws_stream.WSStream) -> None:
+        connection = self.connection
+        if not getattr(connection, "_sce_close_codes", False):
+            events = connection.events
+
+            def noting() -> Generator[Event, None, None]:
+                for event in events():
+                    if isinstance(event, CloseConnection) and self.scope is not None:
+                        self.scope[CLIENT_CLOSE_KEY] = int(event.code)  # type: ignore[literal-required]
+                    yield event
+
+            connection.events = noting  # type: ignore[method-assign]
+            connection._sce_close_codes = True  # type: ignore[attr-defined]
+        await handle_events(self)
+
+    handle_events_noting_close._sce_close_codes = True  # type: ignore[attr-defined]
+    ws_stream.WSStream._handle_events = handle_events_noting_close  # type: ignore[method-assign]
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -89,6 +122,7 @@ def claim_address(config: Config, bind: str) -> Sockets:
 async def serve_forever(settings: Settings) -> None:
     if not settings.ws_compression:
         refuse_websocket_compression()
+    record_client_close_codes()
     config = hypercorn_config(settings)
     sockets = claim_address(config, settings.bind)
     app = create_app(settings)

@@ -50,6 +50,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 
 DISCONNECT_CODE_KEY = "sce.disconnect_code"  # set in the ASGI scope by the app's connection class
+CLIENT_CLOSE_KEY = "sce.client_close_code"  # set by the server (serve.py) when a close frame arrives
 CLOSE_ABNORMAL = 1006  # what the server reports when the TCP stream ended without a close frame
 
 
