@@ -5,13 +5,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
+
+from tests.conftest import ServerProcess
+from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
@@ -237,3 +243,155 @@ def test_screenshot_mid_run(new_page: NewPage, live_server: str, scheme: str) ->
     page.screenshot(path=str(IMAGES / f"ui-{scheme}.png"))
     page.get_by_test_id("stop").click()
     expect(page.get_by_test_id("status")).to_contain_text("Stopped", timeout=10_000)
+
+
+# --- protocol v2 against the real server: runtimes, rich output, resources, resume, watch -----------
+
+
+def runtimes_offered(live_server: str) -> list[str]:
+    try:
+        answer = httpx.get(live_server + "/runtimes", timeout=5)
+    except httpx.HTTPError:
+        return []
+    if answer.status_code != 200:
+        return []
+    return [r["name"] for r in answer.json() if r.get("available", True)]
+
+
+def needs_scientific(live_server: str) -> None:
+    if "scientific" not in runtimes_offered(live_server):
+        pytest.skip("the server offers no scientific runtime (GET /runtimes)")
+
+
+def stdout_lines(page: Page) -> list[str]:
+    return page.get_by_test_id("console").locator('[data-stream="stdout"]').all_text_contents()
+
+
+def test_picked_runtime_runs_the_program(new_page: NewPage, live_server: str) -> None:
+    needs_scientific(live_server)
+    page = open_ui(new_page, live_server, "import numpy\nprint('numpy', numpy.__version__)\n")
+    picker = page.get_by_test_id("runtime")
+    expect(picker.locator('option[value="scientific"]')).to_have_count(1)
+    picker.select_option("scientific")
+    run(page)
+    expect(page.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+    expect(page.get_by_test_id("console")).to_contain_text(re.compile(r"numpy \d+\.\d+"))
+
+
+def test_plots_show_inline_as_they_are_drawn(new_page: NewPage, live_server: str) -> None:
+    needs_scientific(live_server)
+    errors: list[str] = []
+    page = open_ui(new_page, live_server, query="?example=plot&timeout=30", errors=errors)
+    expect(page.get_by_test_id("runtime")).to_have_value("scientific")
+    run(page)
+    console = page.get_by_test_id("console")
+    # The first figures are on screen while the program still runs (it sleeps between figures).
+    expect(console.locator("img").nth(2)).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(page.get_by_test_id("status")).to_contain_text("Running")
+    expect(page.get_by_test_id("meter")).to_be_visible()
+    page.wait_for_function("() => [...document.querySelectorAll('.console img')].every(i => i.naturalWidth > 0)")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / "ui-plot.png"))
+    expect(page.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+    images = console.locator("img")
+    expect(images).to_have_count(6)
+    # In order with the text: each "frame N drawn" follows its figure.
+    kinds = console.locator(".line").evaluate_all("ls => ls.map(l => l.dataset.stream)")
+    assert kinds[:4] == ["image", "stdout", "image", "stdout"]
+    assert errors == []
+
+
+def test_files_go_in_and_come_back_as_downloads(new_page: NewPage, live_server: str, tmp_path: Path) -> None:
+    code = (
+        "rows = open('data.csv').read().splitlines()\n"
+        "print(len(rows), 'rows')\n"
+        "with open('summary.txt', 'w') as f:\n"
+        "    f.write('rows: %d\\nfirst: %s\\n' % (len(rows), rows[0]))\n"
+    )
+    page = open_ui(new_page, live_server, code)
+    page.get_by_test_id("file-input").set_input_files(
+        [{"name": "data.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n3,4\n"}]
+    )
+    expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(1)
+    run(page)
+    expect(page.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+    assert stdout_lines(page) == ["3 rows"]
+    chip = page.get_by_test_id("console").locator(".file-chip")
+    expect(chip).to_have_count(1)  # data.csv came in unchanged: it is not sent back
+    expect(chip).to_contain_text("summary.txt")
+    with page.expect_download() as info:
+        chip.click()
+    target = tmp_path / "summary.txt"
+    info.value.save_as(target)
+    assert target.read_text() == "rows: 3\nfirst: a,b\n"
+
+
+def test_the_meter_moves_and_the_status_shows_the_figures(new_page: NewPage, live_server: str) -> None:
+    code = (
+        "import time\n"
+        "hold = []\n"
+        "for i in range(8):\n"
+        "    hold.append(bytearray(8 * 1024 * 1024))\n"
+        "    print('holding', (i + 1) * 8, 'MB', flush=True)\n"
+        "    time.sleep(0.4)\n"
+    )
+    page = open_ui(new_page, live_server, code, query="?timeout=30")
+    run(page)
+    meter = page.get_by_test_id("meter")
+    expect(meter).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(meter).to_contain_text(re.compile(r"\d+(\.\d)? MB / 128 MB"))
+    expect(meter).to_contain_text(re.compile(r"[4-9]\d MB / 128 MB"), timeout=RUN_TIMEOUT)
+    status = page.get_by_test_id("status")
+    expect(status).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+    expect(status).to_contain_text(re.compile(r"\d\.\d\d s CPU · \d+ MB peak"))
+    expect(meter).to_be_hidden()
+
+
+def _threaded_proxy(upstream_port: int) -> tuple[TcpProxy, asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    proxy = TcpProxy(upstream_port)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(proxy.__aenter__(), loop).result(10)
+    return proxy, loop, thread
+
+
+def test_a_cut_connection_resumes_with_no_line_lost_or_doubled(new_page: NewPage, server: ServerProcess) -> None:
+    proxy, loop, thread = _threaded_proxy(server.port)
+    try:
+        code = "import time\nfor i in range(40):\n    print('line', i, flush=True)\n    time.sleep(0.08)\n"
+        page = open_ui(new_page, proxy.url, code, query="?timeout=30")
+        run(page)
+        console = page.get_by_test_id("console")
+        expect(console).to_contain_text("line 5", timeout=RUN_TIMEOUT)
+        loop.call_soon_threadsafe(proxy.cut)  # both sockets aborted: no close frame anywhere
+        expect(page.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+        assert proxy.cuts == 1 and proxy.connections >= 2  # it came back through the proxy
+        assert stdout_lines(page) == [f"line {i}" for i in range(40)]
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.__aexit__(None, None, None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def test_watch_link_shows_the_same_run_read_only(new_page: NewPage, live_server: str) -> None:
+    code = "import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
+    page = open_ui(new_page, live_server, code, query="?timeout=30")
+    run(page)
+    expect(page.get_by_test_id("console")).to_contain_text("tick 3", timeout=RUN_TIMEOUT)
+    page.get_by_test_id("watch-link").click()
+    url = page.get_by_test_id("share-link").input_value()
+    assert "#watch=" in url
+    viewer = new_page(base_url=live_server)  # a fresh context: another person
+    viewer.goto(url)
+    expect(viewer.locator("body")).to_have_attribute("data-ready", "true")
+    expect(viewer.get_by_test_id("watch-badge")).to_be_visible()
+    expect(viewer.get_by_test_id("run")).to_be_hidden()
+    expect(viewer.get_by_test_id("stop")).to_be_hidden()
+    expect(viewer.get_by_test_id("stdin")).to_be_hidden()
+    expect(viewer.get_by_test_id("editor").locator(".cm-content")).to_have_attribute("contenteditable", "false")
+    assert "for i in range(30)" in editor_text(viewer)
+    expect(viewer.get_by_test_id("console")).to_contain_text("tick 0")
+    for p in (page, viewer):
+        expect(p.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
+    assert stdout_lines(viewer) == stdout_lines(page) == [f"tick {i}" for i in range(30)]
