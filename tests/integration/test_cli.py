@@ -158,7 +158,6 @@ def test_files_in_and_out(served: ServerProcess, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "out"]
 
 
-@pytest.mark.xfail(reason="server resume not landed", strict=False)
 def test_watch_follows_another_run(served: ServerProcess) -> None:
     with Client(served.url) as client, client.run("print('watched', flush=True)\ninput()\nprint('end')") as run:
         started = next(run)
@@ -227,7 +226,6 @@ def proxy_in_a_thread(port: int) -> Iterator[tuple[TcpProxy, asyncio.AbstractEve
         loop.close()
 
 
-@pytest.mark.xfail(reason="server resume not landed", strict=False)
 def test_a_dropped_connection_is_resumed_and_said(served: ServerProcess) -> None:
     with proxy_in_a_thread(served.port) as (proxy, loop):
         child = sce(proxy.url, "run", "-c", "print('one', flush=True)\nprint('got', input())")

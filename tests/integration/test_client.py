@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from app.client import AsyncClient, CannotResume, Client, InvalidRequest, Reconnect, RunNotFound, ServerError
+from app.client import AsyncClient, Client, InvalidRequest, Reconnect, RunNotFound, ServerError
 from app.protocol import ExitFrame, StartedFrame, StderrFrame, StdoutFrame
 from tests.conftest import ServerProcess, module_server
 from tests.tcpproxy import TcpProxy
@@ -19,7 +19,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
 served = module_server({"SCE_CODE_MAX_BYTES": "2000", "SCE_PER_CLIENT_RUNS": "8", "SCE_QUEUE_SIZE": "16"})
 FAST = Reconnect(tries=6, first_delay_s=0.05, max_delay_s=0.5)
-SERVER_RESUME = pytest.mark.xfail(reason="server resume not landed", strict=False)
 
 
 async def test_a_run_streams_typed_frames_and_takes_typed_input(served: ServerProcess) -> None:
@@ -83,8 +82,7 @@ def test_the_blocking_client(served: ServerProcess) -> None:
         assert client.post_run("print(1)").stdout == "1\n"
 
 
-async def test_a_drop_is_resumed_or_said_in_words(served: ServerProcess) -> None:
-    """Whatever the server supports, a drop never loses frames silently nor hangs."""
+async def test_a_drop_is_resumed_and_input_typed_after_it_arrives(served: ServerProcess) -> None:
     async with asyncio.timeout(60), TcpProxy(served.port) as proxy:
         run = AsyncClient(proxy.url, reconnect=FAST).run("print('up', flush=True)\ninput()\nprint('down')")
         notices: list[str] = []
@@ -96,26 +94,21 @@ async def test_a_drop_is_resumed_or_said_in_words(served: ServerProcess) -> None
             await run.stdin("\n")
 
         typing: list[asyncio.Task[None]] = []
-        try:
-            async for frame in run:
-                if isinstance(frame, StdoutFrame):
-                    lines.append(frame.data)
-                    if frame.data == "up\n":
-                        proxy.cut()
-                        typing.append(asyncio.create_task(type_once_resumed()))
-        except CannotResume as exc:
-            assert "resume" in str(exc)  # a server without resume: said so, in words
-            return
+        async for frame in run:
+            if isinstance(frame, StdoutFrame):
+                lines.append(frame.data)
+                if frame.data == "up\n":
+                    proxy.cut()
+                    typing.append(asyncio.create_task(type_once_resumed()))
     assert lines == ["up\n", "down\n"] and run.resumes == 1
     assert notices == [f"the connection dropped; resuming run {run.id}", f"resumed run {run.id}"]
 
 
-# --- resume and watch (v2): waiting for the server side ---------------------------------------------
+# --- resume and watch (v2) ---------------------------------------------------------------------------
 
 PACED = "import time\nfor i in range(1, 41):\n    print(f'line {i}')\n    time.sleep(0.05)\n"
 
 
-@SERVER_RESUME
 async def test_three_forced_drops_in_one_run_yield_every_frame_once(served: ServerProcess) -> None:
     async with asyncio.timeout(60), TcpProxy(served.port) as proxy:
         run = AsyncClient(proxy.url, reconnect=FAST).run(PACED)
@@ -136,7 +129,6 @@ async def test_three_forced_drops_in_one_run_yield_every_frame_once(served: Serv
     assert run.exit is not None and run.exit.reason == "exit"
 
 
-@SERVER_RESUME
 async def test_a_watcher_sees_what_the_driver_sees(served: ServerProcess) -> None:
     async with asyncio.timeout(60):
         client = AsyncClient(served.url)
@@ -153,7 +145,6 @@ async def test_a_watcher_sees_what_the_driver_sees(served: ServerProcess) -> Non
     assert run.exit is not None and watch.exit is not None and watch.exit.seq == run.exit.seq
 
 
-@SERVER_RESUME
 async def test_watching_with_a_wrong_token_is_run_not_found(served: ServerProcess) -> None:
     async with asyncio.timeout(30):
         client = AsyncClient(served.url)
