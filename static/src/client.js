@@ -26,6 +26,7 @@ export class RunSession {
     this.opened = false; // any connection of this session opened
     this.ended = false; // exit or error received
     this.userEnded = false; // Stop or close()
+    this.killPending = false; // Stop pressed between connections: sent once one opens
     this.closed = false; // for good
     this.reconnecting = false;
     this.attempt = 0;
@@ -44,6 +45,11 @@ export class RunSession {
       opened = true;
       this.opened = true;
       this._send(firstFrame);
+      if (this.killPending) {
+        this.killPending = false;
+        this.userEnded = true;
+        this._send({ type: "kill" });
+      }
       if (this.reconnecting) {
         this.reconnecting = false;
         this.attempt = 0;
@@ -98,7 +104,7 @@ export class RunSession {
     if (this.handlers.onReconnecting) this.handlers.onReconnecting(this.attempt);
     this.timer = setTimeout(() => {
       this.timer = 0;
-      if (this.closed || this.userEnded) return;
+      if (this.closed) return;
       this._connect(reconnectFrame(this.mode, { id: this.id, token: this.token, after: this.gate.last }));
     }, delay);
   }
@@ -127,13 +133,13 @@ export class RunSession {
   }
 
   kill() {
-    this.userEnded = true;
     if (this.reconnecting) {
-      // Between connections: nothing to send the kill on. Closing for good lets the server's
-      // resume grace end the program.
-      this._finish({ opened: true, code: 1000, reason: "", lost: false });
+      // Between connections: the kill goes out on the next one (if none opens, the server's
+      // resume grace ends the program).
+      this.killPending = true;
       return true;
     }
+    this.userEnded = true;
     if (this.ws.readyState === WebSocket.CONNECTING) {
       this.ws.close(); // nothing started yet
       return true;
@@ -144,7 +150,10 @@ export class RunSession {
   /** Drop the connection for good (the server then kills a run this page drives). */
   close() {
     this.userEnded = true;
-    clearTimeout(this.timer);
+    if (this.reconnecting) {
+      this._finish({ opened: true, code: 1000, reason: "", lost: false });
+      return;
+    }
     if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) {
       this.ws.close(1000);
     }

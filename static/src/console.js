@@ -16,7 +16,8 @@ import { newParser } from "./ansi.js";
 import { base64ToBytes } from "./share.js";
 import { downloadName, downloadType, formatSize } from "./files.js";
 
-const IMAGE_TYPES = new Set(["image/png", "image/svg+xml"]);
+// The protocol's two, and raster types a newer server might add (all shown only through <img>).
+const IMAGE_TYPES = new Set(["image/png", "image/svg+xml", "image/jpeg", "image/gif", "image/webp"]);
 
 const BREAK = /[\r\n]/g;
 

@@ -42,6 +42,7 @@ const ui = {
   runtime: $("runtime"),
   watchLink: $("watch-link"),
   watchBadge: $("watch-badge"),
+  editCopy: $("edit-copy"),
   editorEl: $("editor"),
   fileInput: $("file-input"),
   addFile: $("add-file"),
@@ -451,7 +452,8 @@ function openSession(frame) {
     onResumed: () => {
       if (session !== current) return;
       run.reconnecting = false;
-      if (!run.finished) setStatus(watching ? "Watching" : "Running", "running");
+      if (!run.finished && run.stopRequested) setStatus("Stopping…", "wait");
+      else if (!run.finished) setStatus(watching ? "Watching" : "Running", "running");
       setControls();
     },
     onClose: (c) => { if (session === current) onClose(c); },
@@ -675,6 +677,13 @@ if (watching) {
   document.body.classList.add("is-watching");
   editor.setReadOnly(true);
   ui.watchBadge.hidden = false;
+  ui.editCopy.hidden = false;
+  ui.editCopy.addEventListener("click", () => {
+    // Leave the watch: the same page with this code as the user's own (a share link).
+    if (session) session.close();
+    history.replaceState(null, "", shareUrl(location, editor.getCode(), { runtime: link.runtime }));
+    location.reload();
+  });
   for (const el of [ui.examples, ui.runtime, ui.timeout, ui.addFile]) el.disabled = true;
 }
 setControls();

@@ -803,3 +803,9 @@ def test_watch_link_opens_a_read_only_live_view(ui: OpenUI) -> None:
     vserver.exit()
     expect(viewer.get_by_test_id("status")).to_contain_text("Exited with code 0")
     assert len(vserver.sent()) == 1  # a watcher never sends stdin or kill
+    viewer.get_by_test_id("edit-copy").click()  # the code becomes the viewer's own
+    expect(viewer.locator("body")).to_have_attribute("data-ready", "true")
+    expect(viewer.get_by_test_id("run")).to_be_visible()
+    expect(viewer.get_by_test_id("watch-badge")).to_be_hidden()
+    expect(viewer.get_by_test_id("editor")).to_contain_text("for i in range(3)")
+    assert "#" not in viewer.url
