@@ -126,9 +126,13 @@ def test_the_schemas_are_valid_documents() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     document = openapi()
     assert document["openapi"].startswith("3.1")
-    components = {"$defs": document["components"]["schemas"]}
     for name in document["components"]["schemas"]:
-        jsonschema.Draft202012Validator.check_schema({"$ref": f"#/$defs/{name}", **components})
+        # each component is a valid schema whose references all resolve inside the document
+        validator = jsonschema.Draft202012Validator(
+            {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        )
+        validator.check_schema(validator.schema)
+        assert not validator.is_valid([])  # walks the references; a list is no component
     assert {"/run", "/runtimes", "/healthz", "/metrics"} <= set(document["paths"])
     assert "/schema/frames.json" in document["paths"]["/run"]["get"]["description"]
 
@@ -200,11 +204,21 @@ def test_unknown_fields_are_allowed_both_ways() -> None:
 
 def test_the_http_answer_in_the_docs_fits_the_openapi_schema() -> None:
     document = openapi()
-    answer = jsonschema.Draft202012Validator({"$ref": "#/$defs/RunAnswer", "$defs": document["components"]["schemas"]})
+    answer = jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/RunAnswer", "components": document["components"]}
+    )
     examples = [json.loads(raw) for raw in _objects((ROOT / "docs" / "PROTOCOL.md").read_text(), '{"output"')]
     assert examples
     for example in examples:
         assert not [e.message for e in answer.iter_errors(example)]
+    with_rich_output = {
+        **examples[0],
+        "images": [{"mime": "image/png", "data": "iVBORw0KGgo=", "width": 1, "height": 1}],
+        "files": [{"path": "big.bin", "size": 10**9, "mime": "application/octet-stream", "omitted": "too_large"}],
+        "cpu_ms": 12,
+        "memory_peak_bytes": None,
+    }
+    assert not [e.message for e in answer.iter_errors(with_rich_output)]
 
 
 @pytest.mark.parametrize("flag", [[], ["--openapi"]], ids=["frames", "openapi"])
