@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(30.0, gt=0, description="a client that takes longer to accept one frame is dropped")
     run_frame_timeout_s: float = Field(5.0, gt=0, description="the run frame must arrive this soon")
     files_in_max_count: int = Field(20, ge=0, description="most files a run may send in")
-    files_in_max_bytes: int = Field(1_048_576, ge=0, description="largest file sent in, in bytes (decoded)")
-    files_in_total_bytes: int = Field(4 * 1_048_576, ge=0, description="all files sent in, in bytes (decoded)")
+    files_in_max_bytes: int = Field(716_800, ge=0, description="largest file sent in, in bytes (decoded)")
+    files_in_total_bytes: int = Field(
+        716_800, ge=0, description="all files sent in, in bytes (decoded); their base64 must also fit in a message"
+    )
 
     # --- admission ---------------------------------------------------------------------------
     max_concurrent_runs: int = Field(4, ge=1, description="runs executing at once")

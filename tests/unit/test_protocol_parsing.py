@@ -413,13 +413,21 @@ def test_http_body_takes_the_same_files() -> None:
         parse_run_fields({"code": "x", "files": [{"path": "/a", "content": "hi"}]}, FILES)
 
 
-def test_the_default_file_limits() -> None:
+def test_files_at_the_default_limits_fit_in_one_message() -> None:
     defaults = Settings()
-    assert (defaults.files_in_max_count, defaults.files_in_max_bytes, defaults.files_in_total_bytes) == (
-        20,
-        1024 * 1024,
-        4 * 1024 * 1024,
-    )
+    frame = {
+        "type": "run",
+        "code": "#" * defaults.code_max_bytes,
+        "files": [
+            {
+                "path": "a",
+                "content": base64.b64encode(b"x" * defaults.files_in_total_bytes).decode(),
+                "encoding": "base64",
+            }
+        ],
+    }
+    request = parse_client_frame(json.dumps(frame), defaults)
+    assert isinstance(request, RunRequest) and len(request.files[0].content) == defaults.files_in_total_bytes
 
 
 @given(st.text(max_size=40))
