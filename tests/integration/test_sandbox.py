@@ -274,22 +274,30 @@ async def test_pool_recycles_idle_sandboxes() -> None:
 
 
 async def test_reaping_removes_orphans_and_spares_live_owners() -> None:
-    settings = Settings(pool_size=0)
+    """Dead owners on this host and expired leases anywhere are reaped; live servers' never."""
+    settings = Settings(pool_size=0, scientific_pool_size=0)
     dead = DockerEngine(settings, owner=f"{os.uname().nodename}:999999:1")
     alive = DockerEngine(settings)  # this process: alive
+    elsewhere = DockerEngine(settings, owner="another-host:42:7")  # a live server on another host
+    expired = DockerEngine(settings, owner="another-host:43:8")
+    expired.lease_s = 0  # its lease ends a second after creation, by the engine's clock
+    engines = (dead, alive, elsewhere, expired)
     spec = default_specs(settings)["python"]
-    orphan = await dead.start_sandbox(spec)
-    mine = await alive.start_sandbox(spec)
+    orphan, mine, theirs, lapsed = [await engine.start_sandbox(spec) for engine in engines]
     try:
+        now = await alive.call(alive._engine_now)
+        created = {c["Id"]: c["Created"] for c in project_containers()}
+        while now <= created[lapsed.id] + 1:
+            await asyncio.sleep(0.2)
+            now = await alive.call(alive._engine_now)
         svc = SandboxService(settings)
         await svc.start()
         await svc.ready.wait()
         remaining = managed_ids()
         await svc.stop()
-        assert orphan.id not in remaining
-        assert mine.id in remaining
+        assert orphan.id not in remaining and lapsed.id not in remaining
+        assert mine.id in remaining and theirs.id in remaining
     finally:
-        alive.discard(mine)
-        dead.discard(orphan)
-        await alive.close()
-        await dead.close()
+        for engine, sandbox in zip(engines, (orphan, mine, theirs, lapsed), strict=True):
+            engine.discard(sandbox)
+            await engine.close()

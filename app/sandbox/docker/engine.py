@@ -24,8 +24,10 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 import docker
@@ -49,6 +51,9 @@ LABEL_MANAGED = "sce.managed"
 LABEL_OWNER = "sce.owner"
 LABEL_POOL = "sce.pool"
 LABEL_RUNTIME = "sce.runtime"
+LABEL_INSTANCE = "sce.instance"  # a random id per server start: meaningful on any engine
+LABEL_LEASE = "sce.lease_s"  # seconds after its creation past which any server may remove it
+LEASE_MARGIN_S = 120
 SANDBOX_USER = "10001:10001"
 BASE_ENV = {
     "HOME": "/tmp",
@@ -324,6 +329,10 @@ class DockerEngine:
         self.name = self.host or "local"
         self.capacity = settings.engine_capacity or settings.max_concurrent_runs
         self.owner = owner or owner_id()
+        self.instance = uuid.uuid4().hex[:12]
+        # a sandbox never lives longer than a pool's idle limit plus the longest run: past that
+        # (and a margin), one still there has lost its server, wherever that server ran
+        self.lease_s = int(settings.pool_idle_max_s + settings.timeout_max_s + LEASE_MARGIN_S)
         self.threads = settings.engine_threads()
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="sce-engine")
         self._api: Any = None
@@ -483,6 +492,8 @@ class DockerEngine:
                 LABEL_OWNER: self.owner,
                 LABEL_POOL: str(pooled).lower(),
                 LABEL_RUNTIME: spec.runtime,
+                LABEL_INSTANCE: self.instance,
+                LABEL_LEASE: str(self.lease_s),
             },
             "host_config": host_config,
         }
@@ -594,14 +605,38 @@ class DockerEngine:
         result: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
         return result
 
+    def _engine_now(self) -> float:
+        """The engine's clock (leases are compared with the engine's own creation times)."""
+        text = str(self.api.info().get("SystemTime", ""))
+        try:  # RFC 3339 with nanoseconds: 2026-12-01T02:53:00.123456789Z
+            head, _, rest = text.partition(".")
+            zone = rest.lstrip("0123456789") or "Z"
+            return datetime.fromisoformat(head + zone.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return time.time()
+
     async def reap_orphans(self) -> int:
-        """Remove managed containers whose owner server no longer runs."""
+        """Remove sandboxes that lost their server: a dead process on this host, or an expired lease.
+
+        Never another live server's (on a shared engine every server reaps): a sandbox is removed
+        only if its owner is a process on this host that no longer runs, or it has outlived the
+        longest life its server could give it (``sce.lease_s`` after its creation, by the engine's
+        clock), which covers servers on other hosts without any clock of theirs.
+        """
         # only containers a server made carry an owner (the image's own labels reach every container)
-        orphans = [
-            c["Id"]
-            for c in await self.call(self._managed)
-            if LABEL_OWNER in c["Labels"] and not owner_is_alive(c["Labels"][LABEL_OWNER])
-        ]
+        managed = await self.call(self._managed)
+        now = await self.call(self._engine_now)
+
+        def lost(c: dict[str, Any]) -> bool:
+            labels = c.get("Labels") or {}
+            owner = labels.get(LABEL_OWNER)
+            if owner is None or owner == self.owner:
+                return False
+            lease = labels.get(LABEL_LEASE, "")
+            expired = lease.isdigit() and float(c.get("Created", now)) + int(lease) < now
+            return expired or not owner_is_alive(owner)
+
+        orphans = [c["Id"] for c in managed if lost(c)]
         await asyncio.gather(*(self._remove(cid) for cid in orphans))
         with contextlib.suppress(Unavailable):
             await self.call(self._settle_usage_source)
