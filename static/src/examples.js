@@ -106,11 +106,11 @@ print("done")
 2024-01-04,north,gadget,5,10.00
 2024-01-05,east,widget,20,2.40
 2024-01-05,south,widget,7,2.50
-2024-01-06,east,gizmo,2,25.00
+2024-01-06,east,gizmo,1,25.00
 2024-01-07,north,gizmo,1,25.00
 2024-01-08,south,gadget,9,9.50
 2024-01-09,east,widget,15,2.40
-2024-01-10,north,widget,11,2.50
+2024-01-10,north,gizmo,4,25.00
 `,
       },
     ],
