@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ROOT, ServerProcess, free_port
 
 MAIN_SOCKET = "/var/run/docker.sock"
 
@@ -123,9 +123,20 @@ class Balancer:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
+
+
+class PinnedServer(ServerProcess):
+    """A server on a given port (a restart behind HAProxy keeps its place): ServerProcess otherwise."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self._pinned = port
+        super().__init__(env)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "port" and hasattr(self, "_pinned"):
+            value = self._pinned  # ServerProcess.__init__ picks a free port (and builds its URLs from it): ours
+        super().__setattr__(name, value)
 
 
 # --- clients -----------------------------------------------------------------------------------------------
