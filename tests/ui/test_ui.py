@@ -357,6 +357,9 @@ def _threaded_proxy(upstream_port: int) -> tuple[TcpProxy, asyncio.AbstractEvent
 
 
 def test_a_cut_connection_resumes_with_no_line_lost_or_doubled(new_page: NewPage, server: ServerProcess) -> None:
+    # The page talks to the server through a proxy that can abort every connection at once.
+    # (Playwright's context.set_offline(True) does not break a WebSocket that is already open in
+    # Chromium: the run just goes on, so it cannot stand in for a network drop.)
     proxy, loop, thread = _threaded_proxy(server.port)
     try:
         code = "import time\nfor i in range(40):\n    print('line', i, flush=True)\n    time.sleep(0.08)\n"
