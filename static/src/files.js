@@ -1,16 +1,14 @@
 // Files in (sent with the run frame) and files out (`file` frames): pure helpers.
 
-/** The server's defaults (SCE_FILES_IN_MAX_BYTES, _TOTAL_BYTES, _COUNT); it checks them itself too. */
-export const FILE_IN_MAX_BYTES = 1024 * 1024;
-export const FILES_IN_MAX_COUNT = 20;
 /**
- * The run frame must fit SCE_MAX_MESSAGE_BYTES (1 MiB), and base64 makes bytes a third larger:
- * all files in together must stay under this, with room for the code.
+ * The server's defaults (SCE_FILES_IN_MAX_BYTES, SCE_FILES_IN_TOTAL_BYTES, SCE_FILES_IN_MAX_COUNT),
+ * checked here first so a refusal comes before any upload; the server checks them itself too.
+ * 700 KiB, because the run frame must fit the server's 1 MiB message limit with the files as
+ * base64 (a third larger) and room for the code.
  */
-export const FRAME_MAX_BYTES = 1024 * 1024;
-
-/** Bytes of files that fit in one run frame as base64, with room left for the code (64 KiB). */
-export const FILES_IN_BUDGET_BYTES = Math.floor(((FRAME_MAX_BYTES - 80 * 1024) * 3) / 4);
+export const FILE_IN_MAX_BYTES = 700 * 1024;
+export const FILES_IN_TOTAL_BYTES = 700 * 1024;
+export const FILES_IN_MAX_COUNT = 20;
 
 const kb = (n) => (n < 1024 * 1024 ? `${Math.max(1, Math.round(n / 1024))} KB` : `${(n / 2 ** 20).toFixed(1)} MB`);
 
@@ -33,14 +31,13 @@ export function fileInPath(name) {
 export function fileInProblem(path, size, current) {
   if (!path) return "This file has no usable name.";
   if (size > FILE_IN_MAX_BYTES) {
-    return `“${path}” is ${formatSize(size)}: the server takes files of at most ${formatSize(FILE_IN_MAX_BYTES)}.`;
+    return `“${path}” is ${formatSize(size)}: a run takes files of at most ${formatSize(FILE_IN_MAX_BYTES)}.`;
   }
   const others = current.filter((f) => f.path !== path);
   if (others.length >= FILES_IN_MAX_COUNT) return `At most ${FILES_IN_MAX_COUNT} files can be sent with a run.`;
   const total = others.reduce((n, f) => n + f.bytes.length, 0) + size;
-  if (total > FILES_IN_BUDGET_BYTES) {
-    return `“${path}” (${formatSize(size)}) does not fit: a run's files travel in one message of at most `
-      + `${formatSize(FRAME_MAX_BYTES)} as base64, so together they must stay under about ${formatSize(FILES_IN_BUDGET_BYTES)}.`;
+  if (total > FILES_IN_TOTAL_BYTES) {
+    return `“${path}” (${formatSize(size)}) does not fit: a run's files together must stay under ${formatSize(FILES_IN_TOTAL_BYTES)}.`;
   }
   return null;
 }

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  FILES_IN_BUDGET_BYTES, FILE_IN_MAX_BYTES, downloadName, downloadType, fileInPath, fileInProblem, filesField, formatSize, withFile,
+  FILE_IN_MAX_BYTES, downloadName, downloadType, fileInPath, fileInProblem, filesField, formatSize, withFile,
 } from "../src/files.js";
 import { bytesToBase64 } from "../src/share.js";
 
@@ -16,16 +16,15 @@ test("sizes for chips", () => {
 
 test("a file over the server's limit is refused in plain words", () => {
   assert.equal(fileInProblem("data.csv", 1000, []), null);
-  assert.equal(fileInProblem("data.csv", FILES_IN_BUDGET_BYTES, []), null);
-  assert.match(fileInProblem("big.bin", FILE_IN_MAX_BYTES + 1, []), /“big.bin” is 1.0 MB: the server takes files of at most 1.0 MB/);
-  // Under the server's per-file limit, but its base64 would not fit in one 1 MiB run frame.
-  assert.match(fileInProblem("big.bin", FILE_IN_MAX_BYTES, []), /does not fit: .* under about 708 KB/);
+  assert.equal(fileInProblem("data.csv", FILE_IN_MAX_BYTES, []), null);
+  assert.match(fileInProblem("big.bin", 2 ** 20 + 1, []), /“big.bin” is 1.0 MB: a run takes files of at most 700 KB/);
+  assert.match(fileInProblem("big.bin", FILE_IN_MAX_BYTES + 1, []), /is 700 KB: a run takes files of at most 700 KB/);
   assert.match(fileInProblem("", 1, []), /no usable name/);
   const many = Array.from({ length: 20 }, (_, i) => file(`f${i}`, 1));
   assert.match(fileInProblem("one-more", 1, many), /At most 20 files/);
   assert.equal(fileInProblem("f3", 1, many), null); // replacing one is fine
-  // Base64 in a 1 MiB frame: two files of 600 KB do not fit together.
-  assert.match(fileInProblem("b", 600 * 1024, [file("a", 600 * 1024)]), /does not fit/);
+  // Together, too: the run frame carries them all.
+  assert.match(fileInProblem("b", 400 * 1024, [file("a", 400 * 1024)]), /“b” \(400 KB\) does not fit: .* under 700 KB/);
 });
 
 test("paths, replacing, and the run frame's files", () => {

@@ -648,7 +648,7 @@ def test_a_file_over_the_limit_is_refused_with_a_clear_message(ui: OpenUI) -> No
         [{"name": "big.bin", "mimeType": "application/octet-stream", "buffer": bytes(1024 * 1024 + 1)}]
     )
     note = page.get_by_test_id("files-note")
-    expect(note).to_contain_text("“big.bin” is 1.0 MB: the server takes files of at most 1.0 MB")
+    expect(note).to_contain_text("“big.bin” is 1.0 MB: a run takes files of at most 700 KB")
     expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(0)
     assert "files" not in start_run(page, server)
 
