@@ -238,6 +238,8 @@ export class OutputConsole {
       img.width = frame.width;
       img.height = frame.height;
     }
+    // Without a known size the image grows once decoded: keep following the output.
+    img.addEventListener("load", () => { if (this.stick) this.el.scrollTop = this.el.scrollHeight; });
     button.setAttribute("aria-label", `${img.alt}: open full size`);
     button.append(img);
     button.addEventListener("click", () => this.onImageOpen({ url, alt: img.alt, width: frame.width, height: frame.height }));
