@@ -204,6 +204,16 @@ class Engine:
     name: str = "engine2"
     images: tuple[str, ...] = DEFAULT_IMAGES
     shutdown_timeout_s: int = 2  # containers get this long on an engine stop before SIGKILL
+    tls_port: int | None = None  # also listen on tcp://127.0.0.1:PORT, TLS with client certificates
+
+    @property
+    def tls_dir(self) -> Path:
+        """ca.pem, cert.pem, key.pem: a client's DOCKER_CERT_PATH (server-*.pem: the engine's own)."""
+        return self.dir / f"{self.name}-tls"
+
+    @property
+    def tls_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.tls_port}"
 
     @property
     def socket(self) -> str:
@@ -249,6 +259,18 @@ class Engine:
             "--cgroup-parent", self.cgroup_parent,
             "--bridge", "none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
             "--shutdown-timeout", str(self.shutdown_timeout_s),
+            *self._tls_args(),
+        ]  # fmt: skip
+
+    def _tls_args(self) -> list[str]:
+        if self.tls_port is None:
+            return []
+        make_tls(self.tls_dir)
+        d = self.tls_dir
+        return [
+            "-H", self.tls_url, "--tlsverify",
+            "--tlscacert", str(d / "ca.pem"), "--tlscert", str(d / "server-cert.pem"),
+            "--tlskey", str(d / "server-key.pem"),
         ]  # fmt: skip
 
     def start(self) -> int:
@@ -323,6 +345,30 @@ class Engine:
     def purge(self) -> None:
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
+
+
+def make_tls(d: Path) -> None:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (as docs/DEPLOY.md
+    describes for real engine hosts; Docker's own guide: "Protect the Docker daemon socket")."""
+    if (d / "key.pem").exists():
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    run("req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "7", "-subj", "/CN=sce-trial-ca")
+    for name, cn, ext, cert, key in (
+        ("server", "127.0.0.1", "server.ext", "server-cert.pem", "server-key.pem"),
+        ("client", "sce-server", "client.ext", "cert.pem", "key.pem"),
+    ):
+        run("req", *ec, "-keyout", key, "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", cert, "-days", "7", "-extfile", ext)  # fmt: skip
 
 
 def tail(path: Path, lines: int = 30) -> str:

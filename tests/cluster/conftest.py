@@ -53,7 +53,9 @@ def engine2() -> Iterator[Any]:
     sce_cluster.ensure_haproxy()
     image = os.environ.get("SCE_IMAGE", "sce-sandbox:bookworm")
     base = Path(f"/run/sce-cluster-test-{os.getpid()}")
-    engine = sce_cluster.Engine(base, Path(f"/var/lib/sce-cluster-test-{os.getpid()}") / "engine2", images=(image,))
+    data = Path(f"/var/lib/sce-cluster-test-{os.getpid()}") / "engine2"
+    # also on tcp://127.0.0.1:PORT with TLS client certificates: the way to reach a remote engine
+    engine = sce_cluster.Engine(base, data, images=(image,), tls_port=free_port())
     try:
         engine.start()
         yield engine
