@@ -27,6 +27,7 @@ const ui = {
   shareLink: $("share-link"),
   shareNote: $("share-note"),
   shareCopy: $("share-copy"),
+  shareOpen: $("share-open"),
   shareClose: $("share-close"),
   clear: $("clear"),
   console: $("console"),
@@ -622,8 +623,10 @@ ui.eof.addEventListener("click", () => sendEof());
 
 // --- share and watch links ----------------------------------------------------------------------
 
-async function showLink(link, copiedNote) {
+async function showLink(link, copiedNote, { openable = false } = {}) {
   ui.shareLink.value = link;
+  ui.shareOpen.hidden = !openable;
+  if (openable) ui.shareOpen.href = link;
   ui.sharePanel.hidden = false;
   ui.shareNote.textContent = "Copying…";
   let copied = false;
@@ -648,7 +651,7 @@ ui.share.addEventListener("click", () => {
 ui.watchLink.addEventListener("click", () => {
   if (!run || !run.id || !run.watchToken) return;
   const link = watchUrl(location, run.id, run.watchToken, { code: run.code, runtime: run.runtime });
-  showLink(link, "Watch link copied: it shows this run live, read-only, while it runs.");
+  showLink(link, "Watch link copied: it shows this run live, read-only.", { openable: true });
 });
 ui.shareCopy.addEventListener("click", async () => {
   ui.shareLink.select();

@@ -786,6 +786,8 @@ def test_watch_link_opens_a_read_only_live_view(ui: OpenUI) -> None:
     url = page.get_by_test_id("share-link").input_value()
     assert "#watch=run-9%3Awatch-run-9" in url or "#watch=run-9:watch-run-9" in url
     assert "drive-run-9" not in url  # never the driver's token
+    expect(page.get_by_test_id("share-open")).to_have_attribute("href", url)
+    expect(page.get_by_test_id("share-open")).to_have_attribute("target", "_blank")
     viewer, vserver = ui(fragment=url[url.index("#") :])
     vserver.wait_until(lambda: len(vserver.sockets) == 1 and len(vserver.sent()) >= 1)
     assert vserver.sent()[0] == {"type": "watch", "id": "run-9", "token": "watch-run-9"}
