@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, module_server
 from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -398,3 +398,49 @@ def test_watch_link_shows_the_same_run_read_only(new_page: NewPage, live_server:
     for p in (page, viewer):
         expect(p.get_by_test_id("status")).to_contain_text("Exited with code 0", timeout=RUN_TIMEOUT)
     assert stdout_lines(viewer) == stdout_lines(page) == [f"tick {i}" for i in range(30)]
+
+
+class _DownProxy(TcpProxy):
+    """A TcpProxy that can also refuse new connections for a while (the network stays down)."""
+
+    down = False
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            self.connections += 1
+            writer.transport.abort()
+            return
+        await super()._handle(reader, writer)
+
+
+short_grace_server = module_server({"SCE_RESUME_GRACE_S": "1", "SCE_POOL_SIZE": "1", "SCE_SCIENTIFIC_POOL_SIZE": "0"})
+
+
+def test_a_run_lost_past_the_resume_grace_says_so(new_page: NewPage, short_grace_server: ServerProcess) -> None:
+    loop = asyncio.new_event_loop()
+    proxy = _DownProxy(short_grace_server.port)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(proxy.__aenter__(), loop).result(10)
+    try:
+        code = "import time\nprint('up', flush=True)\ntime.sleep(30)\n"
+        page = open_ui(new_page, proxy.url, code, query="?timeout=30")
+        run(page)
+        expect(page.get_by_test_id("console")).to_contain_text("up", timeout=RUN_TIMEOUT)
+
+        def cut_and_stay_down() -> None:
+            proxy.down = True
+            proxy.cut()
+
+        loop.call_soon_threadsafe(cut_and_stay_down)
+        status = page.get_by_test_id("status")
+        expect(status).to_contain_text("reconnecting")
+        page.wait_for_timeout(2500)  # past the server's 1 s grace: the run is gone
+        loop.call_soon_threadsafe(setattr, proxy, "down", False)
+        expect(status).to_contain_text("could not be resumed: the server no longer has it", timeout=RUN_TIMEOUT)
+        expect(status.get_by_role("button", name="Retry")).to_be_visible()
+        expect(page.get_by_test_id("run")).to_be_enabled()
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.__aexit__(None, None, None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
