@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="several engines for one server (comma-separated URLs); overrides SCE_DOCKER_HOST",
     )
+    docker_tls_dir: str | None = Field(
+        None, description="directory with ca.pem, cert.pem, key.pem: mutual TLS for tcp:// engines"
+    )
     engine_capacity: int | None = Field(
         None, ge=1, description="runs one engine carries at once; default: SCE_MAX_CONCURRENT_RUNS"
     )

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import docker.tls
 import requests.exceptions
 from docker.types import LogConfig, Ulimit
 
@@ -116,6 +117,18 @@ def owner_is_alive(owner: str) -> bool:
     if host != socket.gethostname():
         return True
     return pid.isdigit() and _process_start_time(int(pid)) == start
+
+
+def tls_config(directory: str | None) -> docker.tls.TLSConfig | None:
+    """Mutual TLS for an engine on TCP: our client certificate, and the engine's checked against
+    the CA. (An engine socket is root on its host: never reach one over plain TCP.)"""
+    if not directory:
+        return None
+    return docker.tls.TLSConfig(
+        client_cert=(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")),
+        ca_cert=os.path.join(directory, "ca.pem"),
+        verify=True,
+    )
 
 
 class DockerSandbox:
@@ -357,7 +370,8 @@ class DockerEngine:
                 if self._api is None:
                     kwargs: dict[str, Any] = {"timeout": 30, "max_pool_size": self.threads}
                     if self.host:
-                        self._api = docker.APIClient(base_url=self.host, **kwargs)
+                        tls = tls_config(self.settings.docker_tls_dir) if self.host.startswith("tcp://") else None
+                        self._api = docker.APIClient(base_url=self.host, tls=tls or False, **kwargs)
                     else:
                         self._api = docker.from_env(**kwargs).api
         return self._api
