@@ -70,6 +70,10 @@ class Busy(SCEError):
     code = "busy"
     default_message = "all sandboxes are busy; try again shortly"
 
+    def __init__(self, message: str = "", retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # when the refusal knows when to come back (rate limits)
+
 
 class Unavailable(SCEError):
     """The engine cannot be reached, or the sandbox itself failed."""

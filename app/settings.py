@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     queue_size: int = Field(16, ge=0, description="runs waiting for a slot; past this: busy")
     per_client_runs: int = Field(2, ge=1, description="running+waiting runs one client may hold")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with HTTP 503 busy")
+    rate_runs_per_minute: int = Field(
+        30, ge=0, description="runs one client may start a minute (a minute's worth at once, then steadily); 0 = off"
+    )
+    rate_code_bytes_per_minute: int = Field(
+        1_048_576, ge=0, description="bytes of code one client may send a minute (as runs per minute); 0 = off"
+    )
 
     # --- runs that outlive their connection ---------------------------------------------------
     resume_grace_s: float = Field(

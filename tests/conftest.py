@@ -120,6 +120,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Every client of the suite's servers is 127.0.0.1, and one server serves hundreds of runs: the
+# per-client rate limits (on by default for a public playground) are off unless a test sets them.
+SUITE_SERVER_DEFAULTS = {"SCE_RATE_RUNS_PER_MINUTE": "0", "SCE_RATE_CODE_BYTES_PER_MINUTE": "0"}
+
+
 class ServerProcess:
     """``python -m app serve`` on a free loopback port, with its own ``SCE_*`` environment."""
 
@@ -129,6 +134,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/run"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCE_") or k == "SCE_RUNTIME"}
+        full_env.update(SUITE_SERVER_DEFAULTS)
         full_env.update(env)
         full_env["SCE_BIND"] = f"127.0.0.1:{self.port}"
         self.log_path = Path(f"/tmp/sce-test-server-{self.port}.log")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+from app.errors import Busy
 from app.protocol import RunRequest
 from app.sandbox.service import EngineSlot, SandboxService
 from app.server.admission import Admission
 from app.server.metrics import Metrics
+from app.server.ratelimit import RateLimiter, retry_after_s
 from app.server.runs import LiveRun, RunRegistry, Transport
 from app.settings import Settings
 
@@ -33,6 +36,7 @@ class ServerContext:
     registry: RunRegistry
     draining: bool = False  # said on /healthz from the first moment of a shutdown
     refusing: bool = False  # new runs are refused (after the drain notice)
+    rate: RateLimiter = field(default_factory=lambda: RateLimiter(0, 0))
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
@@ -42,6 +46,7 @@ class ServerContext:
             admission=Admission(settings.max_concurrent_runs, settings.queue_size, settings.per_client_runs),
             metrics=Metrics(),
             registry=RunRegistry(keep_finished_s=settings.resume_grace_s),
+            rate=RateLimiter(settings.rate_runs_per_minute, settings.rate_code_bytes_per_minute),
         )
         ctx.metrics.bind(
             active=lambda: len(ctx.registry.active),
@@ -61,6 +66,19 @@ class ServerContext:
         live = LiveRun(self, request, client, transport)
         self.registry.add(live)
         return live
+
+    def check_rate(self, client: str, request: RunRequest) -> None:
+        """Raise ``Busy`` with the seconds to wait when ``client`` is past its runs or code per minute.
+
+        Called once per run at the start of its lifecycle (both transports); health probes never."""
+        if not self.rate.enabled:
+            return
+        wait = self.rate.admit(client, len(request.code.encode("utf-8", "surrogatepass")), time.monotonic())
+        if wait > 0:
+            seconds = retry_after_s(wait)
+            self.metrics.rate_limited.inc()
+            message = f"rate limit: too many runs or too much code from this client; try again in {seconds} s"
+            raise Busy(message, retry_after_s=seconds)
 
     async def drain(self) -> None:
         """Graceful shutdown: say so first (a balancer stops sending), then refuse new runs, let

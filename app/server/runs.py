@@ -144,6 +144,8 @@ class LiveRun:
     async def _drive(self) -> None:
         ctx = self.ctx
         try:
+            if self.transport != "probe":
+                ctx.check_rate(self.client, self.request)
             async with ctx.admission.slot(self.client, self._on_position):
                 if ctx.refusing:
                     raise Unavailable("the server is shutting down")
