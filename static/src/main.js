@@ -11,7 +11,8 @@ import {
 import {
   FALLBACK_RUNTIMES, normalizeRuntimes, pickRuntime, runtimeField, runtimeLabel, runtimeTitle,
 } from "./runtimes.js";
-import { fileInPath, fileInProblem, filesField, formatSize, withFile } from "./files.js";
+import { filesField } from "./files.js";
+import { FilesIn } from "./filesin.js";
 
 const STORAGE_KEY = "sce.code";
 const RUNTIME_KEY = "sce.runtime";
@@ -44,7 +45,6 @@ const ui = {
   watchLink: $("watch-link"),
   watchBadge: $("watch-badge"),
   editCopy: $("edit-copy"),
-  editorEl: $("editor"),
   fileInput: $("file-input"),
   addFile: $("add-file"),
   fileChips: $("file-chips"),
@@ -96,7 +96,7 @@ function saveNow() {
 
 const query = new URLSearchParams(location.search);
 const link = parseHash(location.hash);
-let startNote = link.damaged ? "The shared link is damaged: part of it could not be read." : null;
+const startNote = link.damaged ? "The shared link is damaged: part of it could not be read." : null;
 const watching = link.watch; // {id, token}: a read-only view of someone's run
 let initial = link.code;
 const fromLink = hashHasLink(location.hash);
@@ -225,95 +225,14 @@ ui.runtime.addEventListener("change", () => {
 
 // --- files in: sent with the run, written into the program's working directory --------------
 
-let filesIn = [];
-
-function setFilesNote(text, tone = "info") {
-  ui.filesNote.textContent = text;
-  ui.filesNote.dataset.tone = tone;
-}
-
-function setFilesIn(files) {
-  filesIn = files;
-  renderFilesIn();
-}
-
-function renderFilesIn() {
-  ui.fileChips.replaceChildren(...filesIn.map((f) => {
-    const li = document.createElement("li");
-    li.className = "chip file-in";
-    li.dataset.path = f.path;
-    const name = document.createElement("span");
-    name.className = "chip-name";
-    name.textContent = f.path;
-    const meta = document.createElement("span");
-    meta.className = "chip-meta";
-    meta.textContent = formatSize(f.bytes.length);
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "chip-remove";
-    remove.textContent = "×";
-    remove.setAttribute("aria-label", `Remove ${f.path}`);
-    remove.title = `Remove ${f.path}`;
-    remove.disabled = watching !== null;
-    remove.addEventListener("click", () => {
-      setFilesIn(filesIn.filter((x) => x.path !== f.path));
-      setFilesNote("");
-      ui.addFile.focus();
-    });
-    li.append(name, meta, remove);
-    return li;
-  }));
-  ui.fileChips.hidden = filesIn.length === 0;
-}
-
-async function addFiles(list) {
-  const problems = [];
-  for (const file of Array.from(list || [])) {
-    const path = fileInPath(file.name);
-    const problem = fileInProblem(path, file.size, filesIn);
-    if (problem) {
-      problems.push(problem);
-      continue;
-    }
-    let bytes;
-    try {
-      bytes = new Uint8Array(await file.arrayBuffer());
-    } catch {
-      problems.push(`“${path}” could not be read.`);
-      continue;
-    }
-    filesIn = withFile(filesIn, { path, bytes });
-  }
-  renderFilesIn();
-  setFilesNote(problems.join(" "), problems.length ? "error" : "info");
-}
-
-ui.addFile.addEventListener("click", () => ui.fileInput.click());
-ui.fileInput.addEventListener("change", () => {
-  addFiles(ui.fileInput.files).finally(() => { ui.fileInput.value = ""; });
+const filesIn = new FilesIn({
+  button: ui.addFile,
+  input: ui.fileInput,
+  chips: ui.fileChips,
+  note: ui.filesNote,
+  dropTargets: document.querySelectorAll(".drop-target"),
 });
-
-function hasFiles(event) {
-  return Boolean(event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files"));
-}
-for (const target of document.querySelectorAll(".drop-target")) {
-  // Capture: CodeMirror would otherwise insert a dropped file's text into the code.
-  target.addEventListener("dragover", (event) => {
-    if (!hasFiles(event) || watching) return;
-    event.preventDefault();
-    event.stopPropagation();
-    event.dataTransfer.dropEffect = "copy";
-    target.classList.add("drag-over");
-  }, true);
-  target.addEventListener("dragleave", () => target.classList.remove("drag-over"), true);
-  target.addEventListener("drop", (event) => {
-    target.classList.remove("drag-over");
-    if (!hasFiles(event) || watching) return;
-    event.preventDefault();
-    event.stopPropagation();
-    addFiles(event.dataTransfer.files);
-  }, true);
-}
+const setFilesIn = (files) => filesIn.set(files);
 
 // --- console --------------------------------------------------------------------------------
 
@@ -473,7 +392,7 @@ function startRun() {
   const timeout = timeoutValue();
   if (timeout !== undefined) frame.timeout = timeout;
   if (run.runtime) frame.runtime = run.runtime;
-  const files = filesField(filesIn, bytesToBase64);
+  const files = filesField(filesIn.files, bytesToBase64);
   if (files) frame.files = files;
   frame.stats = true;
   openSession(frame);
@@ -643,9 +562,9 @@ async function showLink(link, copiedNote, { openable = false } = {}) {
 
 ui.share.addEventListener("click", () => {
   const runtime = runtimeField(runtimes, ui.runtime.value) || null;
-  const link = shareUrl(location, editor.getCode(), { runtime, files: filesIn });
+  const link = shareUrl(location, editor.getCode(), { runtime, files: filesIn.files });
   let note = "Link copied to the clipboard.";
-  if (filesIn.length && !filesFitInLink(filesIn)) note += " The files are too large for a link: add them again after opening it.";
+  if (filesIn.files.length && !filesFitInLink(filesIn.files)) note += " The files are too large for a link: add them again after opening it.";
   showLink(link, note);
 });
 ui.watchLink.addEventListener("click", () => {
@@ -675,7 +594,6 @@ ui.sharePanel.addEventListener("keydown", (event) => {
 
 if (link.files.length) setFilesIn(link.files);
 if (startExample?.files) loadExample({ ...startExample, code: undefined });
-renderFilesIn();
 if (watching) {
   document.body.classList.add("is-watching");
   editor.setReadOnly(true);
@@ -687,7 +605,8 @@ if (watching) {
     history.replaceState(null, "", shareUrl(location, editor.getCode(), { runtime: link.runtime }));
     location.reload();
   });
-  for (const el of [ui.examples, ui.runtime, ui.timeout, ui.addFile]) el.disabled = true;
+  for (const el of [ui.examples, ui.runtime, ui.timeout]) el.disabled = true;
+  filesIn.lock();
 }
 setControls();
 if (startNote) setStatus(startNote, "error");
