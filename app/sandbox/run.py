@@ -136,6 +136,13 @@ class Run:
         self.demux = SideChannelDemux(
             self.nonce, max(rich_limits.image_max_bytes, rich_limits.file_max_bytes) + RECORD_META_ROOM
         )
+        # the program's own end: the bootstrap's ``exit`` record (its status) on stdout after a
+        # marker on stderr, each the last thing its process writes there; once both have come,
+        # every byte the process wrote before them has been read (see ``_finish``)
+        self.err_demux = SideChannelDemux(self.nonce, RECORD_META_ROOM)
+        self._ended = asyncio.Event()
+        self._end_code: int | None = None
+        self._end_marker = False
         self.sandbox = sandbox
         self.request = request
         self.limits = limits
@@ -240,13 +247,14 @@ class Run:
                 chunks: list[tuple[Stream, str]] = []
                 if not received:
                     self._take_stdout(self.demux.finish(), chunks, now)
+                    self._take_stderr(self.err_demux.finish(), chunks, now)
                     self._emit(chunks)
                     return
                 for stream, payload in received:
                     if stream == "stdout":
                         self._take_stdout(self.demux.feed(payload), chunks, now)
                     else:
-                        chunks.extend(assembler.feed(stream, payload, now))
+                        self._take_stderr(self.err_demux.feed(payload), chunks, now)
                 chunks.extend(assembler.flush_due(now))
                 self._emit(chunks)
                 if assembler.truncated:
@@ -271,6 +279,24 @@ class Run:
                 self.rich.file(item)
             elif item.kind == "files_end":
                 self.rich.files_end(item)
+            elif item.kind == "exit":
+                code = item.meta.get("code")
+                if type(code) is int and 0 <= code <= 255:
+                    self._end_code = code
+                    self._check_end()
+
+    def _take_stderr(self, items: list[bytes | Record], chunks: list[tuple[Stream, str]], now: float) -> None:
+        """Ordinary stderr to the line assembler; the end marker noted, any other record dropped."""
+        for item in items:
+            if isinstance(item, bytes):
+                chunks.extend(self.assembler.feed("stderr", item, now))
+            elif item.kind == "exit":
+                self._end_marker = True
+                self._check_end()
+
+    def _check_end(self) -> None:
+        if self._end_marker and self._end_code is not None:
+            self._ended.set()
 
     async def _report_stats(self) -> None:
         """A ``Stats`` event every ``STATS_INTERVAL_S``, in order with the output around it.
@@ -311,21 +337,31 @@ class Run:
         assert self.started_at is not None
         loop = asyncio.get_running_loop()
         stopper = loop.create_task(self._stop.wait())
+        ended = loop.create_task(self._ended.wait())
         deadline = loop.time() + self.limits.timeout_s - (time.monotonic() - self.started_at)
         try:
             await asyncio.wait(
-                {reader, stopper}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+                {reader, stopper, ended},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if self._stats is not None:
                 self._stats.cancel()  # no stats after the end: the rest of the output and the exit follow
             status: ExitObservation | None = None
-            if reader.done() and not self._stop.is_set():
+            # The program said how it ended, after all it wrote (before the deadline, nothing asked
+            # to stop it): reported now; its process is still finalizing and the sandbox is killed
+            # and removed in the background. A forged record only ends its own run early, and a
+            # process killed by the kernel (OOM) or at the deadline writes nothing.
+            fast = self._ended.is_set() and not self._stop.is_set() and loop.time() < deadline
+            if fast:
+                status = ExitObservation(self._end_code)
+            elif reader.done() and not self._stop.is_set():
                 status = await self._status_until(deadline)
             if status is None:
                 self._request_stop("timeout")  # no-op when a kill or the output cap came first
                 status = await self._kill_and_observe(reader)
             duration_ms = round((time.monotonic() - self.started_at) * 1000)
-            if status.code is not None or reader.done():
+            if not fast and (status.code is not None or reader.done()):
                 # the sandbox is gone, so the stream ends once the engine has passed on what is left
                 try:
                     async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
@@ -336,10 +372,11 @@ class Run:
             self._emit(self.assembler.finish())
         finally:
             stopper.cancel()
+            ended.cancel()
         usage = await self._final_usage()
         verdict = classify_exit(status, self._stop_reason)
-        if verdict.reason == "oom" and usage.memory_peak_bytes is None:  # killed at the limit, so it reached it
-            usage = replace(usage, memory_peak_bytes=self.limits.memory_mb * MIB)
+        if verdict.reason == "oom":  # killed at the limit, so it reached it (a stats API sample may be older)
+            usage = replace(usage, memory_peak_bytes=max(usage.memory_peak_bytes or 0, self.limits.memory_mb * MIB))
         ended_by_itself = verdict.reason == "exit"
         if ended_by_itself:  # a run that was stopped sends no files, whatever it wrote
             for file in self.rich.files:
