@@ -17,8 +17,27 @@ What the server writes to stdin (``encode_program``)::
 and everything after those bytes is the program's own standard input, read with ``os.read`` so
 the bootstrap never swallows a byte of it. Files are written under the working directory
 (``/tmp/work``, the program's cwd) before the code runs, which is then run as ``__main__`` from
-``main.py`` the way ``python main.py`` would: line-buffered stdout, tracebacks showing the user's
-lines and none of ours.
+``main.py`` the way ``python main.py`` would, with tracebacks showing the user's lines and none
+of ours.
+
+**Output.** stdout is block-buffered (as Python's is into a pipe: many prints make one write, one
+attach frame) and a daemon thread (``_thread``, no ``threading`` import; one pid of the sandbox's)
+flushes it every ``FLUSH_EVERY_S`` while something is pending, so a line printed alone or a prompt
+without a newline still leaves within milliseconds; ``input()`` flushes before it reads. stderr
+stays line-buffered and flushes stdout before each write, so the two keep the program's order
+(bytes written to fd 1 or 2 directly, by ``os.write`` or C code, bypass the buffer as they would
+under ``python3 main.py | cat``). Before a process is spawned or forked (an audit hook) and in
+``os._exit``, stdout is flushed: a child's output follows what was printed before it, nothing is
+printed twice, and nothing printed is lost. A forked child's stdout is line-buffered (no second
+thread). The flusher is stopped before the interpreter finalizes, so it never holds stdout's lock
+when the last flush needs it.
+
+**The end.** A program that ends by itself (return, ``sys.exit``, an uncaught exception, a syntax
+error) has its own process write, as the very last things, a marker record ``exit`` with meta
+``{}`` on stderr, then an ``exit`` record ``{"code": N}`` (its exit status) on stdout, each after
+everything else it wrote on that stream. The server reports the exit once both have arrived,
+without waiting for the engine to see the container die; ``os._exit``, a signal or a kill sends
+neither, and the engine's word is awaited as before.
 
 **The side channel.** Images and files travel in-band on stdout, each as one record tagged with
 the run's nonce, written with ``os.write`` on fd 1 after ``sys.stdout`` is flushed (so they keep
@@ -138,15 +157,18 @@ class _Channel:
         self.left = max_total
 
     def emit(self, kind, meta, data=b"", head=None):
-        for stream in (sys.stdout, sys.__stdout__):
-            try:
-                stream.flush()
-            except Exception:
-                pass
         if head is None:
             import json
             head = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
-        _write_all(b"\x1eSCE:%s:%s:%d:%d\n" % (self.nonce, kind, len(head), len(data)) + head + data)
+        record = b"\x1eSCE:%s:%s:%d:%d\n" % (self.nonce, kind, len(head), len(data)) + head + data
+        lock = _flush_lock
+        if lock is None:
+            _flush_out()
+            _write_all(record)
+            return
+        with lock:  # the flusher writes nothing between the text before the record and the record
+            _flush_out()
+            _write_all(record)
 
     def fits(self, size, limit):
         if size <= limit and size <= self.left:
@@ -459,6 +481,133 @@ def _at_exit(workdir, inputs):
         _send_files(_channel, workdir, inputs)
     except Exception as exc:
         _print_exception(exc)
+    _end_records()
+
+# --- output: block-buffered stdout, flushed while it waits -----------------------------------
+
+FLUSH_EVERY_S = 0.015
+_SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork", "os.forkpty"})
+_flush_lock = None
+_flushing = [False]
+_exit_code = [0]
+
+def _flush_out():
+    for stream in (sys.stdout, sys.__stdout__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+def _flusher():
+    # a daemon thread (no threading import: _thread is built in) that flushes what print() left
+    # in stdout's buffer; stopped under _flush_lock before the interpreter finalizes, so it never
+    # holds the buffer's lock when the main thread's last flush needs it
+    sleep = sys.modules["time"].sleep
+    while True:
+        sleep(FLUSH_EVERY_S)
+        with _flush_lock:
+            if not _flushing[0]:
+                return
+            try:
+                sys.__stdout__.flush()
+            except Exception:
+                pass
+
+def _stop_flusher():
+    if _flush_lock is not None:
+        with _flush_lock:
+            _flushing[0] = False
+    _flush_out()
+
+def _audit(event, args):
+    # a process about to start writes to fd 1 itself: what print() buffered goes first
+    if event in _SPAWNS:
+        _flush_out()
+
+def _before_fork():
+    _flush_out()
+    _flush_lock.acquire()  # the flusher is not inside a flush: the child's buffer lock is free
+
+def _after_fork_parent():
+    _flush_lock.release()
+
+def _after_fork_child():
+    global _flush_lock
+    _flush_lock = _thread_mod().allocate_lock()
+    _flushing[0] = False
+    try:
+        sys.__stdout__.reconfigure(line_buffering=True)  # no flusher thread here: no pid spent on it
+    except Exception:
+        pass
+
+def _thread_mod():
+    import _thread
+    return _thread
+
+def _setup_output():
+    # stdout block-buffered (a pipe's default) with a flusher every FLUSH_EVERY_S: many prints
+    # become one write and one attach frame; stderr line-buffered and flushing stdout before each
+    # write, so their relative order is the program's; input() flushes stdout before it reads
+    global _flush_lock
+    io = sys.modules["io"]
+    out, err = sys.stdout, sys.stderr
+    out.reconfigure(line_buffering=False)
+
+    class _Stderr(io.TextIOWrapper):
+        def write(self, s):
+            try:
+                out.flush()
+            except Exception:
+                pass
+            return super().write(s)
+
+    buffer = err.detach()
+    sys.stderr = sys.__stderr__ = _Stderr(buffer, encoding=err.encoding, errors=err.errors, line_buffering=True)
+    import time  # built in
+    _flush_lock = _thread_mod().allocate_lock()
+    _flushing[0] = True
+    _thread_mod().start_new_thread(_flusher, ())
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child)
+    sys.addaudithook(_audit)
+    real_exit = os._exit
+    def _exit(status):
+        # os._exit runs no handlers, but what the program printed before it is delivered
+        _flush_out()
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        real_exit(status)
+    os._exit = _exit
+
+def _code_of(exc):
+    # the status the interpreter exits with for this SystemExit
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    return 1
+
+def _end_records():
+    # the last thing the program's own process writes when it ends by itself: a marker on stderr,
+    # then the exit record on stdout, each after everything written before it on its stream;
+    # the server reports the exit once it has both
+    _stop_flusher()
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    if _channel is None:
+        return
+    _write_fd_quiet(2, b"\x1eSCE:%s:exit:2:0\n{}" % _channel.nonce)
+    _channel.emit(b"exit", None, head=b'{"code":%d}' % _exit_code[0])
+
+def _write_fd_quiet(fd, data):
+    try:
+        _write_fd(fd, data)
+    except OSError:
+        pass
 
 # --- the run ----------------------------------------------------------------------------------
 
@@ -493,8 +642,7 @@ def _main():
     source_bytes = _read_exact(code_len)
     inputs = _write_files(workdir, meta) if meta_len else {}
     _channel = _Channel(nonce, *limits)
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+    _setup_output()
     module = type(sys)("__main__")
     module.__file__ = "main.py"
     module.__builtins__ = builtins
@@ -506,13 +654,16 @@ def _main():
         code = compile(source_bytes, "main.py", "exec", dont_inherit=True)
     except Exception as exc:  # SyntaxError, ValueError (NUL bytes), MemoryError, RecursionError
         _print_exception(exc.with_traceback(None))
+        _exit_code[0] = 1
+        _end_records()
         sys.exit(1)
     import atexit
     # registered first, so it runs last: after the program's own handlers and its threads
     atexit.register(_at_exit, workdir, inputs)
     try:
         exec(code, module.__dict__)
-    except SystemExit:
+    except SystemExit as exc:
+        _exit_code[0] = _code_of(exc)
         _final_figures()
         raise
     except BaseException as exc:
@@ -522,6 +673,7 @@ def _main():
             _print_exception(exc)  # the C hook reads source from disk; traceback asks the loader
         else:
             sys.excepthook(type(exc), exc, tb)
+        _exit_code[0] = 1
         _final_figures()
         sys.exit(1)
     _final_figures()

@@ -56,13 +56,18 @@ def api(settings: Settings, scientific: RuntimeSpec) -> Iterator[docker.APIClien
 
 
 def stdout_items(chunks: list[tuple[float, str, bytes]]) -> list[tuple[float, bytes | Record]]:
+    """Output and records on stdout, the end's ``exit`` record (the program's status) left out."""
     demux = SideChannelDemux(NONCE, 1 << 24)
     items = [(t, item) for t, stream, data in chunks if stream == "stdout" for item in demux.feed(data)]
-    return items + [(time.monotonic(), item) for item in demux.finish()]
+    items += [(time.monotonic(), item) for item in demux.finish()]
+    return [(t, i) for t, i in items if not (isinstance(i, Record) and i.kind == "exit")]
 
 
 def stderr_of(chunks: list[tuple[float, str, bytes]]) -> bytes:
-    return b"".join(data for _, stream, data in chunks if stream == "stderr")
+    """What the program wrote on stderr, the bootstrap's end marker left out."""
+    demux = SideChannelDemux(NONCE, 1 << 16)
+    data = b"".join(data for _, stream, data in chunks if stream == "stderr")
+    return b"".join(i for i in demux.feed(data) + demux.finish() if isinstance(i, bytes))
 
 
 def test_plt_show_arrives_live_before_a_later_print(

@@ -8,6 +8,7 @@ order with its prints, and nothing outside its working directory ever leaks out.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,35 @@ def run(
         )
 
 
+END_MARKER = b"\x1eSCE:" + NONCE.encode() + b":exit:2:0\n{}"
+
+
 def split(stdout: bytes) -> tuple[bytes, list[Record]]:
-    """Ordinary output and the records, as the server sees them."""
-    demux = SideChannelDemux(NONCE, 1 << 26)
-    items = demux.feed(stdout) + demux.finish()
+    """Ordinary output and the image and file records, as the server sees them (the end's own
+    ``exit`` record left out: see ``ending``)."""
+    items = _items(stdout)
     text = b"".join(i for i in items if isinstance(i, bytes))
-    return text, [i for i in items if isinstance(i, Record)]
+    return text, [i for i in items if isinstance(i, Record) and i.kind != "exit"]
+
+
+def _items(stdout: bytes) -> list[bytes | Record]:
+    demux = SideChannelDemux(NONCE, 1 << 26)
+    return demux.feed(stdout) + demux.finish()
+
+
+def ending(p: subprocess.CompletedProcess[bytes]) -> int | None:
+    """The status the exit record announces, checked to be the last thing on stdout, after the
+    stderr marker as the last thing there; None when the process sent no end."""
+    items = _items(p.stdout)
+    exits = [i for i in items if isinstance(i, Record) and i.kind == "exit"]
+    if not exits:
+        assert END_MARKER not in p.stderr
+        return None
+    assert len(exits) == 1 and items[-1] is exits[0], items[-3:]
+    assert p.stderr.endswith(END_MARKER) and p.stderr.count(END_MARKER) == 1, p.stderr[-200:]
+    code = exits[0].meta["code"]
+    assert isinstance(code, int)
+    return code
 
 
 def sent_files(records: list[Record]) -> dict[str, Record]:
@@ -213,11 +237,11 @@ def test_plt_show_sends_png_images_in_order_with_prints() -> None:
     demux = SideChannelDemux(NONCE, 1 << 26)
     items = demux.feed(p.stdout) + demux.finish()
     kinds = [i.kind if isinstance(i, Record) else i for i in items]
-    assert kinds == [b"before\n", "image", "image", b"between 0\nafter", "image", "files_end"], p.stderr
+    assert kinds == [b"before\n", "image", "image", b"between 0\nafter", "image", "files_end", "exit"], p.stderr
     first = items[1]
     assert isinstance(first, Record) and first.data is not None
     assert first.data.startswith(b"\x89PNG") and first.meta == {"mime": "image/png", "width": 640, "height": 480}
-    assert p.stderr == b""
+    assert p.stderr == END_MARKER
 
 
 def test_figure_show_sends_that_figure_only() -> None:
@@ -230,7 +254,7 @@ def test_figure_show_sends_that_figure_only() -> None:
     )
     p = run(code, args=["--rich"])
     text, records = split(p.stdout)
-    assert p.stderr == b"" and text == b"[1]\n"
+    assert p.stderr == END_MARKER and text == b"[1]\n"
     assert [(r.kind, r.meta.get("width")) for r in records] == [("image", 300), ("image", 200), ("files_end", None)]
 
 
@@ -258,7 +282,7 @@ def test_pil_show_sends_a_png() -> None:
 def test_preload_imports_before_the_program_arrives() -> None:
     mpl("numpy")
     p = run("import sys\nprint('numpy' in sys.modules)", args=["--preload", "numpy,no_such_module"])
-    assert split(p.stdout)[0] == b"True\n" and p.stderr == b""
+    assert split(p.stdout)[0] == b"True\n" and p.stderr == END_MARKER
 
 
 def test_encode_program_rejects_a_bad_nonce() -> None:
@@ -286,3 +310,90 @@ def test_a_folder_too_deep_stops_the_walk_with_files_truncated() -> None:
     p = run(code)
     records = split(p.stdout)[1]
     assert [r.kind for r in records] == ["files_end"] and records[0].meta["files_truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("print('hi')", 0),
+        ("import sys\nsys.exit(7)", 7),
+        ("import sys\nsys.exit(-1)", 255),
+        ("import sys\nsys.exit('bye')", 1),
+        ("raise ValueError('x')", 1),
+        ("print(1", 1),
+        ("import atexit, sys\natexit.register(print, 'late')\nsys.exit(3)", 3),
+    ],
+)
+def test_a_program_that_ends_by_itself_announces_its_own_status_last(code: str, status: int) -> None:
+    p = run(code)
+    assert p.returncode == status
+    assert ending(p) == status
+
+
+def test_os_exit_sends_no_end_but_what_was_printed_arrives() -> None:
+    p = run("import os\nprint('done')\nos._exit(4)")
+    assert p.returncode == 4 and ending(p) is None
+    assert split(p.stdout)[0] == b"done\n"
+
+
+def test_stdout_and_stderr_keep_the_programs_order_when_stdout_is_buffered() -> None:
+    # both streams into one pipe, as a terminal would show them
+    with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
+        code = "import sys\nfor i in range(3):\n    print('out', i)\n    print('err', i, file=sys.stderr)\nprint('end')"
+        p = subprocess.run(
+            [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir],
+            input=encode_program(code, nonce=NONCE),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+        )
+    text = split(p.stdout.replace(END_MARKER, b""))[0]
+    assert text == b"out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\nend\n"
+
+
+def test_a_child_process_output_comes_after_what_was_printed_before_it() -> None:
+    p = run("import subprocess, os\nprint('first')\nsubprocess.run(['echo', 'second'])\nprint('third')")
+    assert split(p.stdout)[0] == b"first\nsecond\nthird\n"
+    assert ending(p) == 0
+
+
+def test_a_forked_child_neither_repeats_the_parents_output_nor_ends_the_run() -> None:
+    code = (
+        "import os\nprint('before', end='')\npid = os.fork()\n"
+        "if pid == 0:\n    print(' child')\n    raise SystemExit(0)\n"
+        "os.waitpid(pid, 0)\nprint(' parent')"
+    )
+    p = run(code)
+    assert split(p.stdout)[0] == b"before child\n parent\n"
+    assert ending(p) == 0
+
+
+def test_many_prints_become_few_writes() -> None:
+    # block-buffered stdout: 20,000 lines in a handful of writes, not one each
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    code = "for i in range(20000): print(i)"
+    with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
+        trace = f"{workdir}/trace"
+        p = subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-e",
+                "trace=write",
+                "-o",
+                trace,
+                sys.executable,
+                "-I",
+                "-c",
+                BOOTSTRAP,
+                "--workdir",
+                workdir,
+            ],
+            input=encode_program(code, nonce=NONCE),
+            capture_output=True,
+            timeout=60,
+        )
+        writes = [line for line in Path(trace).read_text().splitlines() if "write(1," in line]
+    assert split(p.stdout)[0] == b"".join(b"%d\n" % i for i in range(20000))
+    assert len(writes) < 100
