@@ -36,6 +36,20 @@ its font cache in a temporary directory on every run); the bootstrap links the s
 _SINGLE_THREADED = (("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"))
 
 
+# gVisor's own threads (~40 at idle) count against the container's pids cgroup; at the plain limit
+# its Go runtime cannot start a thread and the whole sandbox dies (exit 2, output lost). Under runsc
+# the cgroup gets this much more, and that is the limit the server states (``started.limits.pids``,
+# ``/runtimes``): the one the host enforces on the sandbox, gVisor's threads included. The guest's
+# processes have no count limit of their own there (they are goroutines of gVisor's kernel, not host
+# threads): memory and the wall clock bound them (docs/SECURITY_NOTES.md).
+RUNSC_PIDS_HEADROOM = 192
+
+
+def sandbox_pids(settings: Settings) -> int:
+    """The pids limit a sandbox gets under the configured OCI runtime."""
+    return settings.pids + (RUNSC_PIDS_HEADROOM if settings.runtime == "runsc" else 0)
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     """One runtime. ``apt_packages`` are installed on top of the base image's packages;
@@ -75,7 +89,7 @@ def runtimes_from(settings: Settings) -> dict[str, RuntimeSpec]:
         image=settings.image,
         description="Python 3 with its standard library",
         memory_mb=settings.memory_mb,
-        pids=settings.pids,
+        pids=sandbox_pids(settings),
         tmpfs_mb=settings.tmpfs_mb,
         pool_size=settings.pool_size,
     )
@@ -84,7 +98,7 @@ def runtimes_from(settings: Settings) -> dict[str, RuntimeSpec]:
         image=settings.scientific_image,
         description="Python 3 with numpy, pandas, matplotlib and Pillow; plt.show() sends images",
         memory_mb=settings.scientific_memory_mb,
-        pids=settings.pids,
+        pids=sandbox_pids(settings),
         tmpfs_mb=settings.scientific_tmpfs_mb,
         pool_size=settings.scientific_pool_size,
         apt_packages=("python3-numpy", "python3-pandas", "python3-matplotlib", "python3-pil", "python3-munkres"),

@@ -161,6 +161,13 @@ class CgroupTree:
             pids=_read_int(f"{base}/pids.current"),
         )
 
+    def oom_kills(self, name: str) -> int | None:
+        """OOM kills under the parent, where the kernel counts them hierarchically (cgroup v2's
+        ``memory.events``); None on v1, whose counter stays in the container's own cgroup."""
+        if self.version == 1:
+            return None
+        return _read_key(f"{self._memory}/{name}/memory.events", b"oom_kill")
+
     def remove(self, name: str) -> bool:
         """rmdir the parent in every hierarchy; False while one is still busy (try again later)."""
         done = True

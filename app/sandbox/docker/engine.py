@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import socket
@@ -28,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -43,6 +45,7 @@ from app.sandbox.docker.cgroups import CgroupTree, parent_name, parent_owner
 from app.sandbox.docker.framing import FrameError, FrameParser
 from app.sandbox.docker.image import info_from_labels
 from app.sandbox.interface import EngineHealth, SandboxSpec, Usage
+from app.sandbox.runtimes import RUNSC_PIDS_HEADROOM as RUNSC_PIDS_HEADROOM  # re-exported: tests name it here
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -63,15 +66,14 @@ BASE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 OOM_FLAG_TRIES = 4
+# A memory cgroup charges in batches of up to 64 pages; a peak this close to the limit is the limit.
+OOM_PEAK_MARGIN_BYTES = 1 << 20
+RUNSC_SENTRY_DIED = 2  # the exit status of a gVisor sandbox whose own kernel (the sentry) failed
 OOM_FLAG_INTERVAL_S = 0.1
 # After the output ends the engine reports the exit within milliseconds; inspect is polled with
 # a short, growing interval (each call holds a thread for about a millisecond).
 EXIT_POLL_FIRST_S = 0.002
 EXIT_POLL_MAX_S = 0.1
-# gVisor's own threads (~40 at idle) count against the container's pids cgroup; at the plain limit
-# its Go runtime cannot start a thread and the whole sandbox dies (exit 2, output lost). The guest's
-# processes then need this much room on top of the limit the program is promised.
-RUNSC_PIDS_HEADROOM = 192
 # Resource figures. The final reading waits this long at most for the sandbox's last processes to
 # leave its cgroup (they are gone when the engine has confirmed the exit; not yet when a kill was
 # reported unconfirmed).
@@ -86,6 +88,14 @@ PARENT_REMOVE_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 STATS_SAMPLE_INTERVAL_S = 0.5
 # cgroup v2 kernels before 5.19 have no memory.peak: memory.current is sampled this often instead.
 PEAK_SAMPLE_INTERVAL_S = 0.1
+# Docker's default seccomp profile minus ptrace, process_vm_*, kcmp, userfaultfd and io_uring
+# (scripts/seccomp-profile generates seccomp.json and says why). Under runc only: runsc does not
+# apply a container's seccomp profile to the guest (it implements those calls in its own kernel,
+# which the host's filter around the sentry confines).
+SECCOMP_PROFILE_PATH = Path(__file__).with_name("seccomp.json")
+SECCOMP_OPT = "seccomp=" + json.dumps(
+    {k: v for k, v in json.loads(SECCOMP_PROFILE_PATH.read_text()).items() if k != "comment"}, separators=(",", ":")
+)
 LOCAL_BASE_URL = "http+docker://localhost"  # docker-py's base URL for a unix socket
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 RECV_SIZE = 65536
@@ -216,6 +226,13 @@ class DockerSandbox:
         code = int(state.get("ExitCode", -1))
         oom = bool(state.get("OOMKilled"))
         if code == 137 and not oom and not self.killed:
+            # gVisor's flag is sometimes never set (several OOMs at once): the parent cgroup says it
+            oom = self._oom_in_parent()
+        elif code == RUNSC_SENTRY_DIED and self.spec_runtime_is_runsc and not self.killed and self._oom_in_parent():
+            # gVisor's sentry itself failed to get memory at the limit (a Go runtime fatal error,
+            # exit 2) before the OOM killer chose it: the sandbox died of its memory limit
+            return ExitObservation(code=137, oom_killed=True)
+        if code == 137 and not oom and not self.killed:
             # The OOM flag can trail the exit (gVisor's often does): a 137 we did not cause is
             # looked at a few more times before it is called the program's own.
             for _ in range(OOM_FLAG_TRIES - 1):
@@ -224,6 +241,29 @@ class DockerSandbox:
                 if oom:
                     break
         return ExitObservation(code=code, oom_killed=oom)
+
+    @property
+    def spec_runtime_is_runsc(self) -> bool:
+        return self.engine.settings.runtime == "runsc"
+
+    def _oom_in_parent(self) -> bool:
+        """Whether the sandbox was killed at its memory limit, from the parent cgroup's record.
+
+        cgroup v2 counts OOM kills hierarchically (``memory.events``). On v1 the counter
+        (``memory.oom_control``'s ``oom_kill``) stays in the container's own cgroup, which is gone
+        with it, and the parent has no limit to fail against; but its ``max_usage_in_bytes``
+        survives, and a sandbox whose charge reached its limit (within one charge batch) and died of
+        SIGKILL it did not get from us was killed by the OOM killer. Measured under runsc and runc:
+        an OOM leaves the parent's peak just above the limit (128 MiB -> 134,230,016 bytes).
+        """
+        tree = self.engine.cgroups
+        if tree is None or self.cgroup_parent is None:
+            return False
+        kills = tree.oom_kills(self.cgroup_parent)
+        if kills is not None:
+            return kills > 0
+        peak = tree.read(self.cgroup_parent).memory_peak_bytes
+        return peak is not None and peak >= self.spec.memory_mb * 1024 * 1024 - OOM_PEAK_MARGIN_BYTES
 
     async def _state(self) -> dict[str, Any]:
         try:
@@ -479,7 +519,7 @@ class DockerEngine:
             network_mode="none",
             mem_limit=f"{spec.memory_mb}m",
             memswap_limit=f"{spec.memory_mb}m",
-            pids_limit=spec.pids + (RUNSC_PIDS_HEADROOM if s.runtime == "runsc" else 0),
+            pids_limit=spec.pids,  # under runsc with RUNSC_PIDS_HEADROOM already (app/sandbox/runtimes.py)
             nano_cpus=int(spec.cpus * 1e9),
             ulimits=[Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile)],
             read_only=True,
@@ -487,7 +527,7 @@ class DockerEngine:
             shm_size=f"{spec.tmpfs_mb}m",
             ipc_mode="private",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges", *(() if s.runtime == "runsc" else (SECCOMP_OPT,))],
             init=True,
             log_config=LogConfig(type="none"),
             runtime=s.runtime,
