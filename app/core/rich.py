@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.sidechannel import Record, png_size
+from app.protocol.files import path_problem
 
 IMAGE_MIMES = ("image/png", "image/svg+xml")
 MAX_DIMENSION = 1_000_000
@@ -108,8 +109,8 @@ class RichOutput:
     def file(self, record: Record) -> None:
         """Files are held until the run's end: only a program that ended by itself sends them."""
         path = record.meta.get("path")
-        if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or path.startswith("/"):
-            return
+        if not isinstance(path, str) or len(path) > MAX_PATH_CHARS or path_problem(path) is not None:
+            return  # the program can forge records (the nonce is in its own process): '..' never leaves
         if any(f.path == path for f in self.files):
             return
         if len(self.files) >= self.limits.files_max_count:

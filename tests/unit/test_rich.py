@@ -49,3 +49,13 @@ def test_files_count_size_duplicates_and_truncation() -> None:
     assert [(f.path, f.data is not None) for f in rich.files] == [("a.txt", True), ("big.bin", False)]
     assert rich.files[1].size == 101  # the size of what came, not what was claimed
     assert rich.files_truncated
+
+
+def test_a_forged_file_record_cannot_name_a_path_outside_the_working_directory() -> None:
+    """The program holds the nonce (it runs in the bootstrap's process) and can forge records: a file
+    path that a client would join under its download folder must be one files in would accept."""
+    rich = RichOutput(LIMITS)
+    for path in ("../../etc/cron.d/evil", "a/../../x", "./x", "a//b", "a\\..\\b", "nul\x00x", ""):
+        rich.file(Record("file", {"path": path}, b"x", None))
+    rich.file(Record("file", {"path": "ok/fine.txt"}, b"x", None))
+    assert [f.path for f in rich.files] == ["ok/fine.txt"]
