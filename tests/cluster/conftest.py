@@ -115,7 +115,10 @@ class Balancer:
         return dict(self.haproxy.server_states())
 
     def log(self) -> str:
-        return str(sce_cluster.tail(self.haproxy.log, 50))
+        """Every server state change HAProxy logged, then its last 20 lines."""
+        lines = self.haproxy.log.read_text(errors="replace").splitlines()
+        changes = [line for line in lines if "Server sce_servers/" in line and not line.startswith("[")]
+        return "\n".join([*changes, "...", *lines[-20:]])
 
     def stop(self) -> None:
         pid = self.haproxy.pid()

@@ -285,7 +285,8 @@ async def test_sigterm_drains_before_refusing(engine2: Any) -> None:
                     try:
                         r = await http.post("/run", json={"code": short_program(k)})
                         ok = r.status_code == 200 and r.json()["exit_code"] == 0
-                        outcomes.append((time.monotonic() - sigterm_at, "ok" if ok else f"http {r.status_code}"))
+                        what = "ok" if ok else f"http {r.status_code} {r.text[:120]}"
+                        outcomes.append((time.monotonic() - sigterm_at, what))
                     except httpx.HTTPError as exc:
                         outcomes.append((time.monotonic() - sigterm_at, f"http: {exc!r}"))
                     i += 1
@@ -319,7 +320,7 @@ async def test_sigterm_drains_before_refusing(engine2: Any) -> None:
             f"{exited_after:.2f} s after the signal (status {exit_code}); {len(outcomes)} runs during the drain, "
             f"{len(failures)} failed; its {victim_active} long runs finished"
         )
-        assert not failures, failures
+        assert not failures, f"{len(failures)} failed: {failures[:10]}\nHAProxy's log:\n{balancer.log()}"
         assert exit_code == 0, victim.log()[-3000:]
         for i, result in enumerate(finished):
             assert_ran(result, i)
