@@ -19,6 +19,7 @@ Used by ``test_corpus.py`` (pytest) and ``report.py`` (docs/SECURITY_NOTES.md).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -1572,6 +1573,437 @@ add("empty", "", exits(0, check=check_stdout_is("")))
 add("crlf_and_cr", "print(1)\r\nprint(2)\rprint(3)\n", exits(0, check=check_stdout_is("1\n2\n3\n")))
 
 
+# Files in: paths, names, counts, sizes, bombs, symlink tricks ------------------------------------------
+add = cls(
+    "files_in", "files sent in: traversal, absolute paths, device names, counts, sizes, a gzip bomb, symlink tricks"
+)
+
+
+def fin(path: str, content: str = "x", encoding: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"path": path, "content": content}
+    if encoding is not None:
+        item["encoding"] = encoding
+    return item
+
+
+def files_of(*items: dict[str, Any]) -> Callable[[Ctx], list[dict[str, Any]]]:
+    return lambda ctx: list(items)
+
+
+def file_frames(out: Outcome) -> list[dict[str, Any]]:
+    return out.of("file")
+
+
+def check_file_paths(allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> Check:
+    """Every file frame's path is in ``allowed``, and each of ``required`` came."""
+
+    def run(out: Outcome, ctx: Ctx) -> str | None:
+        paths = {f["path"] for f in file_frames(out)}
+        if paths - allowed:
+            return f"unexpected files out: {sorted(paths - allowed)}"
+        if set(required) - paths:
+            return f"missing files out: {sorted(set(required) - paths)}"
+        return None
+
+    return run
+
+
+PRINT_FILES = (
+    "import os\nfor d, _, names in sorted(os.walk('.')):\n    for n in sorted(names):\n"
+    "        p = os.path.join(d, n)[2:]\n        print('FILE', p, os.lstat(p).st_mode >> 12, open(p).read()[:20])\n"
+)
+for case_id, path, why in (
+    ("traversal", "../escape.txt", "'..' never leaves the working directory"),
+    ("deep_traversal", "data/../../../etc/cron.d/x", ""),
+    ("absolute_path", "/etc/cron.d/x", "absolute paths are refused"),
+    ("backslash_traversal", "..\\..\\x", ""),
+    ("nul_in_path", "a\x00.txt", ""),
+    ("dot_part", "a/./b", ""),
+    ("empty_part", "a//b", ""),
+    ("trailing_slash", "a/", ""),
+    ("lone_surrogate_path", "\ud800.txt", ""),
+    ("long_part", "a" * 256, "a part over NAME_MAX (255 bytes) is refused before any sandbox is used"),
+):
+    add(case_id, "print('ran')\n", refused("bad_message"), files=files_of(fin(path)), proves=why)
+add(
+    "device_and_reserved_names",
+    PRINT_FILES + "import stat\nprint('DEVNULL', stat.S_ISCHR(os.stat('/dev/null').st_mode))\n",
+    exits(
+        0, require=("FILE con 8 x", "FILE nul 8 x", "FILE dev/null 8 x", "FILE proc/self/environ 8 x", "DEVNULL True")
+    ),
+    files=files_of(fin("con"), fin("nul"), fin("aux.txt"), fin("dev/null"), fin("proc/self/environ")),
+    proves="device-like names are plain files under the working directory: /dev/null and /proc are untouched",
+)
+add(
+    "too_many_files",
+    "print('ran')\n",
+    refused("bad_message"),
+    files=lambda ctx: [fin(f"f{i}.txt") for i in range(21)],
+    proves="more files than files_in_max_count (20) are refused before any sandbox is used",
+)
+add(
+    "exactly_the_count",
+    "import os\nprint('COUNT', len(os.listdir('.')))\n",
+    exits(0, require=("COUNT 20",)),
+    files=lambda ctx: [fin(f"f{i}.txt") for i in range(20)],
+)
+add("duplicate_paths", "print('ran')\n", refused("bad_message"), files=files_of(fin("a.txt"), fin("a.txt")))
+add("file_and_folder", "print('ran')\n", refused("bad_message"), files=files_of(fin("a"), fin("a/b")))
+add(
+    "base64_not_canonical",
+    "print('ran')\n",
+    refused("bad_message"),
+    files=files_of(fin("a.bin", "QR==", "base64")),
+    proves="base64 is checked strictly (one canonical spelling)",
+)
+add(
+    "total_over_the_limit",
+    "print('ran')\n",
+    refused("code_too_large"),
+    files=files_of(fin("a.txt", "a" * 400_000), fin("b.txt", "b" * 400_000)),
+    proves="files together over files_in_total_bytes are refused before any sandbox is used",
+)
+
+
+def _gzip_bomb(ctx: Ctx) -> list[dict[str, Any]]:
+    import base64
+    import zlib
+
+    if not _BOMB:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        chunk = bytes(1 << 20)
+        data = b"".join(packer.compress(chunk) for _ in range(512)) + packer.flush()
+        _BOMB.append(base64.b64encode(data).decode("ascii"))
+    return [fin("bomb.gz", _BOMB[0], "base64")]
+
+
+_BOMB: list[str] = []
+add(
+    "gzip_bomb_to_disk",
+    "import gzip, shutil\ntry:\n    with gzip.open('bomb.gz') as src, open('/tmp/out.bin', 'wb') as dst:\n"
+    "        shutil.copyfileobj(src, dst, 1 << 20)\nexcept OSError as e:\n    print('FULL', e.strerror, flush=True)\n",
+    exits(0, require=("FULL No space left on device",)),
+    files=_gzip_bomb,
+    proves="a 0.5 MB gzip of 512 MiB, sent in and unpacked to disk, fills the 16 MiB tmpfs and stops there",
+)
+add(
+    "gzip_bomb_to_memory",
+    "import gzip\ndata = gzip.decompress(open('bomb.gz', 'rb').read())\nprint('UNPACKED', len(data))\n",
+    ooms(forbid=("UNPACKED",)),
+    files=_gzip_bomb,
+    proves="the same bomb unpacked in memory ends at the memory limit as oom",
+)
+add(
+    "folder_swapped_for_a_symlink",
+    "import os\nprint('IN', open('data/in.csv').read().strip())\nos.rename('data', 'data.old')\n"
+    "os.symlink('/etc', 'data')\nos.symlink('/etc/passwd', 'passwd.txt')\nos.symlink('/', 'root')\n"
+    "open('data.old/new.txt', 'w').write('mine')\nprint('SWAPPED', os.path.islink('data'), flush=True)\n",
+    exits(
+        0,
+        require=("IN a,b", "SWAPPED True"),
+        check=check_file_paths({"data.old/new.txt", "data.old/in.csv"}, {"data.old/new.txt"}),
+    ),
+    files=files_of(fin("data/in.csv", "a,b\n")),
+    proves="a folder of files in replaced by a symlink to /etc (and links to /etc/passwd and /) is never followed "
+    "by the files-out walk: only the program's own regular files come back",
+)
+add(
+    "main_py_as_a_file",
+    "print('the real program')\n",
+    exits(0, require=("the real program",), forbid=("hijacked",)),
+    files=files_of(fin("main.py", "print('hijacked')\n")),
+    safe=Expect(reasons=("exit",), exit_codes=None, error=None, forbid=("hijacked",), within_s=QUICK_S),
+    proves="a file in named like the program's own file does not replace the program",
+)
+
+# Files out: links, FIFOs, sockets, sparse files, floods of files, names, files still being written -------
+add = cls("files_out", "files sent back: symlinks, FIFOs, sockets, sparse files, 100k tiny files, non-UTF-8 names")
+add(
+    "symlinks_to_secrets",
+    "import os\nos.symlink('/etc/passwd', 'passwd')\nos.symlink('/proc/self/environ', 'environ')\n"
+    "os.symlink('/proc/1/root', 'root1')\nos.makedirs('sub')\nos.symlink('/etc', 'sub/etc')\n"
+    "os.link('/proc/self/exe', 'hard') if False else None\nopen('ok.txt', 'w').write('ok')\nprint('LINKED')\n",
+    exits(0, require=("LINKED",), check=check_file_paths({"ok.txt"}, {"ok.txt"})),
+    proves="symbolic links are never followed nor sent back",
+)
+add(
+    "fifo_and_socket",
+    "import os, socket\nos.mkfifo('pipe')\ns = socket.socket(socket.AF_UNIX)\ns.bind('sock')\n"
+    "open('ok.txt', 'w').write('ok')\nprint('MADE', flush=True)\n",
+    exits(0, require=("MADE",), check=check_file_paths({"ok.txt"}, {"ok.txt"}), within_s=QUICK_S),
+    proves="a FIFO with no writer does not hang the end of the run; FIFOs and sockets are not sent",
+)
+add(
+    "sparse_file",
+    "import os\nwith open('sparse.bin', 'wb') as f:\n    f.truncate(100 << 30)\n"
+    "print('SIZE', os.path.getsize('sparse.bin'), 'BLOCKS', os.stat('sparse.bin').st_blocks)\n",
+    exits(
+        0,
+        require=("SIZE 107374182400",),
+        check=lambda o, c: (
+            None
+            if [(f["path"], f.get("omitted")) for f in o.of("file")] == [("sparse.bin", "too_large")]
+            else f"files: {[(f['path'], f.get('omitted'), f.get('size')) for f in o.of('file')]}"
+        ),
+        within_s=QUICK_S,
+    ),
+    proves="a 100 GiB sparse file costs nothing: past the size limit it is listed as omitted, never read",
+)
+add(
+    "hundred_thousand_tiny_files",
+    "import os\nn = 0\ntry:\n    for d in range(100):\n        os.mkdir(f'd{d:03}')\n        for i in range(1000):\n"
+    "            open(f'd{d:03}/{i}', 'wb').close()\n            n += 1\nexcept OSError as e:\n"
+    "    print('STOPPED', e.strerror)\nprint('MADE', n, flush=True)\n",
+    Expect(
+        reasons=("exit",),
+        exit_codes=(0,),
+        require=("MADE",),
+        within_s=30.0,
+        check=lambda o, c: (
+            None
+            if (o.exit or {}).get("files_truncated") and len(o.of("file")) <= 20
+            else f"files_truncated={(o.exit or {}).get('files_truncated')} files={len(o.of('file'))}"
+        ),
+    ),
+    runsc=Expect(reasons=("exit", "oom"), exit_codes=(0, None), within_s=30.0),
+    differs="gVisor keeps its tmpfs's inodes and dentries in the sentry's own memory, charged to the sandbox: tens "
+    "of thousands of empty files reach the 128 MiB limit before the walk (oom, contained)",
+    timeout=20,
+    proves="100,000 files end the walk at its entry limit (files_truncated) without holding the run",
+)
+add(
+    "names_not_utf8",
+    "import os\nfor name in (b'\\xff\\xfe.bin', b'caf\\xe9.txt', b'ok.txt'):\n"
+    "    fd = os.open(name, os.O_CREAT | os.O_WRONLY)\n    os.write(fd, b'x')\n    os.close(fd)\nprint('MADE')\n",
+    exits(0, require=("MADE",), check=check_file_paths({"ok.txt"}, {"ok.txt"})),
+    proves="names that are not UTF-8 are skipped, the rest still sent",
+)
+add(
+    "still_being_written_at_exit",
+    "import os, threading, time\ndef grow():\n    with open('grow.log', 'a') as f:\n        while True:\n"
+    "            f.write('x' * 1000 + '\\n')\n            f.flush()\n"
+    "threading.Thread(target=grow, daemon=True).start()\n"
+    "if os.fork() == 0:\n    with open('child.log', 'a') as f:\n        while True:\n            f.write('c\\n')\n"
+    "            f.flush()\ntime.sleep(0.3)\nprint('LEAVING', flush=True)\n",
+    exits(
+        0,
+        require=("LEAVING",),
+        within_s=QUICK_S + 5,
+        check=lambda o, c: next(
+            (
+                f"{f['path']}: size {f['size']} but {len(base64.b64decode(f['data']))} bytes"
+                for f in o.of("file")
+                if "data" in f and f["size"] != len(base64.b64decode(f["data"]))
+            ),
+            None,
+        ),
+    ),
+    safe=Expect(reasons=("exit", "timeout"), exit_codes=None, within_s=TIMEOUT_BOUND_S + 10),
+    timeout=10,
+    proves="files still growing at the end (a daemon thread, a forked child) are read once, consistently, and the "
+    "run still ends",
+)
+add(
+    "deep_folders",
+    "import os\npath = '.'\nfor i in range(40):\n    path = os.path.join(path, 'd')\nos.makedirs(path)\n"
+    "open(os.path.join(path, 'deep.txt'), 'w').write('deep')\nprint('DEEP', flush=True)\n",
+    exits(0, require=("DEEP",), check=lambda o, c: None if (o.exit or {}).get("files_truncated") else "not truncated"),
+    proves="folders deeper than the walk's limit end it (files_truncated), each level one descriptor at most",
+)
+add(
+    "budget_of_files",
+    "import os\nfor i in range(14):\n    with open(f'f{i:02}.bin', 'wb') as f:\n        f.write(os.urandom(1000000))\n"
+    "print('WROTE', flush=True)\n",
+    exits(
+        0,
+        require=("WROTE",),
+        check=lambda o, c: (
+            None
+            if sum(len(base64.b64decode(f["data"])) for f in o.of("file") if "data" in f) <= 4 * 1_048_576
+            and any(f.get("omitted") == "too_large" for f in o.of("file"))
+            else "files out beyond the run's rich_output_bytes budget"
+        ),
+    ),
+    proves="files out together stay within the run's budget (rich_output_bytes): the rest are listed as omitted",
+)
+FORGE = (
+    "import gc, sys\nch = None\nf = sys._getframe()\nwhile f is not None and ch is None:\n"
+    "    ch = f.f_globals.get('_channel')\n    f = f.f_back\nif ch is None:\n"
+    "    ch = next((o for o in gc.get_objects() if type(o).__name__ == '_Channel'), None)\n"
+    "print('CHANNEL', ch is not None, flush=True)\n"
+)
+add(
+    "forged_records",
+    FORGE + "ch.emit(b'file', {'path': '../../etc/cron.d/evil', 'mime': 'text/plain', 'size': 4}, b'evil')\n"
+    "ch.emit(b'file', {'path': '/etc/passwd', 'mime': 'text/plain', 'size': 4}, b'evil')\n"
+    "ch.emit(b'file', {'path': 'a/./b', 'mime': 'text/plain', 'size': 4}, b'evil')\n"
+    "ch.emit(b'image', {'mime': 'text/html'}, b'<script>alert(1)</script>')\n"
+    "ch.emit(b'image', {'mime': 'image/svg+xml', 'width': 10**15, 'height': -5}, b'<svg xmlns=\"x\"/>')\n"
+    "ch.emit(b'exit', None, head=b'{\"code\":0}')\n"
+    "ch.emit(b'files_end', None, head=b'{\"count\":0,\"files_truncated\":false}')\n"
+    "open('ok.txt', 'w').write('ok')\nsys.exit(3)\n",
+    exits(
+        3,
+        require=("CHANNEL True",),
+        check=all_of(
+            check_file_paths({"ok.txt"}),
+            lambda o, c: next(
+                (
+                    f"image {i}"
+                    for i in o.of("image")
+                    if i.get("mime") not in ("image/png", "image/svg+xml")
+                    or not 0 <= i.get("width", 0) <= 10**6
+                    or not 0 <= i.get("height", 0) <= 10**6
+                ),
+                None,
+            ),
+        ),
+    ),
+    proves="the program can reach the bootstrap's channel (same process) but forged records stay its own run's: "
+    "no path outside the working directory, no other image type, sizes clamped, and a forged exit record does not "
+    "change the status the engine reports",
+)
+add(
+    "os_exit_sends_no_files",
+    "import os\nopen('made.txt', 'w').write('x')\nos._exit(0)\n",
+    exits(0, check=check_file_paths(set())),
+    proves="os._exit means no handlers: no files (documented)",
+)
+
+# Images: floods, huge figures --------------------------------------------------------------------------
+add = cls("images", "images shown by the program: floods past the budget, huge figures (scientific runtime)")
+add(
+    "pil_flood",
+    "import os\nfrom PIL import Image\nfor i in range(3000):\n"
+    "    Image.frombytes('RGB', (64, 64), os.urandom(64 * 64 * 3)).show()\n"
+    "print('SHOWN', flush=True)\n",
+    Expect(
+        reasons=("exit", "timeout"),
+        exit_codes=(0, None),
+        within_s=40.0,
+        check=lambda o, c: (
+            None
+            if sum(len(base64.b64decode(i["data"])) for i in o.of("image") if "data" in i) <= 4 * 1_048_576
+            and any(i.get("omitted") == "too_large" for i in o.of("image"))
+            else "images beyond the run's budget were sent"
+        ),
+    ),
+    runtime="scientific",
+    timeout=30,
+    proves="3,000 incompressible images: the first fill the run's budget (rich_output_bytes), the rest are omitted",
+)
+add(
+    "mpl_flood_after_the_budget",
+    "import matplotlib.pyplot as plt\nimport numpy as np\nfor i in range(60):\n"
+    "    plt.imshow(np.random.default_rng(i).random((400, 400)))\n    plt.show()\nprint('DONE', flush=True)\n",
+    Expect(
+        reasons=("exit", "timeout"),
+        exit_codes=(0, None),
+        within_s=40.0,
+        check=lambda o, c: (
+            None
+            if sum(len(base64.b64decode(i["data"])) for i in o.of("image") if "data" in i) <= 4 * 1_048_576
+            else "images beyond the run's budget were sent"
+        ),
+    ),
+    runtime="scientific",
+    timeout=30,
+)
+add(
+    "huge_figure",
+    "import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(300, 300), dpi=100)\nplt.plot([1, 2])\nplt.show()\n"
+    "print('SHOWN', flush=True)\n",
+    Expect(reasons=("exit", "oom"), exit_codes=None, within_s=40.0, forbid=("SHOWN",)),
+    runtime="scientific",
+    timeout=30,
+    proves="a 30,000 x 30,000 pixel figure fails in the sandbox (matplotlib refuses it, or the memory limit ends it)",
+)
+add(
+    "forged_image_with_the_real_nonce",
+    FORGE + "import zlib, struct\n"
+    "ihdr = struct.pack('>IIBBBBB', 200000, 200000, 8, 2, 0, 0, 0)\n"
+    "chunk = b'IHDR' + ihdr\n"
+    "png = b'\\x89PNG\\r\\n\\x1a\\n' + struct.pack('>I', 13) + chunk + struct.pack('>I', zlib.crc32(chunk))\n"
+    "ch.emit(b'image', {'mime': 'image/png', 'width': 1, 'height': 1}, png)\nprint('SENT', flush=True)\n",
+    exits(
+        0,
+        require=("SENT",),
+        check=lambda o, c: (
+            None
+            if [(i.get("width"), i.get("height")) for i in o.of("image")] in ([], [(200000, 200000)])
+            else f"images: {[(i.get('width'), i.get('height')) for i in o.of('image')]}"
+        ),
+    ),
+    runtime="scientific",
+    proves="a PNG's size comes from its own header, never from the record: a client sizes it by what it is",
+)
+
+# The scientific runtime's extra surface -------------------------------------------------------------
+add = cls(
+    "scientific", "numpy, pandas, matplotlib, Pillow: ctypes, native crashes, multiprocessing bombs, BLAS threads"
+)
+SCI_BOUND_S = 20.0
+add(
+    "ctypes_null_read",
+    "import numpy, ctypes\nctypes.string_at(0)\n",
+    signalled(139, "SIGSEGV"),
+    runtime="scientific",
+    proves="a native crash ends the run as SIGSEGV and nothing else",
+)
+add(
+    "numpy_native_crash",
+    "import numpy as np\nfrom numpy.lib.stride_tricks import as_strided\n"
+    "a = as_strided(np.zeros(1), shape=(1 << 40,), strides=(1 << 20,))\nprint(a.sum())\n",
+    Expect(reasons=("exit",), exit_codes=(139,), within_s=SCI_BOUND_S),
+    runtime="scientific",
+    proves="numpy reading far outside its buffer crashes with SIGSEGV in the sandbox only",
+)
+add(
+    "numpy_impossible_allocation",
+    "import numpy as np\ntry:\n    a = np.ones(10**12)\nexcept MemoryError:\n    print('MemoryError', flush=True)\n",
+    exits(0, require=("MemoryError",), within_s=SCI_BOUND_S),
+    runsc=ooms(within_s=SCI_BOUND_S),
+    differs="gVisor grants an allocation Linux's overcommit check refuses; touching it ends at the memory limit (oom)",
+    runtime="scientific",
+)
+add(
+    "numpy_fill_memory",
+    "import numpy as np\nblocks = []\nwhile True:\n    blocks.append(np.ones(16 << 20))\n",
+    ooms(within_s=SCI_BOUND_S),
+    runtime="scientific",
+    proves="the scientific runtime's own memory limit (512 MiB) holds: oom",
+)
+add(
+    "blas_threads_stay_one",
+    "import os\nos.environ['OPENBLAS_NUM_THREADS'] = '64'\nimport numpy as np\na = np.ones((600, 600))\n"
+    "b = a @ a\nprint('THREADS', len(os.listdir('/proc/self/task')), flush=True)\n",
+    exits(0, check=check_count_below("THREADS", 4), within_s=SCI_BOUND_S),
+    runtime="scientific",
+    timeout=SCI_BOUND_S,
+    proves="BLAS stays single-threaded (set before the preload): a matrix product does not spend the pids limit "
+    "or multiply memory per thread",
+)
+add(
+    "multiprocessing_bomb",
+    "import multiprocessing as mp, time\nif __name__ == '__main__':\n    try:\n"
+    "        with mp.Pool(500) as pool:\n            print('POOL', len(pool.map(abs, range(1000))), flush=True)\n"
+    "    except (OSError, RuntimeError) as e:\n        print('REFUSED', type(e).__name__, flush=True)\n",
+    Expect(reasons=("exit", "timeout", "oom"), exit_codes=None, within_s=BOMB_BOUND_S + 10, forbid=("POOL 1000",)),
+    runtime="scientific",
+    timeout=BOMB_TIMEOUT_S,
+    proves="a pool of 500 processes (each a copy of numpy and pandas) is stopped by the pids or memory limit",
+)
+add(
+    "memory_through_threads",
+    "import numpy as np, threading\nheld = []\ndef grab():\n    held.append(np.ones(64 << 20 >> 3))\n"
+    "    threading.Event().wait()\nthreads = [threading.Thread(target=grab, daemon=True) for _ in range(40)]\n"
+    "for t in threads:\n    t.start()\nthreading.Event().wait(10)\n",
+    ooms(within_s=SCI_BOUND_S),
+    runtime="scientific",
+    timeout=BOMB_TIMEOUT_S,
+    proves="memory taken from many threads counts against the one limit: oom",
+)
+
 # --- sanity of the table ----------------------------------------------------------------------------------
 
 
@@ -1832,6 +2264,7 @@ def corpus_server_env(canary: str) -> dict[str, str]:
         "SCE_QUEUE_SIZE": "64",
         "SCE_PER_CLIENT_RUNS": "64",
         "SCE_POOL_SIZE": "4",
+        "SCE_SCIENTIFIC_POOL_SIZE": "1",
         "SCE_TIMEOUT_S": "8",
         "SCE_OUTPUT_BYTES": str(CORPUS_OUTPUT_BYTES),
         "SCE_CODE_MAX_BYTES": str(CORPUS_CODE_MAX_BYTES),

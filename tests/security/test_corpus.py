@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.security, pytest.mark.timeout(300)
 
 CONCURRENCY = 4  # the corpus server's SCE_MAX_CONCURRENT_RUNS
 POOL_SIZE = 4  # the corpus server's SCE_POOL_SIZE
+SCIENTIFIC_POOL_SIZE = 1  # and its SCE_SCIENTIFIC_POOL_SIZE: warm sandboxes that may remain after a class
 LEAK_WAIT_S = 15.0
 
 
@@ -113,7 +114,7 @@ async def _still_serves(corpus: CorpusServer, cls: str) -> None:
         while True:
             left = await asyncio.to_thread(project_containers, corpus.owner)
             active = (await http.get("/healthz")).json()["active_runs"]
-            if len(left) <= POOL_SIZE and active == 0:
+            if len(left) <= POOL_SIZE + SCIENTIFIC_POOL_SIZE and active == 0:
                 break
             assert time.monotonic() < deadline, f"after {cls}: {len(left)} containers, {active} active runs"
             await asyncio.sleep(0.2)  # the engine has no "removed" event to wait on; the deadline bounds the poll
