@@ -79,29 +79,49 @@ class WarmPool:
         return await self.engine.start_sandbox(self.spec), False
 
     async def _fill(self) -> None:
+        """Keep ``size`` ready: every missing sandbox is started at once, not one after another (a
+        burst that takes all of them finds them replaced in one start's time, not ``size`` starts').
+        After a failed start, no new one is tried until the back-off has passed."""
         delay = RETRY_MIN_S
-        while True:
-            self._recycle_stale()
-            if len(self._ready) < self.size:
+        starting: set[asyncio.Task[Sandbox]] = set()
+        retry_at = 0.0
+        try:
+            while True:
+                self._recycle_stale()
+                now = time.monotonic()
+                while len(self._ready) + len(starting) < self.size and now >= retry_at:
+                    starting.add(asyncio.ensure_future(self.engine.start_sandbox(self.spec, pooled=True)))
+                self._wake.clear()
+                oldest = min((s.created_at for s in self._ready), default=now)
+                until = oldest + self.idle_max_s if self._ready else now + self.idle_max_s
+                if now < retry_at:
+                    until = min(until, retry_at)
+                waker = asyncio.ensure_future(self._wake.wait())
                 try:
-                    self._ready.append(await self.engine.start_sandbox(self.spec, pooled=True))
+                    await asyncio.wait(
+                        {*starting, waker}, timeout=max(0.1, until - now), return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    waker.cancel()
+                for task in [t for t in starting if t.done()]:
+                    starting.discard(task)
+                    try:
+                        sandbox = task.result()
+                    except SCEError as exc:
+                        self.last_error = exc.message
+                        log.warning("warm pool could not start a sandbox: %s", exc.message)
+                        retry_at = time.monotonic() + delay  # back off while the engine is unwell
+                        delay = min(delay * 2, RETRY_MAX_S)
+                        continue
+                    self._ready.append(sandbox)
                     self.warmed += 1
-                    async with self._changed:
-                        self._changed.notify_all()
                     self.last_error = None
                     delay = RETRY_MIN_S
-                    continue
-                except SCEError as exc:
-                    self.last_error = exc.message
-                    log.warning("warm pool could not start a sandbox: %s", exc.message)
-                    await asyncio.sleep(delay)  # back off while the engine is unwell
-                    delay = min(delay * 2, RETRY_MAX_S)
-                    continue
-            self._wake.clear()
-            oldest = min((s.created_at for s in self._ready), default=time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.1, oldest + self.idle_max_s - time.monotonic())):
-                    await self._wake.wait()
+                    async with self._changed:
+                        self._changed.notify_all()
+        finally:
+            for task in starting:  # cancelled mid-start: the engine discards what it then makes
+                task.cancel()
 
     def _recycle_stale(self) -> None:
         now = time.monotonic()
