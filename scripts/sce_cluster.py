@@ -740,7 +740,11 @@ def ensure_haproxy() -> None:
     if os.geteuid() != 0:
         raise RuntimeError("haproxy is missing; install it (apt-get install haproxy) or run as root")
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "install", "-y", "-qq", "haproxy"], check=True, env=env, stdin=subprocess.DEVNULL)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "haproxy"]
+    if subprocess.run(install, env=env, stdin=subprocess.DEVNULL, timeout=600).returncode != 0:
+        # a fresh machine may have no package lists yet
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+        subprocess.run(install, check=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
 
 
 def main(argv: list[str] | None = None) -> int:
