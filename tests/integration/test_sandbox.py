@@ -12,7 +12,7 @@ import pytest
 
 from app.core.events import Exit, Output, Started
 from app.protocol import RunRequest
-from app.sandbox.docker.engine import RUNSC_PIDS_HEADROOM, DockerEngine
+from app.sandbox.docker.engine import RUNSC_PIDS_HEADROOM, SECCOMP_OPT, DockerEngine
 from app.sandbox.run import Run
 from app.sandbox.service import SandboxService, default_specs
 from app.settings import Settings
@@ -187,6 +187,9 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
+    # our seccomp profile under runc (no ptrace, process_vm_*, ...); runsc does not apply one to the guest
+    seccomp = [opt for opt in host["SecurityOpt"] if opt.startswith("seccomp=")]
+    assert seccomp == ([] if service.settings.runtime == "runsc" else [SECCOMP_OPT])
     assert host["Memory"] == host["MemorySwap"] == 128 * 1024 * 1024
     assert host["PidsLimit"] == 64 + (RUNSC_PIDS_HEADROOM if service.settings.runtime == "runsc" else 0)
     assert host["Init"] is True
