@@ -16,10 +16,10 @@ import time
 import pytest
 
 from app.core.events import Exit, Output, RunLimits
-from app.protocol import RunRequest
 from app.core.exits import ExitObservation
 from app.core.rich import RichLimits
 from app.core.streams import Stream
+from app.protocol import RunRequest
 from app.sandbox.docker.framing import FrameParser, encode_frame
 from app.sandbox.interface import SandboxSpec, Usage
 from app.sandbox.run import Run
