@@ -74,11 +74,12 @@ OOM_FLAG_INTERVAL_S = 0.1
 # a short, growing interval (each call holds a thread for about a millisecond).
 EXIT_POLL_FIRST_S = 0.002
 EXIT_POLL_MAX_S = 0.1
-# Resource figures. The final reading waits this long at most for the sandbox's last processes to
-# leave its cgroup (they are gone when the engine has confirmed the exit; not yet when a kill was
-# reported unconfirmed).
-FINAL_SETTLE_S = 0.02
-FINAL_SETTLE_STEP_S = 0.002
+# Resource figures. The final reading is taken at once when the engine has confirmed the exit, or
+# when the program reported its own end (its interpreter is still finalizing: that is not counted);
+# after a kill the engine has not confirmed, it waits this long at most for the processes to leave
+# the cgroup, then reads.
+FINAL_SETTLE_S = 0.005
+FINAL_SETTLE_STEP_S = 0.001
 # A parent cgroup the runtime has not released yet is removed again after these pauses; past them
 # it is left for the next sweep (the server's stop, or the next start).
 PARENT_REMOVE_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -162,6 +163,7 @@ class DockerSandbox:
         self._parser = FrameParser()
         self._closed = False
         self.killed = False  # by us: then a 137 is our SIGKILL, not a question for the OOM flag
+        self.exited = False  # the engine has said so
         # resources: read from the parent cgroup when there is one, else from stats API samples
         self.cgroup_parent = cgroup_parent
         self._delivered = False
@@ -220,6 +222,7 @@ class DockerSandbox:
         while True:
             state = await self._state()
             if not state.get("Running", False) and state.get("Status") in ("exited", "dead"):
+                self.exited = True
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, EXIT_POLL_MAX_S)
@@ -345,9 +348,9 @@ class DockerSandbox:
         return True
 
     async def usage(self, *, final: bool) -> Usage:
-        """Since the program arrived. From the parent cgroup: exact, read in microseconds; the
-        final reading first lets the last processes leave (``FINAL_SETTLE_S`` at most). From the
-        stats API: the latest sample, never a call (the last sample can be up to a second old)."""
+        """Since the program arrived. From the parent cgroup: exact, read in microseconds (a final
+        reading after an unconfirmed kill first lets the last processes leave, ``FINAL_SETTLE_S``
+        at most). From the stats API: the latest sample, never a call (up to a second old)."""
         if self.engine.cgroups is None or self.cgroup_parent is None:
             if final:
                 self._stop_sampler()
@@ -355,10 +358,10 @@ class DockerSandbox:
         usage = self._read_cgroup()
         if final:
             self._stop_sampler()
-            waited = 0.0
-            while usage.pids and waited < FINAL_SETTLE_S:
+            loop = asyncio.get_running_loop()
+            settle_by = loop.time() + FINAL_SETTLE_S
+            while usage.pids and self.killed and not self.exited and loop.time() < settle_by:
                 await asyncio.sleep(FINAL_SETTLE_STEP_S)
-                waited += FINAL_SETTLE_STEP_S
                 usage = self._read_cgroup()
         return usage
 
