@@ -8,6 +8,7 @@ the network between a server and an engine host.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from typing import Any
@@ -21,11 +22,15 @@ from tests.wsclient import run_ws
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
 NO_TLS_CLIENT = (
-    "the server does not use TLS for a tcp:// engine: app/sandbox/docker/engine.py makes "
-    "docker.APIClient(base_url=host) without a TLSConfig, and docker-py then speaks plain HTTP to tcp:// "
-    "(the engine refuses it). SCE_DOCKER_HOSTS needs TLS from DOCKER_CERT_PATH/DOCKER_TLS_VERIFY (or a "
-    "per-engine certificate directory), and should refuse a tcp:// engine without it"
+    "this server has no SCE_DOCKER_TLS_DIR: its engine client for tcp:// is made without a TLSConfig, and "
+    "docker-py then speaks plain HTTP, which the engine refuses"
 )
+
+
+def server_has(setting: str) -> bool:
+    from app.settings import Settings
+
+    return setting in Settings.model_fields
 
 
 def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,14 +54,41 @@ def test_engine_socket_demands_a_client_certificate(engine2: Any) -> None:
     assert verified.returncode == 0 and verified.stdout.strip(), verified.stderr
 
 
+# requests (under docker-py) lets these variables replace a session's own CA for every request
+# (psf/requests#3829): with them set, the engine's certificate is checked against the system's CAs
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+CA_BUNDLE_OVERRIDES = (
+    "with REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the server's environment (set on this machine), requests "
+    "checks the engine's certificate against that bundle instead of SCE_DOCKER_TLS_DIR/ca.pem and the TLS engine "
+    "is never used (CERTIFICATE_VERIFY_FAILED); the engine client needs trust_env = False (which also keeps "
+    "HTTP(S)_PROXY away from engine connections)"
+)
+
+SSL_ATTACH = (
+    "over TLS the engine answers, but a run fails `internal`: the attach socket docker-py hands over is an "
+    "ssl.SSLSocket, and app/sandbox/docker/engine.py DockerSandbox.send() uses loop.sock_sendall, which raises "
+    "TypeError('Socket cannot be of type SSLSocket') (loop.sock_recv likewise); a TLS engine needs its attach "
+    "stream through an asyncio transport (e.g. the attach request made with asyncio.open_connection(ssl=...)) "
+    "or blocking reads/writes of the SSLSocket off the loop"
+)
+
+
 @pytest.mark.timeout(180)
-async def test_server_runs_on_an_engine_over_tls(engine2: Any) -> None:
+@pytest.mark.parametrize("ca_bundle_env", ["cleared", "inherited"])
+async def test_server_runs_on_an_engine_over_tls(engine2: Any, ca_bundle_env: str) -> None:
+    """A server whose only engine is reached over TCP with mutual TLS serves runs."""
+    if not server_has("docker_tls_dir"):
+        pytest.xfail(NO_TLS_CLIENT)
+    inherited = any(os.environ.get(v) for v in CA_BUNDLE_VARIABLES)
+    if ca_bundle_env == "inherited" and not inherited:
+        pytest.skip("no CA bundle variable in this environment")
     env = {
         "SCE_DOCKER_HOSTS": engine2.tls_url,
+        "SCE_DOCKER_TLS_DIR": str(engine2.tls_dir),
         "SCE_SCIENTIFIC_POOL_SIZE": "0",
-        "DOCKER_CERT_PATH": str(engine2.tls_dir),
-        "DOCKER_TLS_VERIFY": "1",
     }
+    if ca_bundle_env == "cleared":
+        env |= dict.fromkeys(CA_BUNDLE_VARIABLES, "")  # empty counts as unset for requests
     server = ServerProcess(env, healthy=False)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
@@ -67,9 +99,26 @@ async def test_server_runs_on_an_engine_over_tls(engine2: Any) -> None:
                 if health.get("status") == "ok":
                     break
                 await asyncio.sleep(0.2)  # polling the server's view of its engine
-            if health.get("status") != "ok":
-                pytest.xfail(f"{NO_TLS_CLIENT}; /healthz: {health.get('engines')}")
+            if health.get("status") != "ok" and ca_bundle_env == "inherited":
+                pytest.xfail(CA_BUNDLE_OVERRIDES)
+            assert health.get("status") == "ok", f"{health}\n{server.log()[-2000:]}"
         result = await run_ws(server.ws_url, "print(2 + 2)", within=60)
+        if result.of("error") and "Socket cannot be of type SSLSocket" in server.log():
+            pytest.xfail(SSL_ATTACH)
         assert result.text() == "4\n" and result.exit["exit_code"] == 0, result.frames
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_server_without_certificates_cannot_use_a_tls_engine(engine2: Any) -> None:
+    """tcp:// without SCE_DOCKER_TLS_DIR fails closed: the engine is never used, nothing runs."""
+    server = ServerProcess({"SCE_DOCKER_HOSTS": engine2.tls_url, "SCE_SCIENTIFIC_POOL_SIZE": "0"}, healthy=False)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            health = await http.get("/healthz")
+        assert health.status_code == 503 and not health.json()["engines"][0]["ok"], health.text
+        result = await run_ws(server.ws_url, "print(2 + 2)", within=60)
+        assert result.error["code"] == "unavailable", result.frames
     finally:
         server.stop()
