@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -196,3 +197,23 @@ def test_metrics_observe_cpu_and_peak_per_runtime() -> None:
     assert get("sce_run_cpu_seconds_sum", {"runtime": "python"}) == 1.0
     assert get("sce_run_memory_peak_bytes_count", {"runtime": "python"}) == 1
     assert get("sce_run_memory_peak_bytes_bucket", {"runtime": "python", "le": floatToGoString(64 << 20)}) == 1
+
+
+def test_sweeps_remove_dead_servers_parents_and_on_stop_this_engines_own_only(tmp_path: Path) -> None:
+    from app.sandbox.docker.engine import DockerEngine, _process_start_time
+    from app.settings import Settings
+
+    mounts = {c: str(tmp_path / c) for c in ("memory", "cpuacct", "pids")}
+    tree = CgroupTree(1, mounts, list(mounts.values()))
+    me = (os.getpid(), _process_start_time(os.getpid()))
+    engine, neighbour = DockerEngine(Settings()), DockerEngine(Settings())  # two engines, one process
+    engine.cgroup_tree = tree
+    dead = "sce-999999999-1-0123456789ab"
+    own = parent_name(*me, engine._parent_tag)
+    other = parent_name(*me, neighbour._parent_tag)
+    for name in (dead, own, other):
+        tree.create(name)
+    assert engine.sweep_parents(mine=False) == 1  # a start: only the dead server's
+    assert tree.parents() == {own, other}
+    assert engine.sweep_parents(mine=True) == 1  # a stop: its own too, never the neighbour's
+    assert tree.parents() == {other}

@@ -59,9 +59,10 @@ def _read_key(path: str, key: bytes) -> int | None:
     return None
 
 
-def parent_name(pid: int, start: str | None) -> str:
-    """A new parent's name: the owner server (pid and start time) and 48 random bits."""
-    return f"{PREFIX}{pid}-{start or 'x'}-{secrets.token_hex(6)}"
+def parent_name(pid: int, start: str | None, engine_tag: str = "") -> str:
+    """A new parent's name: the owner server (pid and start time), the engine object that made it
+    (a process may drive several), and 48 random bits."""
+    return f"{PREFIX}{pid}-{start or 'x'}-{engine_tag}{secrets.token_hex(6)}"
 
 
 def parent_owner(name: str) -> tuple[int, str] | None:

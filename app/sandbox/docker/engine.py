@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -402,6 +403,7 @@ class DockerEngine:
         self.usage_source: str | None = None  # settled on the first start
         self._parents: dict[str, str] = {}  # container id -> its parent cgroup, until removed
         self._parents_left: set[str] = set()  # parents still busy when their container went
+        self._parent_tag = secrets.token_hex(3)  # this engine's parents, among its process's
         self._usage_lock = threading.Lock()
         self._stats_executor: ThreadPoolExecutor | None = None
 
@@ -496,18 +498,19 @@ class DockerEngine:
         self._parents_left.add(parent)
 
     def sweep_parents(self, *, mine: bool) -> int:
-        """Remove empty parent cgroups of servers that no longer run (``mine``: of this one too)."""
+        """Remove empty parent cgroups of servers that no longer run (``mine``: this engine's too,
+        never those of another engine in the same process)."""
         tree = self.cgroup_tree
         if tree is None:
             return 0
         me = (os.getpid(), _process_start_time(os.getpid()) or "x")
+        my_prefix = f"{parent_name(*me, self._parent_tag)[:-12]}"
         removed = 0
         for name in tree.parents():
             owner = parent_owner(name)
             if owner is None or name in self._parents.values():
                 continue
-            ours = owner == me
-            if (ours and mine) or (not ours and _process_start_time(owner[0]) != owner[1]):
+            if (mine and name.startswith(my_prefix)) or (owner != me and _process_start_time(owner[0]) != owner[1]):
                 with contextlib.suppress(OSError):
                     if tree.remove(name):
                         removed += 1
@@ -560,7 +563,7 @@ class DockerEngine:
         tree = self.cgroup_tree
         parent = None
         if tree is not None:
-            parent = parent_name(os.getpid(), _process_start_time(os.getpid()))
+            parent = parent_name(os.getpid(), _process_start_time(os.getpid()), self._parent_tag)
             tree.create(parent)
         try:
             container_id: str = self.api.create_container(**self._container_config(spec, pooled, parent))["Id"]
