@@ -23,12 +23,15 @@ of ours.
 **Output.** stdout is block-buffered (as Python's is into a pipe: many prints make one write, one
 attach frame) and a daemon thread (``_thread``, no ``threading`` import; one pid of the sandbox's)
 flushes it every ``FLUSH_EVERY_S`` while something is pending, so a line printed alone or a prompt
-without a newline still leaves within milliseconds; ``input()`` flushes before it reads. stderr
-stays line-buffered and flushes stdout before each write, so the two keep the program's order
-(bytes written to fd 1 or 2 directly, by ``os.write`` or C code, bypass the buffer as they would
-under ``python3 main.py | cat``). Before a process is spawned or forked (an audit hook) and in
-``os._exit``, stdout is flushed: a child's output follows what was printed before it, nothing is
-printed twice, and nothing printed is lost. A forked child's stdout is line-buffered (no second
+without a newline still leaves within milliseconds; ``input()`` flushes before it reads. What
+the program writes to ``sys.stderr`` goes out at once as a ``stderr`` record on stdout (meta
+``{}``, the text's bytes as data, 64 KiB at most each) after what stdout holds, so the two keep
+the program's order exactly: on two pipes the engine's two copiers can swap writes made
+microseconds apart. Bytes written to fd 1 or 2 directly (``os.write``, ``sys.stderr.buffer``, C
+code, child processes) bypass all this, as they would under ``python3 main.py 2>&1 | cat``.
+Before a process is spawned or forked (an audit hook) and in ``os._exit``, stdout is flushed: a
+child's output follows what was printed before it, nothing is printed twice, and nothing printed
+is lost. A forked child's stdout is line-buffered (no second
 thread). The flusher is stopped before the interpreter finalizes, so it never holds stdout's lock
 when the last flush needs it.
 
@@ -485,7 +488,7 @@ def _at_exit(workdir, inputs):
 
 # --- output: block-buffered stdout, flushed while it waits -----------------------------------
 
-FLUSH_EVERY_S = 0.015
+FLUSH_EVERY_S = 0.010
 _SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork", "os.forkpty"})
 _flush_lock = None
 _flushing = [False]
@@ -533,7 +536,7 @@ def _after_fork_parent():
 
 def _after_fork_child():
     global _flush_lock
-    _flush_lock = _thread_mod().allocate_lock()
+    _flush_lock = _thread_mod().RLock()
     _flushing[0] = False
     try:
         sys.__stdout__.reconfigure(line_buffering=True)  # no flusher thread here: no pid spent on it
@@ -554,17 +557,19 @@ def _setup_output():
     out.reconfigure(line_buffering=False)
 
     class _Stderr(io.TextIOWrapper):
+        # sys.stderr's text travels on fd 1 as records, after what stdout holds: one pipe, one
+        # order (two pipes are read by two copiers in the engine, which can swap writes made
+        # microseconds apart). Its .buffer and fd 2 itself still reach the real stderr.
         def write(self, s):
-            try:
-                out.flush()
-            except Exception:
-                pass
-            return super().write(s)
+            if not isinstance(s, str):
+                raise TypeError("write() argument must be str, not " + type(s).__name__)
+            _send_stderr(s.encode(self.encoding, self.errors))
+            return len(s)
 
     buffer = err.detach()
     sys.stderr = sys.__stderr__ = _Stderr(buffer, encoding=err.encoding, errors=err.errors, line_buffering=True)
     import time  # built in
-    _flush_lock = _thread_mod().allocate_lock()
+    _flush_lock = _thread_mod().RLock()  # reentrant: a signal handler may write to stderr mid-record
     _flushing[0] = True
     _thread_mod().start_new_thread(_flusher, ())
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child)
@@ -579,6 +584,17 @@ def _setup_output():
             pass
         real_exit(status)
     os._exit = _exit
+
+STDERR_RECORD_BYTES = 65536
+
+def _send_stderr(data):
+    if not data:
+        return
+    with _flush_lock:
+        _flush_out()
+        for at in range(0, len(data), STDERR_RECORD_BYTES):
+            part = data[at:at + STDERR_RECORD_BYTES]
+            _write_all(b"\x1eSCE:%s:stderr:2:%d\n{}" % (_channel.nonce, len(part)) + part)
 
 def _code_of(exc):
     # the status the interpreter exits with for this SystemExit

@@ -279,6 +279,10 @@ class Run:
                 self.rich.file(item)
             elif item.kind == "files_end":
                 self.rich.files_end(item)
+            elif item.kind == "stderr":  # sys.stderr's text, in its place among stdout's
+                if item.data is not None:
+                    chunks.extend(self.assembler.release("stdout"))
+                    chunks.extend(self.assembler.feed("stderr", item.data, now))
             elif item.kind == "exit":
                 code = item.meta.get("code")
                 if type(code) is int and 0 <= code <= 255:

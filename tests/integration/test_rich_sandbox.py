@@ -60,14 +60,18 @@ def stdout_items(chunks: list[tuple[float, str, bytes]]) -> list[tuple[float, by
     demux = SideChannelDemux(NONCE, 1 << 24)
     items = [(t, item) for t, stream, data in chunks if stream == "stdout" for item in demux.feed(data)]
     items += [(time.monotonic(), item) for item in demux.finish()]
-    return [(t, i) for t, i in items if not (isinstance(i, Record) and i.kind == "exit")]
+    return [(t, i) for t, i in items if not (isinstance(i, Record) and i.kind in ("exit", "stderr"))]
 
 
 def stderr_of(chunks: list[tuple[float, str, bytes]]) -> bytes:
-    """What the program wrote on stderr, the bootstrap's end marker left out."""
+    """What the program wrote on stderr: sys.stderr's records on stdout, then fd 2 itself (the
+    bootstrap's end marker left out)."""
+    out = SideChannelDemux(NONCE, 1 << 24)
+    stdout = b"".join(data for _, stream, data in chunks if stream == "stdout")
+    records = [i.data or b"" for i in out.feed(stdout) + out.finish() if isinstance(i, Record) and i.kind == "stderr"]
     demux = SideChannelDemux(NONCE, 1 << 16)
     data = b"".join(data for _, stream, data in chunks if stream == "stderr")
-    return b"".join(i for i in demux.feed(data) + demux.finish() if isinstance(i, bytes))
+    return b"".join(records) + b"".join(i for i in demux.feed(data) + demux.finish() if isinstance(i, bytes))
 
 
 def test_plt_show_arrives_live_before_a_later_print(

@@ -8,6 +8,7 @@ order with its prints, and nothing outside its working directory ever leaks out.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -31,14 +32,37 @@ def run(
     out: FilesOutLimits | None = None,
     args: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[bytes]:
+    """The bootstrap as the server sees it: ``sys.stderr``'s records taken out of stdout and put
+    before what reached fd 2 itself (``raw_stdout`` keeps stdout as it came)."""
     with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
-        return subprocess.run(
+        p = subprocess.run(
             [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir, *args],
             input=encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
             capture_output=True,
             timeout=60,
             cwd="/tmp",
         )
+    p.raw_stdout = p.stdout  # type: ignore[attr-defined]
+    p.stdout, err = take_stderr(p.stdout)
+    p.stderr = err + p.stderr
+    return p
+
+
+STDERR_RECORD = re.compile(rb"\x1eSCE:" + NONCE.encode() + rb":stderr:2:([0-9]+)\n\{\}")
+
+
+def take_stderr(stdout: bytes) -> tuple[bytes, bytes]:
+    """stdout without the ``stderr`` records, and their text in order."""
+    out, err, pos = [], [], 0
+    for m in STDERR_RECORD.finditer(stdout):
+        if m.start() < pos:
+            continue
+        out.append(stdout[pos : m.start()])
+        n = int(m.group(1))
+        err.append(stdout[m.end() : m.end() + n])
+        pos = m.end() + n
+    out.append(stdout[pos:])
+    return b"".join(out), b"".join(err)
 
 
 END_MARKER = b"\x1eSCE:" + NONCE.encode() + b":exit:2:0\n{}"
@@ -337,18 +361,22 @@ def test_os_exit_sends_no_end_but_what_was_printed_arrives() -> None:
 
 
 def test_stdout_and_stderr_keep_the_programs_order_when_stdout_is_buffered() -> None:
-    # both streams into one pipe, as a terminal would show them
-    with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
-        code = "import sys\nfor i in range(3):\n    print('out', i)\n    print('err', i, file=sys.stderr)\nprint('end')"
-        p = subprocess.run(
-            [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir],
-            input=encode_program(code, nonce=NONCE),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=60,
-        )
-    text = split(p.stdout.replace(END_MARKER, b""))[0]
-    assert text == b"out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\nend\n"
+    # sys.stderr's text travels among stdout's, so one pipe carries the program's own order
+    code = "import sys\nfor i in range(3):\n    print('out', i)\n    print('err', i, file=sys.stderr)\nprint('end')"
+    p = run(code)
+    stream = [
+        ("err", i.data) if isinstance(i, Record) else ("out", i)
+        for i in _items(p.raw_stdout)  # type: ignore[attr-defined]
+        if not isinstance(i, Record) or i.kind == "stderr"
+    ]
+    joined: list[tuple[str, bytes]] = []
+    for kind, data in stream:
+        if joined and joined[-1][0] == kind:
+            joined[-1] = (kind, joined[-1][1] + (data or b""))
+        else:
+            joined.append((kind, data or b""))
+    text = [(kind, line) for kind, data in joined for line in data.splitlines()]
+    assert text == [(k, b"%s %d" % (k.encode(), i)) for i in range(3) for k in ("out", "err")] + [("out", b"end")]
 
 
 def test_a_child_process_output_comes_after_what_was_printed_before_it() -> None:
