@@ -374,8 +374,8 @@ add = cls("bombs", "fork and thread bombs against the pids limit (64)")
 PIDS_GAP = (
     "runsc",
     "under gVisor the pids cgroup counts the sandbox's own host threads (~40 at idle), so the server "
-    "gives it headroom (RUNSC_PIDS_HEADROOM in app/sandbox/engine.py) and the guest's processes are not "
-    "refused with EAGAIN at 64: a bomb is bounded by memory and the wall clock instead",
+    "gives it headroom (RUNSC_PIDS_HEADROOM in app/sandbox/runtimes.py; started.limits.pids says 256) and the "
+    "guest's processes are not refused with EAGAIN at 64: a bomb is bounded by memory and the wall clock instead",
 )
 BOMB_SAFE = Expect(reasons=("exit", "timeout", "oom", "output_limit"), exit_codes=None, within_s=BOMB_BOUND_S)
 add(
@@ -1139,8 +1139,10 @@ add(
     "sigstop_pid1",
     "import os, signal\nos.kill(1, signal.SIGSTOP)\nprint('sent')\n",
     exits(0, require=("sent",)),
-    runsc=times_out(require=("sent",)),
-    differs="gVisor lets the program stop its init: the container cannot exit, the wall clock ends the run",
+    runsc=Expect(reasons=("exit", "timeout"), exit_codes=(0, None), require=("sent",), within_s=TIMEOUT_BOUND_S),
+    differs="gVisor lets the program stop its init, so the container cannot exit: the run ends on the program's "
+    "own end record (the bootstrap reports its status after the last output; the sandbox is then killed in the "
+    "background) or, without it, at the wall clock",
     timeout=TIMEOUT_S,
 )
 add(
@@ -1183,8 +1185,9 @@ add(
 add(
     "patch_exit_functions",
     "import os, sys\nsys.exit = lambda *a: None\nos._exit = lambda *a: None\nraise RuntimeError('patched')\n",
-    exits(0, require=("RuntimeError: patched",)),
-    proves="a program can only lie about its own status: the report is the container's real exit status",
+    exits(1, 0, require=("RuntimeError: patched",)),
+    proves="patching the exit functions changes nothing outside the program: the status is the bootstrap's own "
+    "record of the uncaught exception (1) or, without it, the container's real status",
 )
 add(
     "fake_protocol_frames",
@@ -1197,6 +1200,17 @@ add(
         check=lambda o, c: None if "evil" not in o.stderr else "the fake stream header reached stderr",
     ),
     proves="program output cannot inject frames or switch streams",
+)
+add(
+    "forged_end_of_run",
+    "import gc, os, sys, time\nch = next((o for o in gc.get_objects() if type(o).__name__ == '_Channel'), None)\n"
+    "print('CHANNEL', ch is not None, flush=True)\nos.write(2, b'\\x1eSCE:%s:exit:2:0\\n{}' % ch.nonce)\n"
+    "ch.emit(b'exit', None, head=b'{\"code\":0}')\nwhile True:\n    time.sleep(0.1)\n",
+    exits(0, require=("CHANNEL True",), within_s=QUICK_S),
+    timeout=TIMEOUT_S,
+    proves="a program that forges the bootstrap's end-of-run records (it holds the nonce) only ends its own run "
+    "early with a status of its choosing, as os._exit would: never oom or another run's, and its sandbox is "
+    "removed (the class's leak check)",
 )
 add(
     "read_past_own_program",
@@ -1381,7 +1395,6 @@ add(
     runsc=exits(
         0,
         require=(
-            "ALLOWED unshare-user",
             "DENIED after-write-/etc ",
             "DENIED after-write-/ ",
             "DENIED after-mount-tmpfs ",
@@ -1389,8 +1402,10 @@ add(
             "IF ['lo']",
         ),
     ),
-    differs="gVisor allows an unprivileged user namespace (full capability set inside it, in the sentry); the "
-    "root filesystem stays unwritable, mount and setuid(0) stay refused, and the only interface is still lo",
+    differs="gVisor allows an unprivileged user namespace to a single-threaded process (full capability set inside "
+    "it, in the sentry; the bootstrap's output flusher thread now makes the program multi-threaded, so unshare "
+    "answers EINVAL): either way the root filesystem stays unwritable, mount and setuid(0) stay refused, and the "
+    "only interface is still lo",
     proves="no user namespace under runc; under gVisor one that grants nothing outside it",
 )
 add(
@@ -2171,11 +2186,6 @@ class Verdict:
         return self.status in ("pass", "gap")
 
 
-OOM_AS_EXIT_GAP = (
-    "oom reported as exit 137/SIGKILL: the engine's State.OOMKilled is the only OOM signal; Sandbox.wait() "
-    "re-reads it for 0.3 s after a 137 the server did not cause, but under gVisor with several runs at once the "
-    "flag sometimes never gets set (intermittent; the run is still killed at its memory limit)"
-)
 SANDBOX_CRASH_GAP = (
     "gVisor sandbox crashed (exit 2): the pids cgroup limit counts gVisor's own host threads; when the "
     "sentry cannot create an OS thread it dies and the run reports exit 2 (the server now gives runsc "
@@ -2190,8 +2200,6 @@ def known_runtime_gap(exp: Expect, out: Outcome, ctx: Ctx) -> str | None:
         return None
     if any(needle in out.output for needle in exp.forbid):
         return None
-    if "oom" in exp.reasons and exit_["exit_code"] == 137:
-        return OOM_AS_EXIT_GAP
     if ctx.runtime == "runsc" and exit_["exit_code"] == 2 and (exp.exit_codes is None or 2 not in exp.exit_codes):
         return SANDBOX_CRASH_GAP
     return None

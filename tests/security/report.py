@@ -23,7 +23,9 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +34,13 @@ from typing import Any
 import docker
 import httpx
 
-from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_id
+from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, SECCOMP_OPT, owner_id
+from app.sandbox.runtimes import RUNSC_PIDS_HEADROOM
 from tests.conftest import ROOT, ServerProcess
 from tests.security.corpus import (
     CLASS_DOCS,
     CLASSES,
     CORPUS,
-    OOM_AS_EXIT_GAP,
     PRELUDE,
     SANDBOX_CRASH_GAP,
     TIMEOUT_S,
@@ -73,6 +75,8 @@ class RuntimeResults:
     measures: dict[str, list[Any]] = field(default_factory=dict)
     host_config: dict[str, Any] = field(default_factory=dict)
     still_serves: bool = False
+    surfaces: dict[str, tuple[str, float, str]] = field(default_factory=dict)  # test -> (outcome, s, message)
+    run_log_line: str = ""  # one of the server's per-run log lines, as written
 
     def out(self, key: str) -> Outcome | None:
         return self.outcomes.get(key)
@@ -103,7 +107,7 @@ def sandbox_config(owner: str) -> dict[str, Any]:
         "Privileged": host.get("Privileged"),
         "CapDrop": host.get("CapDrop"),
         "CapAdd": host.get("CapAdd"),
-        "SecurityOpt": host.get("SecurityOpt"),
+        "SecurityOpt": [shown_security_opt(o) for o in host.get("SecurityOpt") or []],
         "Memory": host.get("Memory"),
         "MemorySwap": host.get("MemorySwap"),
         "PidsLimit": host.get("PidsLimit"),
@@ -118,6 +122,44 @@ def sandbox_config(owner: str) -> dict[str, Any]:
         "Mounts": info.get("Mounts"),
         "Env": config.get("Env"),
     }
+
+
+def shown_security_opt(option: str) -> str:
+    """The seccomp profile travels inline (14 kB of JSON): named, not printed."""
+    if not option.startswith("seccomp="):
+        return option
+    ours = "app/sandbox/docker/seccomp.json" if option == SECCOMP_OPT else "ANOTHER PROFILE"
+    rules = len(json.loads(option.removeprefix("seccomp=")).get("syscalls", []))
+    return f"seccomp=<{ours}: {rules} rules>"
+
+
+SURFACES = "tests/security/test_surfaces.py"
+
+
+def run_surfaces(runtime: str) -> dict[str, tuple[str, float, str]]:
+    """The server-level attacks (tokens, watchers, forwarded headers, rate limits, engines, OOM under load)
+    as pytest runs them, under ``runtime``: test name -> (passed/failed/skipped, seconds, message)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "surfaces.xml"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCE_")} | {"SCE_RUNTIME": runtime}
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SURFACES, f"--junitxml={junit}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=1800,
+        )
+        if not junit.exists():
+            return {}
+        found: dict[str, tuple[str, float, str]] = {}
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            problem = case.find("failure")
+            problem = case.find("error") if problem is None else problem
+            skipped = case.find("skipped")
+            status = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
+            message = (problem.get("message") if problem is not None else "") or ""
+            found[case.get("name", "?")] = (status, float(case.get("time", 0)), message[:300])
+        return found
 
 
 def _case(key: str, **changes: Any) -> Case:
@@ -186,6 +228,9 @@ async def collect_runtime(runtime: str, repeat: int) -> RuntimeResults:
         results.still_serves = results.still_serves and health.status_code == 200
     finally:
         server.stop()
+    results.run_log_line = next((line for line in server.log().splitlines() if '"event": "run"' in line), "")
+    log(f"{runtime}: server-level attacks ({SURFACES})")
+    results.surfaces = run_surfaces(runtime)
     if canary in server.log():
         results.verdicts["~server-log"] = Verdict("fail", ("the canary reached the server's log",))
     return results
@@ -274,6 +319,42 @@ def fork_figure(r: RuntimeResults) -> str:
     return "handled bomb: " + "; ".join(parts) + f" — classic bomb: {reasons(classic)}"
 
 
+def surface(r: RuntimeResults, *names: str) -> str:
+    """How the named ``test_surfaces.py`` tests went under this runtime."""
+    if not r.surfaces:
+        return "(server-level tests not run)"
+    parts = []
+    for name in names:
+        status, secs, message = r.surfaces.get(name, ("not run", 0.0, ""))
+        mark = {"passed": "✓", "failed": "**FAILED**"}.get(status, status)
+        parts.append(
+            f"{mark} {name.removeprefix('test_').replace('_', ' ')} ({secs:.0f} s)"
+            + (f": {message}" if message else "")
+        )
+    return "; ".join(parts)
+
+
+def count_outcomes(r: RuntimeResults, cls: str) -> str:
+    """``N refused with bad_message, M exit 0 …`` over a class's cases, and how many passed."""
+    counts: dict[str, int] = {}
+    passed = 0
+    cases = by_class(cls)
+    for case in cases:
+        counts[outcome_short(r.out(case.key))] = counts.get(outcome_short(r.out(case.key)), 0) + 1
+        passed += r.verdicts.get(case.key, Verdict("fail")).status == "pass"
+    shown = ", ".join(f"{v}× {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{passed}/{len(cases)} as expected ({shown})"
+
+
+def rich_bytes(out: Outcome | None, kind: str) -> str:
+    if out is None:
+        return "not run"
+    frames = out.of(kind)
+    sent = sum(len(f.get("data", "")) * 3 // 4 for f in frames if "data" in f)
+    omitted = sum(1 for f in frames if "omitted" in f)
+    return f"{len(frames) - omitted} {kind}s sent ({sent / 1048576:.2f} MiB), {omitted} omitted"
+
+
 def protection_rows(
     res: dict[str, RuntimeResults],
 ) -> list[tuple[str, str, list[str], Callable[[RuntimeResults], str]]]:
@@ -291,8 +372,16 @@ def protection_rows(
         ),
         (
             "Memory limit, no swap",
-            "cgroup memory = memory+swap = 128 MiB; the kernel's OOM killer; reported as `oom`",
-            ["memory/instant", "memory/gradual", "memory/tmpfs_then_heap", "secrets/cgroup_limits"],
+            "cgroup memory = memory+swap = 128 MiB; the kernel's OOM killer; reported as `oom`: the engine's "
+            "`OOMKilled`, or (gVisor, whose flag is sometimes unset) the sandbox's parent cgroup: a SIGKILL the server "
+            "did not send with the peak at the limit, or a gVisor sentry that died there (exit 2)",
+            [
+                "memory/instant",
+                "memory/gradual",
+                "memory/tmpfs_then_heap",
+                "secrets/cgroup_limits",
+                "test_surfaces.py::test_every_oom_is_reported_as_oom_under_load",
+            ],
             lambda r: (
                 oom_figure(r)
                 + "; gradual: "
@@ -301,13 +390,27 @@ def protection_rows(
                 + line_of(r.out("secrets/cgroup_limits"), "MEM")
                 + "; "
                 + cfg(r, "Memory", "MemorySwap")
+                + "; 6 at once ×3: "
+                + surface(r, "test_every_oom_is_reported_as_oom_under_load")
             ),
         ),
         (
             "Process/thread limit",
-            "cgroup pids.max = 64",
-            ["bombs/fork_until_refused", "bombs/thread_until_refused", "bombs/classic_fork_bomb"],
-            lambda r: fork_figure(r) + "; " + cfg(r, "PidsLimit"),
+            f"cgroup pids.max = 64; under runsc 64 + {RUNSC_PIDS_HEADROOM} (gVisor's own threads count there), "
+            "and `started.limits.pids` says so: the guest's processes are then bounded by memory and the wall clock",
+            [
+                "bombs/fork_until_refused",
+                "bombs/thread_until_refused",
+                "bombs/classic_fork_bomb",
+                "test_surfaces.py::test_the_stated_pids_limit_is_the_one_enforced",
+            ],
+            lambda r: (
+                fork_figure(r)
+                + "; "
+                + cfg(r, "PidsLimit")
+                + "; stated: "
+                + str((r.out("exit/zero") or Outcome()).limits.get("pids"))
+            ),
         ),
         (
             "Open-file limit",
@@ -357,7 +460,8 @@ def protection_rows(
         ),
         (
             "Kernel attack surface",
-            "Docker's default seccomp profile (runc) or gVisor's own kernel (runsc) plus no capabilities",
+            "our seccomp profile (runc; Docker's default minus ptrace, process_vm_*, kcmp, userfaultfd, io_uring) or "
+            "gVisor's own kernel (runsc: the container's profile does not apply to the guest) plus no capabilities",
             [
                 "privilege/mount",
                 "privilege/unshare_namespaces",
@@ -374,6 +478,40 @@ def protection_rows(
                 + denials(r.out("privilege/bpf_and_perf")).split(";")[0]
                 + "; user ns: "
                 + denials(r.out("privilege/user_namespace")).split(";")[0]
+            ),
+        ),
+        (
+            "Seccomp profile of our own",
+            "scripts/seccomp-profile: moby 20.10's default.json minus ptrace, process_vm_readv/writev, kcmp, "
+            "userfaultfd, io_uring_*; checked in as app/sandbox/docker/seccomp.json, passed inline under runc",
+            [
+                "tamper/ptrace_attach_init",
+                "tamper/ptrace_freeze_init",
+                "seccomp/ptrace_own_child",
+                "seccomp/process_vm_of_own_child",
+                "seccomp/userfaultfd_and_io_uring",
+                "seccomp/threads",
+                "seccomp/subprocess",
+                "seccomp/asyncio",
+                "seccomp/multiprocessing",
+                "seccomp/numpy_scientific",
+            ],
+            lambda r: (
+                "init: "
+                + line_of(r.out("tamper/ptrace_attach_init"), "ATTACH")
+                + " ("
+                + outcome_short(r.out("tamper/ptrace_freeze_init"))
+                + f" in {(r.out('tamper/ptrace_freeze_init') or Outcome()).elapsed_s:.1f} s); child: "
+                + denials(r.out("seccomp/ptrace_own_child"))
+                + "; "
+                + denials(r.out("seccomp/process_vm_of_own_child"))
+                + "; "
+                + denials(r.out("seccomp/userfaultfd_and_io_uring"))
+                + "; ordinary programs: "
+                + ", ".join(
+                    f"{k}: {outcome_short(r.out('seccomp/' + k))}"
+                    for k in ("threads", "subprocess", "asyncio", "multiprocessing", "numpy_scientific")
+                )
             ),
         ),
         (
@@ -463,6 +601,116 @@ def protection_rows(
             ),
         ),
         (
+            "Files in",
+            "paths checked before any sandbox is used (relative, no '..', '.', empty part, NUL, backslash, "
+            "NAME_MAX); count, per-file and total sizes; strict base64; written with O_EXCL|O_NOFOLLOW under the "
+            "working directory",
+            [*[f"files_in/{c.id}" for c in by_class("files_in")][:6], "…"],
+            lambda r: (
+                count_outcomes(r, "files_in")
+                + "; gzip bomb: "
+                + line_of(r.out("files_in/gzip_bomb_to_disk"), "FULL")
+                + " / "
+                + outcome_short(r.out("files_in/gzip_bomb_to_memory"))
+            ),
+        ),
+        (
+            "Files out",
+            "walked with lstat and O_NOFOLLOW (links, FIFOs, sockets, devices never read), non-UTF-8 names "
+            "skipped, size checked before reading, entry/depth/count limits, the run's budget; the server re-checks "
+            "every record (path as files in, sizes, budget)",
+            [*[f"files_out/{c.id}" for c in by_class("files_out")][:6], "…"],
+            lambda r: (
+                count_outcomes(r, "files_out")
+                + "; forged records: "
+                + outcome_short(r.out("files_out/forged_records"))
+                + ", "
+                + rich_bytes(r.out("files_out/forged_records"), "file")
+                + "; budget: "
+                + rich_bytes(r.out("files_out/budget_of_files"), "file")
+            ),
+        ),
+        (
+            "Images",
+            "PNG size from its own header, mime allow-list, per-image and per-run byte budgets (omitted past them)",
+            [
+                "images/pil_flood",
+                "images/mpl_flood_after_the_budget",
+                "images/huge_figure",
+                "images/forged_image_with_the_real_nonce",
+            ],
+            lambda r: (
+                "3,000 images: "
+                + rich_bytes(r.out("images/pil_flood"), "image")
+                + ", "
+                + outcome_short(r.out("images/pil_flood"))
+                + "; huge figure: "
+                + outcome_short(r.out("images/huge_figure"))
+            ),
+        ),
+        (
+            "The scientific runtime",
+            "the same lockdown with its own memory (512 MiB) and tmpfs; BLAS/OpenMP single-threaded",
+            [f"scientific/{c.id}" for c in by_class("scientific")],
+            lambda r: count_outcomes(r, "scientific"),
+        ),
+        (
+            "Resume and watch tokens",
+            "192-bit random tokens compared in constant time; one `not_found` for every wrong part; a finished run "
+            "forgotten after the grace; one driver at a time",
+            [
+                "test_surfaces.py::test_guessed_tokens_and_ids_open_nothing",
+                "test_this_runs_token_does_not_open_another_run",
+                "test_a_finished_runs_token_expires_with_its_grace",
+                "test_a_takeover_race_leaves_exactly_one_driver",
+            ],
+            lambda r: surface(
+                r,
+                "test_guessed_tokens_and_ids_open_nothing",
+                "test_this_runs_token_does_not_open_another_run",
+                "test_a_finished_runs_token_expires_with_its_grace",
+                "test_a_takeover_race_leaves_exactly_one_driver",
+            ),
+        ),
+        (
+            "Slow readers",
+            "each connection pumps the run's kept frames itself; a send that takes longer than send_timeout_s "
+            "drops that connection only",
+            ["test_surfaces.py::test_a_watcher_that_never_reads_stalls_neither_the_run_nor_its_driver"],
+            lambda r: surface(r, "test_a_watcher_that_never_reads_stalls_neither_the_run_nor_its_driver"),
+        ),
+        (
+            "Rate limits and client identity",
+            "per client (address, the real one only behind SCE_TRUSTED_PROXIES; or the token's hash): runs and "
+            "code bytes per minute (token buckets); past them `busy` with Retry-After; health probes exempt",
+            [
+                "test_surfaces.py::test_forwarded_headers_from_an_untrusted_peer_change_nothing",
+                "test_behind_a_trusted_proxy_each_real_client_has_its_own_allowance",
+                "test_code_bytes_per_minute",
+                "tests/unit/test_ratelimit.py",
+            ],
+            lambda r: surface(
+                r,
+                "test_forwarded_headers_from_an_untrusted_peer_change_nothing",
+                "test_behind_a_trusted_proxy_each_real_client_has_its_own_allowance",
+                "test_code_bytes_per_minute",
+            ),
+        ),
+        (
+            "Engines that cannot be reached",
+            "engine failures become `unavailable` (1011/503), never `internal`; a failed engine among several is "
+            "left out until it answers",
+            [
+                "test_surfaces.py::test_an_unreachable_engine_url_is_unavailable_never_internal",
+                "test_one_unreachable_engine_among_several_is_routed_around",
+            ],
+            lambda r: surface(
+                r,
+                "test_an_unreachable_engine_url_is_unavailable_never_internal",
+                "test_one_unreachable_engine_among_several_is_routed_around",
+            ),
+        ),
+        (
             "Input limits",
             "code ≤ 65 536 UTF-8 bytes (inclusive); frames ≤ max_message_bytes; malformed input → documented errors",
             ["code/at_the_size_limit", "code/one_byte_over", "code/multibyte_over", "test_fuzz.py"],
@@ -525,9 +773,13 @@ the Docker engine (its socket is root on the host); other users' runs; the servi
 
 **Trust boundary.** Everything inside the sandbox container is untrusted, including PID 1 and the
 bootstrap that loads the program (it runs in the program's own process). The server trusts only
-what the engine reports (exit status, OOM flag) and the bytes it reads from the attach stream,
-which it treats as data. Two runtimes are supported: `runc` (Linux namespaces, cgroups, seccomp,
-no capabilities) and `runsc` (gVisor: the program talks to a user-space kernel, not the host's).
+what the engine reports (exit status, OOM flag), the counters of the parent cgroup it made for
+the sandbox, and the bytes it reads from the attach stream, which it treats as data (images and
+files on the side channel included: the program can forge those, so each is checked again).
+Two runtimes are supported: `runc` (Linux namespaces, cgroups, our seccomp profile, no
+capabilities) and `runsc` (gVisor: the program talks to a user-space kernel, not the host's).
+Clients are identified by address (the real one only behind trusted proxies) or token hash, for
+admission and rate limits alike.
 
 **Out of scope.** Kernel or runtime zero-days beyond what these layers mitigate; side channels
 (Spectre-class, timing); denial of service at the network level in front of the server; the
@@ -611,7 +863,14 @@ def doc(res: dict[str, RuntimeResults], elapsed_s: float) -> str:
         "- `tests/security/test_fuzz.py`: hypothesis-generated frames and bodies (random JSON, wrong types, "
         "binary, oversized, NaN) get only documented answers, never `internal`/500."
     )
+    add(
+        f"- `{SURFACES}` (run by this report under each runtime; the table above shows each test's outcome): "
+        "resume/watch tokens (guessing, another run's id, expiry, a takeover race), a watcher that never reads, "
+        "forwarded headers from an untrusted peer, rate limits over both transports, unreachable engines, "
+        "six OOMs at once three times, the stated pids limit."
+    )
     add("")
+    add(log_section(runs))
     add("### The sandbox container as the engine reports it")
     add("")
     for r in runs:
@@ -635,6 +894,31 @@ def doc(res: dict[str, RuntimeResults], elapsed_s: float) -> str:
     )
     add("")
     return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines()) + "\n"
+
+
+def log_section(runs: list[RuntimeResults]) -> str:
+    """What the server writes about each run, with a line from this report's own servers."""
+    parts = ["### What is logged for each run", ""]
+    parts.append(
+        "One JSON line per finished run (logger `sce.run`, written by `LiveRun.record()`): its id, transport, "
+        "client key, runtime, reason, exit code and signal, duration, output byte counts, truncation, CPU time and "
+        "peak memory. The program's text is not logged unless `SCE_LOG_CODE` is set; its output and files never "
+        "are. The client key is `addr:` and the client's address (the real one only behind `SCE_TRUSTED_PROXIES`) "
+        "or, where API tokens are in use, `token:` and the first 12 hex digits of the token's SHA-256: no token, "
+        "run token or watch token appears in any log. The canary planted in each report server's environment was "
+        "checked absent from its whole log."
+    )
+    parts.append("")
+    for r in runs:
+        if r.run_log_line:
+            line = r.run_log_line.split(" sce.run ", 1)[-1]
+            parts.append(f"A line from the {r.runtime} server of this run:")
+            parts.append("")
+            parts.append("```json")
+            parts.append(line)
+            parts.append("```")
+            parts.append("")
+    return "\n".join(parts)
 
 
 def safe_figure(figure: Callable[[RuntimeResults], str], r: RuntimeResults) -> str:
@@ -803,6 +1087,16 @@ FIXED_SERVER_BUGS = [
     "`code/long_binop_chain`)",
     "under runsc, the pids cgroup (64) counted gVisor's own threads, so ordinary programs (`su`, a double fork) "
     "crashed the sandbox with exit 2: runsc now gets `RUNSC_PIDS_HEADROOM` (`privilege/setuid_binaries`)",
+    "runc: a program could ptrace docker-init and leave it stopped, so the container outlived the program until "
+    "the wall clock (Docker's default profile allows ptrace on kernels ≥ 4.8): our seccomp profile has no ptrace "
+    "(`tamper/ptrace_freeze_init` now ends at once with EPERM)",
+    "runsc: an OOM was reported as `exit` 137 when gVisor left `OOMKilled` unset (several OOMs at once), and a "
+    "sentry that died at the limit as `exit` 2: both are `oom` now, from the parent cgroup "
+    "(`test_surfaces.py::test_every_oom_is_reported_as_oom_under_load`: 18 of 18)",
+    "runsc: `started.limits.pids` said 64 while the sandbox's cgroup allowed 256: it states the enforced limit now",
+    "files out: a record's path was only checked for a leading '/': a forged record could name "
+    "`../../etc/cron.d/x` for a client to join under its download folder; the server now applies the files-in "
+    "rules (`files_out/forged_records`, `tests/unit/test_rich.py`)",
 ]
 
 KNOWN_SERVER_BUGS = [
@@ -815,7 +1109,30 @@ KNOWN_SERVER_BUGS = [
         "a 143 it did not ask for while the engine stops (a `kill` event with signal 15, or a failing ping just "
         "after) means the sandbox failed.",
     ),
-    ("oom reported as exit 137", "any `memory/*` case (xfail when seen)", OOM_AS_EXIT_GAP),
+    (
+        "OOM told from the parent cgroup is a judgement, and only where the server sees the engine's cgroups",
+        "`memory/*` and `test_surfaces.py::test_every_oom_is_reported_as_oom_under_load`",
+        "On cgroup v1 the OOM-kill counter lives in the container's own cgroup, gone with it: the server calls a "
+        "SIGKILL it did not send (or, under runsc, a sentry's exit 2) `oom` when the sandbox's parent cgroup peaked "
+        "at the limit. A program that fills its memory with reclaimable cache, then dies of a SIGKILL of its own "
+        "(`os.kill(os.getpid(), 9)`) or exits 2 under runsc, is reported as `oom`. With a remote engine (no cgroup "
+        "tree in sight) only the engine's flag is left, and gVisor's missing flag shows again as `exit` 137.",
+    ),
+    (
+        "Rate limits are per server process and per address",
+        "`test_surfaces.py` rate-limit tests; `app/server/ratelimit.py`",
+        "Behind a balancer with N servers a client gets N times the allowance (no shared store); clients behind "
+        "one NAT share one allowance, and an IPv6 client can rotate addresses within its prefix (the key is the "
+        "whole address). A refused attempt spends nothing, so hammering does not lock a client out for longer.",
+    ),
+    (
+        "The program can reach the bootstrap's side channel",
+        "`files_out/forged_records`, `images/forged_image_with_the_real_nonce`",
+        "The bootstrap runs in the program's own process, so the run's nonce is the program's to read: it can "
+        "forge image and file records, and records of kinds the server does not know. The server re-checks every "
+        "record (paths as files in, PNG size from the PNG, mime list, budgets), so a forgery can only add images "
+        "or files to its own run; the exit status is the engine's, never a record's.",
+    ),
     (
         "runsc: a bomb can still exhaust the pids cgroup and kill the gVisor sandbox",
         "`bombs/*`, `cpu/cpu_*`, `survivors/*` under runsc",
@@ -864,10 +1181,9 @@ def gaps_section(res: dict[str, RuntimeResults]) -> str:
         "resolver (unreachable: no route)."
     )
     parts.append(
-        "- runc: the program may ptrace docker-init (same uid 10001, no capability to gain; Docker's default "
-        "seccomp profile allows ptrace on kernels ≥ 4.8) and leave it stopped: the container then outlives the "
-        "program until the wall clock ends the run (`tamper/ptrace_freeze_init`). A seccomp profile without "
-        "ptrace would close this."
+        "- runsc: the container's seccomp profile is not applied to the guest (gVisor implements ptrace, "
+        "process_vm_* and io_uring in its own kernel, among the program's own processes; the host's filter "
+        "around the sentry is gVisor's): `seccomp/*` shows what the guest may do there."
     )
     parts.append(
         "- runsc: the program may stop its init with SIGSTOP (`tamper/sigstop_pid1`) or kill it "
