@@ -1,0 +1,82 @@
+"""Telling an OOM from the parent cgroup when the engine's flag is unset (gVisor), without Docker."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from app.core.exits import ExitObservation, classify_exit
+from app.sandbox.docker import engine as engine_module
+from app.sandbox.docker.cgroups import CgroupTree
+from app.sandbox.docker.engine import DockerSandbox
+from app.sandbox.interface import SandboxSpec
+
+pytestmark = pytest.mark.timeout(30)
+
+LIMIT = 128 * 1024 * 1024
+SPEC = SandboxSpec("python", "test", 128, 64, 1.0, 256, 16)
+PARENT = "sce-1-2-aa"
+
+
+def _sandbox(tree: CgroupTree, runtime: str, code: int, *, oom_flag: bool = False) -> DockerSandbox:
+    fake_engine: Any = SimpleNamespace(cgroups=tree, settings=SimpleNamespace(runtime=runtime))
+    a, b = socket.socketpair()
+    b.close()
+    sandbox = DockerSandbox(fake_engine, SPEC, "c0ffee", None, a, PARENT)
+
+    async def state() -> dict[str, Any]:
+        return {"Running": False, "Status": "exited", "ExitCode": code, "OOMKilled": oom_flag}
+
+    sandbox._state = state  # type: ignore[method-assign]
+    return sandbox
+
+
+def _v1(tmp_path: Path, peak: int) -> CgroupTree:
+    mounts = {c: str(tmp_path / c) for c in ("memory", "cpuacct", "pids")}
+    tree = CgroupTree(1, mounts, list(mounts.values()))
+    tree.create(PARENT)
+    (tmp_path / "memory" / PARENT / "memory.max_usage_in_bytes").write_text(f"{peak}\n")
+    return tree
+
+
+@pytest.fixture(autouse=True)
+def _no_flag_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "OOM_FLAG_INTERVAL_S", 0.0)
+
+
+async def test_a_sigkill_we_did_not_send_with_the_peak_at_the_limit_is_oom(tmp_path: Path) -> None:
+    observed = await _sandbox(_v1(tmp_path, 134_230_016), "runsc", 137).wait()  # measured under runsc
+    assert observed == ExitObservation(137, oom_killed=True)
+    assert classify_exit(observed, None).reason == "oom"
+
+
+async def test_a_sigkill_far_below_the_limit_is_the_programs_own(tmp_path: Path) -> None:
+    observed = await _sandbox(_v1(tmp_path, 20 << 20), "runsc", 137).wait()
+    assert observed == ExitObservation(137, oom_killed=False)
+    assert classify_exit(observed, None).exit_code == 137
+
+
+async def test_our_own_kill_is_never_asked_about(tmp_path: Path) -> None:
+    sandbox = _sandbox(_v1(tmp_path, LIMIT + 4096), "runc", 137)
+    sandbox.killed = True
+    assert await sandbox.wait() == ExitObservation(137, oom_killed=False)
+
+
+async def test_a_gvisor_sentry_that_died_at_the_limit_is_oom(tmp_path: Path) -> None:
+    assert await _sandbox(_v1(tmp_path, LIMIT), "runsc", 2).wait() == ExitObservation(137, oom_killed=True)
+    # below the limit, or under runc, exit 2 is the program's own status
+    assert await _sandbox(_v1(tmp_path / "b", 10 << 20), "runsc", 2).wait() == ExitObservation(2)
+    assert await _sandbox(_v1(tmp_path / "c", LIMIT), "runc", 2).wait() == ExitObservation(2)
+
+
+async def test_cgroup_v2_counts_oom_kills_under_the_parent(tmp_path: Path) -> None:
+    tree = CgroupTree(2, {"": str(tmp_path)}, [str(tmp_path)])
+    (tmp_path / PARENT).mkdir()
+    (tmp_path / PARENT / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert await _sandbox(tree, "runsc", 137).wait() == ExitObservation(137, oom_killed=True)
+    (tmp_path / PARENT / "memory.events").write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+    assert await _sandbox(tree, "runsc", 137).wait() == ExitObservation(137, oom_killed=False)
