@@ -910,6 +910,12 @@ def log_section(runs: list[RuntimeResults]) -> str:
     )
     parts.append("")
     for r in runs:
+        parts.append(
+            f"- {r.runtime}: {surface(r, 'test_the_log_holds_no_secret_and_no_code')} (an API token, a run's token "
+            "and watch token and the program's text searched for in the server's whole log)"
+        )
+    parts.append("")
+    for r in runs:
         if r.run_log_line:
             line = r.run_log_line.split(" sce.run ", 1)[-1]
             parts.append(f"A line from the {r.runtime} server of this run:")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -319,3 +320,30 @@ async def test_the_stated_pids_limit_is_the_one_enforced(oom_server: ServerProce
         listed = (await http.get("/runtimes")).json()
     listed = listed["runtimes"] if isinstance(listed, dict) else listed
     assert all(r["limits"]["pids"] == expected for r in listed), listed
+
+
+# --- what the log keeps ----------------------------------------------------------------------------------
+
+API_TOKEN = "sce-api-" + secrets.token_hex(16)
+logged = module_server({"SCE_API_TOKENS": API_TOKEN, "SCE_PER_CLIENT_RUNS": "8"})
+
+
+async def test_the_log_holds_no_secret_and_no_code(logged: ServerProcess) -> None:
+    """One JSON line per run: the client as a 12-hex hash of its API token; no API token, run token,
+    watch token or program text anywhere in the server's log."""
+    code = "print('logged-program-text-' + 'x')"
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    result = await run_ws(logged.ws_url, code, within=60, additional_headers=headers)
+    started = result.of("started")[0]
+    async with httpx.AsyncClient(base_url=logged.url, timeout=60) as http:
+        assert (await http.post("/run", json={"code": code}, headers=headers)).status_code == 200
+        deadline = time.monotonic() + 10
+        while logged.log().count('"event": "run"') < 2:  # the line is written as the run ends
+            assert time.monotonic() < deadline, logged.log()[-2000:]
+            await asyncio.sleep(0.1)
+    text = logged.log()
+    lines = [json.loads(line.split(" sce.run ", 1)[1]) for line in text.splitlines() if '"event": "run"' in line]
+    assert {entry["client"] for entry in lines} == {"token:" + hashlib.sha256(API_TOKEN.encode()).hexdigest()[:12]}
+    assert all("code" not in entry for entry in lines)
+    for secret in (API_TOKEN, started["token"], started["watch_token"], "logged-program-text"):
+        assert secret not in text
