@@ -628,7 +628,7 @@ class Cluster:
     base_port: int = 5100  # HAProxy here, servers on the next ports
     servers_n: int = 2
     server_env: dict[str, str] = field(default_factory=dict)  # extra SCE_* for every server
-    drain_notice_s: float = 2.0
+    drain_notice_s: float = 4.0  # > HAProxy inter 1s x fall 2 (deploy/haproxy.cfg) + a check
     check_inter_ms: int | None = None
     check_fall: int | None = None
     check_rise: int | None = None
@@ -679,6 +679,11 @@ class Cluster:
         then the second engine; then whatever our servers left on either engine (a killed server's)."""
         owners = {o for o in (s.owner() for s in self.servers) if o}
         self.balancer.stop()
+        for server in self.servers:  # all drain at once (each waits out its notice), then each is waited for
+            pid = server.pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
         for server in self.servers:
             server.stop()
         for sock in (MAIN_SOCKET, self.engine.socket):
