@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
 @pytest.fixture
 async def service() -> AsyncIterator[SandboxService]:
-    svc = SandboxService(Settings(pool_size=0, output_bytes=20_000))
+    svc = SandboxService(Settings(pool_size=0, scientific_pool_size=0, output_bytes=20_000))
     await svc.start()
     await svc.ready.wait()
     yield svc
