@@ -345,6 +345,8 @@ class Engine:
     def purge(self) -> None:
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.data_root.parent.rmdir()  # only if nothing else is in it
 
 
 def make_tls(d: Path) -> None:
