@@ -64,6 +64,7 @@ class EngineSlot:
     active: int = 0
     reaped: bool = False
     failures: int = 0
+    images_missing: list[str] = field(default_factory=list)  # as the watcher last saw them
     check_now: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -161,6 +162,7 @@ class SandboxService:
                 slot.failures = 0
                 if not was_ok:
                     log.info("engine %s answers; in service", slot.engine.name)
+                await self._look_for_images(slot)
                 if time.monotonic() - last_reap > REAP_INTERVAL_S:
                     last_reap = time.monotonic()
                     await self._reap(slot)
@@ -180,6 +182,16 @@ class SandboxService:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await slot.check_now.wait()
+
+    async def _look_for_images(self, slot: EngineSlot) -> list[str]:
+        """The runtimes whose image this engine lacks (kept for the cheap, cached health answer)."""
+        try:
+            slot.images_missing = [
+                name for name, spec in self.specs.items() if not await slot.engine.image_present(spec.image)
+            ]
+        except SCEError:
+            slot.ok, slot.images_missing = False, list(self.specs)
+        return slot.images_missing
 
     async def _reap(self, slot: EngineSlot) -> None:
         try:
@@ -201,21 +213,22 @@ class SandboxService:
             await slot.engine.close()
 
     # -- questions the web layer asks ---------------------------------------------------------
-    async def health(self) -> dict[str, Any]:
+    async def health(self, *, cached: bool = False) -> dict[str, Any]:
         """Every engine's state and the images', for ``/healthz``: healthy while some engine answers
-        and has the default runtime's image."""
+        and has the default runtime's image. ``cached``: as the engine watchers last saw it (at
+        most ``HEALTH_INTERVAL_S`` old), asking no engine: for a balancer's frequent checks."""
         engines = []
         default_ok = False
         missing: set[str] = set()
         for slot in self.slots:
-            health = await slot.engine.health()
-            slot.ok = health.ok
-            state = slot.state() | dict(health.detail)
-            if health.ok:
-                try:
-                    absent = [n for n, spec in self.specs.items() if not await slot.engine.image_present(spec.image)]
-                except SCEError:
-                    absent, state["ok"] = list(self.specs), False
+            if not cached:
+                health = await slot.engine.health()
+                slot.ok = health.ok
+                if health.ok:
+                    await self._look_for_images(slot)
+            state = slot.state()
+            if slot.ok:
+                absent = slot.images_missing
                 missing.update(absent)
                 state["images_missing"] = absent
                 default_ok = default_ok or (state["ok"] and DEFAULT_RUNTIME not in absent)

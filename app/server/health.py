@@ -73,7 +73,7 @@ async def health_body(
     also while the server is draining or full (no free slot and the wait queue full), so new
     runs go to another server before this one would refuse them. ``reason`` says which.
     """
-    service = await ctx.service.health()
+    service = await ctx.service.health(cached=balancer)
     admission = ctx.admission
     free_slots = max(0, admission.max_running - admission.running)
     queue_free = max(0, admission.queue_size - admission.queued)
