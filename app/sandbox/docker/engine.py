@@ -417,6 +417,9 @@ class DockerEngine:
                     if self.host:
                         tls = tls_config(self.settings.docker_tls_dir) if self.host.startswith("tcp://") else None
                         self._api = docker.APIClient(base_url=self.host, tls=tls or False, **kwargs)
+                        # the engine is reached as configured: no proxy and no CA bundle from the
+                        # environment (REQUESTS_CA_BUNDLE would replace the TLS directory's ca.pem)
+                        self._api.trust_env = False
                     else:
                         self._api = docker.from_env(**kwargs).api
         return self._api
