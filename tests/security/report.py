@@ -824,6 +824,12 @@ def doc(res: dict[str, RuntimeResults], elapsed_s: float) -> str:
         )
     add("")
     for r in runs:
+        tally = {k: sum(1 for v in r.surfaces.values() if v[0] == k) for k in ("passed", "failed", "skipped")}
+        add(
+            f"- {r.runtime}: server-level attacks (`{SURFACES}`): {tally['passed']} passed, "
+            f"{tally['failed']} failed" + (f", {tally['skipped']} skipped" if tally["skipped"] else "")
+        )
+    for r in runs:
         hello = [s["client_s"] for s in r.measures.get("hello", []) if s["reason"] == "exit"]
         add(f"- {r.runtime}: hello world, `started` → `exit` seen by the client: {fmt_s(hello)}")
     add("")
