@@ -236,3 +236,13 @@ async def test_post_run_answers_with_both_figures(server: ServerProcess) -> None
     assert r.status_code == 200 and body["reason"] == "exit", body
     assert busy_second_floor(Settings()) <= body["cpu_ms"] <= 1150, body
     assert 0 < body["memory_peak_bytes"] <= LIMIT
+
+
+async def test_metrics_have_cpu_and_peak_histograms_per_runtime(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=60) as client:
+        r = await client.post(server.url + "/run", json={"code": "print(1)"})
+        assert r.status_code == 200
+        text = (await client.get(server.url + "/metrics")).text
+    for name in ("sce_run_cpu_seconds_count", "sce_run_memory_peak_bytes_count"):
+        line = next(line for line in text.splitlines() if line.startswith(f'{name}{{runtime="python"}}'))
+        assert float(line.split()[-1]) >= 1
