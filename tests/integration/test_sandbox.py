@@ -241,7 +241,7 @@ async def test_consumer_leaving_during_a_cold_start_leaks_nothing(service: Sandb
 
 
 async def test_pool_container_serves_exactly_one_run() -> None:
-    svc = SandboxService(Settings(pool_size=2))
+    svc = SandboxService(Settings(pool_size=2, scientific_pool_size=0))
     await svc.start()
     try:
         await svc.pool.wait_until(lambda pool: pool.ready == 2)
@@ -260,7 +260,7 @@ async def test_pool_container_serves_exactly_one_run() -> None:
 
 
 async def test_pool_recycles_idle_sandboxes() -> None:
-    svc = SandboxService(Settings(pool_size=1, pool_idle_max_s=1.0))
+    svc = SandboxService(Settings(pool_size=1, pool_idle_max_s=1.0, scientific_pool_size=0))
     await svc.start()
     try:
         await svc.pool.wait_until(lambda pool: pool.ready == 1)
