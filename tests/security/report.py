@@ -1143,7 +1143,10 @@ KNOWN_SERVER_BUGS = [
         "The bootstrap runs in the program's own process, so the run's nonce is the program's to read: it can "
         "forge image and file records, and records of kinds the server does not know. The server re-checks every "
         "record (paths as files in, PNG size from the PNG, mime list, budgets), so a forgery can only add images "
-        "or files to its own run; the exit status is the engine's, never a record's.",
+        "or files to its own run. Since the server ends a run on the bootstrap's own end-of-run record (status on "
+        "stdout, a marker on stderr) without waiting for the engine, a forged record can also choose the program's "
+        "own exit status (`files_out/forged_records` saw 0 instead of 3 once under runsc: the server keeps the first "
+        "status record it reads): no more than `os._exit(N)` allows, never `oom`, `timeout` or another run's status.",
     ),
     (
         "runsc: a bomb can still exhaust the pids cgroup and kill the gVisor sandbox",
