@@ -21,6 +21,7 @@ from app.core.events import RunLimits
 from app.core.rich import RichLimits
 from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest, effective_timeout
+from app.sandbox.heap import IDLE_FIRST_S, HeapTrimmer
 from app.sandbox.interface import Engine, SandboxSpec
 from app.sandbox.pool import WarmPool
 from app.sandbox.run import Run, StdinBuffer
@@ -116,6 +117,8 @@ class SandboxService:
             total_bytes=settings.rich_output_bytes,
         )
         self._watchers: list[asyncio.Task[None]] = []
+        # freed output back to the system after bursts: at once, and when finished runs are let go
+        self.heap = HeapTrimmer((IDLE_FIRST_S, settings.resume_grace_s + 1.0))
         self.ready = asyncio.Event()  # set once an engine has answered and its orphans are reaped
 
     @staticmethod
@@ -202,6 +205,7 @@ class SandboxService:
             log.warning("could not reap orphans on %s: %s", slot.engine.name, exc.message)
 
     async def stop(self) -> None:
+        self.heap.close()
         for task in self._watchers:
             task.cancel()
         for task in self._watchers:
@@ -339,3 +343,4 @@ class SandboxService:
         finally:
             slot.active -= 1
             slot.engine.discard(sandbox)
+            self.heap.run_ended(lambda: sum(s.active for s in self.slots))

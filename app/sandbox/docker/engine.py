@@ -98,6 +98,7 @@ SECCOMP_PROFILE_PATH = Path(__file__).with_name("seccomp.json")
 SECCOMP_OPT = "seccomp=" + json.dumps(
     {k: v for k, v in json.loads(SECCOMP_PROFILE_PATH.read_text()).items() if k != "comment"}, separators=(",", ":")
 )
+REMOVE_RETRY_DELAYS_S = (0.0, 0.1, 0.5, 2.0)
 LOCAL_BASE_URL = "http+docker://localhost"  # docker-py's base URL for a unix socket
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 RECV_SIZE = 65536
@@ -621,10 +622,20 @@ class DockerEngine:
         task.add_done_callback(self._cleanup.discard)
 
     async def _remove(self, container_id: str) -> None:
-        try:
-            await self.call(lambda: self.api.remove_container(container_id, force=True))
-        except (Unavailable, docker.errors.NotFound):
-            pass
+        # A container that exits by itself while a forced removal kills it (a run reported on the
+        # program's own end record) can make the engine refuse that removal (409/500, "is not
+        # running", "already in progress"): asked again, it removes it.
+        for delay in REMOVE_RETRY_DELAYS_S:
+            await asyncio.sleep(delay)
+            try:
+                await self.call(lambda: self.api.remove_container(container_id, force=True))
+                break
+            except docker.errors.NotFound:
+                break
+            except Unavailable as exc:
+                log.info("removing %s failed (%s); trying again", container_id[:12], exc.__cause__)
+        else:
+            log.warning("could not remove container %s; the next reap will", container_id[:12])
         parent = self._parents.pop(container_id, None)
         if parent is not None:
             await self._remove_parent(parent)
