@@ -14,6 +14,7 @@ urllib3 2 renamed to ``allowed_methods``: the shim below translates it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -39,9 +40,7 @@ def _shim() -> Any:
             super().__init__(*args, **kwargs)
 
     epicbox.utils.Retry = _Retry
-    import structlog
-
-    structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # its per-call log lines, unprinted
+    logging.getLogger("epicbox").setLevel(logging.WARNING)  # its per-call info lines, unprinted
     collection = docker.models.containers.ContainerCollection
     if not getattr(collection.create, "_sce_labels", False):
         original = collection.create
