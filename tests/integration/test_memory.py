@@ -1,0 +1,79 @@
+"""The server's memory over many runs of a mixed workload stays flat (the benchmark's figure is
+1,500 runs after 200 with a 6 MiB bound; this is a shorter run with a looser one).
+
+Hello world over WebSockets and POST /run, 100k lines, timeouts, kills and clients that leave,
+eight at a time, in a fixed order. RSS is read when the server is idle again and the finished
+runs kept for a resume have been let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+import pytest
+
+from tests.bench import programs as P
+from tests.bench.client import http_run, ws_cut, ws_run
+from tests.bench.common import proc_rss_kb
+from tests.conftest import ServerProcess
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+WARMUP = 60
+RUNS = 240
+BOUND_MIB = 16
+GRACE_S = 1.0
+SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(60)"
+
+
+async def mixed(server: ServerProcess, count: int, seed: int) -> None:
+    kinds = ["hello"] * 4 + ["http", "lines", "timeout", "kill", "leave"]
+    rng = random.Random(seed)
+    plan = [rng.choice(kinds) for _ in range(count)]
+    counter = itertools.count()
+
+    async def one(kind: str) -> None:
+        if kind == "hello":
+            assert (await ws_run(server.ws_url, P.HELLO)).first_text == P.HELLO_OUT
+        elif kind == "http":
+            assert (await http_run(server.url, P.HELLO)).first_text == P.HELLO_OUT
+        elif kind == "lines":
+            assert (await ws_run(server.ws_url, P.LINES)).stdout_chars == P.LINES_BYTES
+        elif kind == "timeout":
+            assert (await ws_run(server.ws_url, P.BUSY, run_timeout=0.3)).exit["reason"] == "timeout"
+        else:
+            await ws_cut(server.ws_url, SLEEPER, kill=kind == "kill")
+
+    async def worker() -> None:
+        while (i := next(counter)) < count:
+            await one(plan[i])
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+
+
+async def idle_rss(server: ServerProcess) -> int:
+    await asyncio.sleep(GRACE_S + 2.5)  # finished runs let go, the heap trimmed after them
+    return proc_rss_kb(server.proc.pid)
+
+
+async def test_server_memory_stays_flat_over_a_mixed_workload() -> None:
+    server = ServerProcess(
+        {
+            "SCE_MAX_CONCURRENT_RUNS": "8",
+            "SCE_PER_CLIENT_RUNS": "64",
+            "SCE_QUEUE_SIZE": "64",
+            "SCE_OUTPUT_BYTES": "20000000",
+            "SCE_RESUME_GRACE_S": str(GRACE_S),
+            "SCE_SCIENTIFIC_POOL_SIZE": "0",
+        }
+    )
+    try:
+        await mixed(server, WARMUP, 1)
+        before = await idle_rss(server)
+        await mixed(server, RUNS, 2)
+        after = await idle_rss(server)
+    finally:
+        server.stop()
+    assert (after - before) / 1024 < BOUND_MIB, f"RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB"
