@@ -34,6 +34,7 @@ ENGINE_RETRY_MIN_S = 0.25
 ENGINE_RETRY_MAX_S = 5.0
 RUNTIME_INFO_TTL_S = 60.0
 HEALTH_INTERVAL_S = 2.0
+FIRST_LOOK_S = 5.0
 REAP_INTERVAL_S = 60.0
 
 
@@ -66,6 +67,7 @@ class EngineSlot:
     reaped: bool = False
     failures: int = 0
     images_missing: list[str] = field(default_factory=list)  # as the watcher last saw them
+    looked: asyncio.Event = field(default_factory=asyncio.Event)  # the watcher's first look is done
     check_now: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -147,11 +149,17 @@ class SandboxService:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Return at once; each engine is watched in the background."""
+        """Watch each engine in the background; return once each has been looked at once (an engine
+        that is up serves the first request) or after ``FIRST_LOOK_S`` (one that is down does not
+        hold the server's start: it serves ``unavailable`` until the engine answers)."""
         loop = asyncio.get_running_loop()
         self._watchers = [
             loop.create_task(self._watch(slot), name=f"engine-watcher-{slot.engine.name}") for slot in self.slots
         ]
+        looks = [loop.create_task(slot.looked.wait()) for slot in self.slots]
+        await asyncio.wait(looks, timeout=FIRST_LOOK_S)
+        for look in looks:
+            look.cancel()
 
     async def _watch(self, slot: EngineSlot) -> None:
         """Health of one engine: out when it fails, back when it answers; reaps on the way."""
@@ -166,6 +174,7 @@ class SandboxService:
                 if not was_ok:
                     log.info("engine %s answers; in service", slot.engine.name)
                 await self._look_for_images(slot)
+                slot.looked.set()
                 if time.monotonic() - last_reap > REAP_INTERVAL_S:
                     last_reap = time.monotonic()
                     await self._reap(slot)
@@ -177,6 +186,7 @@ class SandboxService:
                 wait = HEALTH_INTERVAL_S
             else:
                 slot.failures += 1
+                slot.looked.set()
                 if was_ok:
                     log.warning("engine %s does not answer; out of service", slot.engine.name)
                 wait = delay
