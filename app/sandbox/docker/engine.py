@@ -99,6 +99,7 @@ SECCOMP_OPT = "seccomp=" + json.dumps(
     {k: v for k, v in json.loads(SECCOMP_PROFILE_PATH.read_text()).items() if k != "comment"}, separators=(",", ":")
 )
 REMOVE_RETRY_DELAYS_S = (0.0, 0.1, 0.5, 2.0)
+DISCARD_EOF_WAIT_S = 0.25  # a used sandbox's own end, awaited before its removal (else it is killed)
 LOCAL_BASE_URL = "http+docker://localhost"  # docker-py's base URL for a unix socket
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 RECV_SIZE = 65536
@@ -367,6 +368,14 @@ class DockerSandbox:
                 usage = self._read_cgroup()
         return usage
 
+    async def until_eof(self, limit_s: float) -> None:
+        """Read and drop what is left of the output until it ends, ``limit_s`` at most."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(limit_s):
+                while not self._closed and await loop.sock_recv(self._sock, RECV_SIZE):
+                    pass
+
     def close_socket(self) -> None:
         self._stop_sampler()
         if not self._closed:
@@ -616,10 +625,18 @@ class DockerEngine:
     def discard(self, sandbox: Any) -> None:
         """Kill and remove a sandbox in the background; survives the caller's cancellation."""
         assert isinstance(sandbox, DockerSandbox)
-        sandbox.close_socket()
-        task = asyncio.get_running_loop().create_task(self._remove(sandbox.id))
+        task = asyncio.get_running_loop().create_task(self._discard(sandbox))
         self._cleanup.add(task)
         task.add_done_callback(self._cleanup.discard)
+
+    async def _discard(self, sandbox: DockerSandbox) -> None:
+        # A sandbox that ran a program is usually ending by itself (its exit was reported on the
+        # program's own end record): once its output stream ends it is gone, and removing a dead
+        # container spares the engine a kill (a runc call of its own).
+        if sandbox._delivered:
+            await sandbox.until_eof(DISCARD_EOF_WAIT_S)
+        sandbox.close_socket()
+        await self._remove(sandbox.id)
 
     async def _remove(self, container_id: str) -> None:
         # A container that exits by itself while a forced removal kills it (a run reported on the
