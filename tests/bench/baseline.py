@@ -13,18 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
 
 from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, DockerEngine, owner_id
+from app.sandbox.runtimes import DEFAULT_RUNTIME
+from app.sandbox.service import default_specs
 from app.settings import Settings
 from tests.bench.common import now
 
@@ -34,12 +39,22 @@ BENCH_LABELS = {LABEL_MANAGED: "true", LABEL_BENCH: "true", LABEL_OWNER: BENCH_O
 
 
 def engine_config(settings: Settings) -> dict[str, Any]:
-    """The engine's container configuration for one sandbox, read from the engine itself."""
+    """The engine's container configuration for one sandbox of the default runtime, read from the engine itself."""
     engine = DockerEngine(settings, owner=BENCH_OWNER)
     try:
-        return engine._container_config(False)
+        return engine._container_config(default_specs(settings)[DEFAULT_RUNTIME], False)
     finally:
-        engine.close()
+        engine.executor.shutdown(wait=False)
+        if engine._api is not None:
+            engine._api.close()
+
+
+def _seccomp_file(profile: str) -> str:
+    """``docker run --security-opt seccomp=`` takes a file: the engine's inline profile, written once."""
+    path = Path(tempfile.gettempdir()) / f"sce-bench-seccomp-{hashlib.sha256(profile.encode()).hexdigest()[:16]}.json"
+    if not path.exists():
+        path.write_text(profile)
+    return str(path)
 
 
 def _host_flags(hc: dict[str, Any]) -> list[str]:
@@ -71,7 +86,12 @@ def _host_flags(hc: dict[str, Any]) -> list[str]:
             case "CapAdd":
                 flags += [arg for cap in value for arg in ("--cap-add", cap)]
             case "SecurityOpt":
-                flags += [arg for opt in value for arg in ("--security-opt", opt)]
+                for opt in value:
+                    if opt.startswith("seccomp=") and opt[len("seccomp=") :].lstrip().startswith("{"):
+                        opt = "seccomp=" + _seccomp_file(opt[len("seccomp=") :])
+                    flags += ["--security-opt", opt]
+            case "CgroupParent" | "Labels":
+                pass  # the server's own accounting and bookkeeping, not a protection
             case "Init":
                 flags += ["--init"] if value else []
             case "LogConfig":

@@ -17,6 +17,8 @@ COLORS = {
     "docker-run-linebuf": "#ff9896",
     "host": "#7f7f7f",
     "sdk": "#d62728",
+    "http": "#2ca02c",
+    "epicbox": "#9467bd",
 }
 LABELS = {
     "ws-deflate": "service, ws (deflate)",
@@ -24,6 +26,7 @@ LABELS = {
     "docker-run": "docker run --rm -i",
     "docker-run-linebuf": "docker run, line-buffered",
     "host": "host python3",
+    "http": "service, POST /run",
 }
 
 
@@ -73,8 +76,12 @@ def throughput(doc: dict[str, Any], path: Path) -> Path:
     for key, label, color, style in (
         ("ws_runs_per_s", "service (until idle again)", COLORS["ws-deflate"], "-o"),
         ("ws_runs_per_s_client", "service (until last exit frame)", COLORS["ws-plain"], "--o"),
+        ("http_runs_per_s", "service, POST /run (until idle again)", COLORS["http"], "-^"),
+        ("epicbox_runs_per_s", "epicbox (create, put, start, read, remove)", COLORS["epicbox"], "-D"),
         ("sdk_runs_per_s", "bare SDK create/start/wait/remove", COLORS["sdk"], "-s"),
     ):
+        if any(key not in t[str(c)] for c in cs):
+            continue
         med = [t[str(c)][key]["median"] for c in cs]
         lo = [m - t[str(c)][key]["min"] for m, c in zip(med, cs, strict=True)]
         hi = [t[str(c)][key]["max"] - m for m, c in zip(med, cs, strict=True)]

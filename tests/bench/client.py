@@ -69,3 +69,52 @@ async def ws_run(
 async def open_idle(url: str, count: int) -> list[Any]:
     """``count`` connected WebSockets that never send a run frame."""
     return list(await asyncio.gather(*(websockets.connect(url, max_size=None, open_timeout=60) for _ in range(count))))
+
+
+@dataclass
+class HttpRun:
+    """``POST /run``: the answer comes once, at the end (``first_byte_s`` == ``exit_s``)."""
+
+    first_byte_s: float
+    exit_s: float
+    exit: dict[str, Any]
+    first_text: str
+    connect_s: float = 0.0
+
+
+async def http_run(url: str, code: str, *, client: Any = None, run_timeout: float | None = None) -> HttpRun:
+    import httpx
+
+    body: dict[str, Any] = {"code": code}
+    if run_timeout is not None:
+        body["timeout"] = run_timeout
+    own = client is None
+    http = client or httpx.AsyncClient(base_url=url, timeout=120)
+    try:
+        t0 = now()
+        resp = await http.post("/run", json=body)
+        took = now() - t0
+    finally:
+        if own:
+            await http.aclose()
+    answer = resp.json()
+    if resp.status_code != 200:
+        raise RuntimeError(f"POST /run answered {resp.status_code}: {answer}")
+    return HttpRun(took, took, answer, answer.get("stdout", ""))
+
+
+async def ws_cut(url: str, code: str, *, kill: bool) -> None:
+    """A run left at its first stdout frame: with a ``kill`` frame (then read to the exit), or by
+    closing the connection without a word (a client that goes away)."""
+    async with asyncio.timeout(60):
+        async with websockets.connect(url, max_size=None, open_timeout=30) as ws:
+            await ws.send(json.dumps({"type": "run", "code": code}))
+            async for message in ws:
+                kind = json.loads(message)["type"]
+                if kind == "stdout":
+                    if not kill:
+                        return  # the context manager closes the socket
+                    await ws.send(json.dumps({"type": "kill"}))
+                    kill = False
+                elif kind == "exit":
+                    return

@@ -29,11 +29,11 @@ _configured: set[str] = set()
 
 def _shim() -> Any:
     import docker.models.containers
-    import epicbox
-    import epicbox.utils
+    import epicbox  # type: ignore[import-untyped]
+    import epicbox.utils  # type: ignore[import-untyped]
     from urllib3.util.retry import Retry
 
-    class _Retry(Retry):  # type: ignore[misc]
+    class _Retry(Retry):
         def __init__(self, *args: Any, method_whitelist: Any = None, **kwargs: Any) -> None:
             if method_whitelist is not None:
                 kwargs.setdefault("allowed_methods", method_whitelist)
@@ -51,7 +51,7 @@ def _shim() -> Any:
             return original(self, image, command, **kwargs)
 
         create._sce_labels = True  # type: ignore[attr-defined]
-        collection.create = create  # type: ignore[method-assign]
+        collection.create = create
     return epicbox
 
 
@@ -61,7 +61,7 @@ class Epicbox:
     def __init__(self, image: str, user: str, memory_mb: int, pids: int) -> None:
         with _LOCK:
             self.epicbox = _shim()
-            import epicbox.config
+            import epicbox.config  # type: ignore[import-untyped]
 
             epicbox.config.DOCKER_WORKDIR = "/tmp"  # in the image already: /sandbox would not exist yet
             if PROFILE not in _configured:

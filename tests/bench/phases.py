@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import random
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+import websockets
+
+from app.settings import Settings
 from tests.bench import programs as P
 from tests.bench.baseline import BENCH_OWNER, SdkChurn, docker_run_args, host_python, kill_anatomy, run_process
-from tests.bench.client import WsRun, open_idle, ws_run
-from tests.bench.common import cpu_of, engine_pids, now, summary
+from tests.bench.client import HttpRun, WsRun, http_run, open_idle, ws_cut, ws_run
+from tests.bench.common import cpu_of, engine_pids, now, percentile, summary
+from tests.bench.peers import Epicbox
 from tests.bench.server import BenchServer
 
 TARGET_CONCURRENCY = 4
@@ -43,14 +50,17 @@ class Plan:
     timeout_reps: int
     oom_iters: int
     idle_sockets: int
+    mixed_warmup: int = 200
+    mixed_runs: int = 1500
+    scale_clients: int = 200
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(2, 25, (1, 4, 8), {1: 6, 4: 12, 8: 16}, {1: 2, 4: 3, 8: 2}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
+        return cls(2, 25, (4, 16), {4: 20, 16: 40}, {4: 3, 16: 3}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(1, 4, (1, 4, 8), {1: 4, 4: 8, 8: 8}, {1: 1, 4: 1, 8: 1}, 1, (1.0,), 1, 2, 20)
+        return cls(1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40)
 
 
 def rotated(sides: Sequence[str], i: int) -> list[str]:
@@ -92,6 +102,9 @@ class Bench:
         if side.startswith("ws-"):
             self.ws_runs += 1
             r: Any = await ws_run(self.server.ws_url, code, mode=side.removeprefix("ws-"), **kw)
+        elif side == "http":
+            self.ws_runs += 1
+            r = await http_run(self.server.url, code, **kw)
         else:
             r = await run_process(self.command(side, code))
         if workload:
@@ -115,12 +128,14 @@ class Bench:
     # -- phases ----------------------------------------------------------------------------------
     async def latency(self) -> None:
         """Hello world: run frame -> first stdout frame / exit frame, against spawn -> first byte / exit."""
-        sides = ["ws-deflate", "ws-plain", "docker-run", "host"]
-        samples: dict[str, dict[str, list[float]]] = {s: {"first_byte": [], "exit": [], "connect": []} for s in sides}
+        sides = ["ws-deflate", "ws-plain", "http", "docker-run", "host"]
+        samples: dict[str, dict[str, list[float]]] = {
+            s: {"first_byte": [], "exit": [], "connect": [], "first_byte_open": [], "exit_open": []} for s in sides
+        }
         timeline: list[dict[str, float]] = []
 
         def check(r: Any) -> None:
-            if isinstance(r, WsRun):
+            if isinstance(r, WsRun | HttpRun):
                 assert r.first_text == P.HELLO_OUT and r.exit["exit_code"] == 0, (r.first_text, r.exit)
             else:
                 assert r.returncode == 0 and r.stdout_bytes == len(P.HELLO_OUT), r
@@ -139,6 +154,8 @@ class Bench:
                 samples[s]["exit"].append(r.exit_s)
                 if isinstance(r, WsRun):
                     samples[s]["connect"].append(r.connect_s)
+                    samples[s]["first_byte_open"].append(r.connect_s + (r.first_byte_s or math.nan))
+                    samples[s]["exit_open"].append(r.connect_s + r.exit_s)
                     if s == "ws-deflate":
                         timeline.append(self.exit_timeline(r))
         self.results["latency"] = {s: {k: summary(v) for k, v in m.items() if v} for s, m in samples.items()}
@@ -174,28 +191,48 @@ class Bench:
             "open_all_s": opened_s,
         }
 
-    async def ws_batch(self, total: int, concurrency: int) -> dict[str, Any]:
-        """``total`` hello-world runs, ``concurrency`` clients at a time, each on its own connection."""
+    async def ws_batch(self, total: int, concurrency: int, via: str = "ws") -> dict[str, Any]:
+        """``total`` hello-world runs, ``concurrency`` clients at a time: each run on its own WebSocket
+        (``ws``), or a ``POST /run`` each on one keep-alive HTTP client (``http``)."""
         self.server.settle()
         cpu0, eng0, rss0 = self.server.cpu_s(), cpu_of(self.engine), self.server.rss_kb()
         counter = itertools.count()
         failures: list[str] = []
+        latencies: list[float] = []
+        http = httpx.AsyncClient(base_url=self.server.url, timeout=120, limits=httpx.Limits(max_connections=64))
+
+        async def one() -> None:
+            t0 = now()
+            if via == "ws":
+                r = await ws_run(self.server.ws_url, P.HELLO)
+                ok = r.first_text == P.HELLO_OUT and r.exit["exit_code"] == 0
+                detail: Any = r.exit
+            else:
+                resp = await http.post("/run", json={"code": P.HELLO})
+                body = resp.json()
+                ok = resp.status_code == 200 and body.get("stdout") == P.HELLO_OUT and body.get("exit_code") == 0
+                detail = body
+            if ok:
+                latencies.append(now() - t0)
+            else:
+                failures.append(repr(detail)[:300])
 
         async def worker() -> None:
             while next(counter) < total:
                 self.ws_runs += 1
                 try:
-                    r = await ws_run(self.server.ws_url, P.HELLO)
-                    if r.first_text != P.HELLO_OUT:
-                        failures.append(repr(r.exit))
+                    await one()
                 except Exception as exc:  # counted, not fatal: the rate is of successful runs
                     failures.append(f"{type(exc).__name__}: {exc}")
 
-        t0 = now()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        t_exit = now() - t0
-        self.server.settle()
-        t_idle = now() - t0
+        try:
+            t0 = now()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            t_exit = now() - t0
+            self.server.settle()
+            t_idle = now() - t0
+        finally:
+            await http.aclose()
         ok = total - len(failures)
         return {
             "runs": total,
@@ -203,6 +240,7 @@ class Bench:
             "failures": failures[:5],
             "runs_per_s": ok / t_idle,
             "runs_per_s_client": ok / t_exit,
+            "latencies": latencies,
             "server_cpu_ms_per_run": (self.server.cpu_s() - cpu0) * 1000 / total,
             "engine_cpu_ms_per_run": (cpu_of(self.engine) - eng0) * 1000 / total,
             "server_rss_kb_before": rss0,
@@ -210,53 +248,70 @@ class Bench:
         }
 
     async def throughput(self) -> None:
-        """N hello-world runs at concurrency c through the server, against bare SDK churn at c.
+        """N hello-world runs at concurrency c: the service over WebSockets and over POST /run, the
+        peer epicbox, and bare SDK churn, interleaved round by round.
 
         The server's rate counts until it is idle again (every used sandbox removed, the pool
-        refilled), so both sides have done the same engine work: N creates, starts and removals.
-        At the target's concurrency a third side churns the service's own container (its
-        bootstrap, which imports what a run needs before it waits on stdin, here finding EOF):
-        a diagnostic that separates what the sandbox costs from what the server costs.
+        refilled), so every side has done the same engine work: N creates, starts and removals.
+        epicbox's runs end when its own removal returns. Each side's engine CPU per run is read
+        around its batch (dockerd + containerd, system-wide), and each run's whole latency kept
+        (connect or request to the exit frame or answer; epicbox: its ``run`` call).
         """
-        churns = {
-            "sdk": SdkChurn(self.churn_api, self.config, ["python3", "-c", P.PASS]),
-            "sdk-bootstrap": SdkChurn(self.churn_api, self.config, list(self.config["command"])),
-        }
+        churn = SdkChurn(self.churn_api, self.config, ["python3", "-c", P.PASS])
+        hc = self.config["host_config"]
+        epic = Epicbox(self.config["image"], self.config["user"], hc["Memory"] // (1024 * 1024), hc["PidsLimit"])
         out: dict[str, Any] = {}
+        sides = ["ws", "http", "epicbox", "sdk"]
         for c in self.plan.levels:
             n = self.plan.runs_per_level[c]
-            sides = ["ws", "sdk", "sdk-bootstrap"] if c == TARGET_CONCURRENCY else ["ws", "sdk"]
-            ws_batches: list[dict[str, Any]] = []
-            rates: dict[str, list[float]] = {s: [] for s in sides[1:]}
-            engine_ms: dict[str, list[float]] = {s: [] for s in sides[1:]}
+            rates: dict[str, list[float]] = {s: [] for s in sides}
+            client_rates: dict[str, list[float]] = {s: [] for s in sides}
+            engine_ms: dict[str, list[float]] = {s: [] for s in sides}
+            server_ms: dict[str, list[float]] = {s: [] for s in sides}
+            latencies: dict[str, list[float]] = {s: [] for s in sides}
+            failures: list[str] = []
             for rnd in range(self.plan.throughput_rounds[c]):
                 for s in rotated(sides, rnd):
-                    if s == "ws":
-                        ws_batches.append(await self.ws_batch(n, c))
+                    if s in ("ws", "http"):
+                        b = await self.ws_batch(n, c, s)
+                        rates[s].append(b["runs_per_s"])
+                        client_rates[s].append(b["runs_per_s_client"])
+                        engine_ms[s].append(b["engine_cpu_ms_per_run"])
+                        server_ms[s].append(b["server_cpu_ms_per_run"])
+                        latencies[s] += b["latencies"]
+                        failures += [f"{s}: {f}" for f in b["failures"]]
                         continue
                     self.server.settle()
-                    eng0 = cpu_of(self.engine)
-                    stop = threading.Event()
-                    try:
-                        rates[s].append(n / await asyncio.to_thread(churns[s].run, n, c, stop))
-                    finally:
-                        stop.set()  # if interrupted, the workers stop (removing what they made)
+                    eng0, srv0 = cpu_of(self.engine), self.server.cpu_s()
+                    if s == "epicbox":
+                        e = await asyncio.to_thread(epic.batch, P.HELLO, n, c, P.HELLO_OUT.encode())
+                        ok = len(e["latencies"])
+                        rates[s].append(ok / e["seconds"])
+                        latencies[s] += e["latencies"]
+                        failures += [f"epicbox: {f}" for f in e["failures"][:3]]
+                    else:
+                        stop = threading.Event()
+                        try:
+                            rates[s].append(n / await asyncio.to_thread(churn.run, n, c, stop))
+                        finally:
+                            stop.set()  # if interrupted, the workers stop (removing what they made)
+                    client_rates[s].append(rates[s][-1])
                     engine_ms[s].append((cpu_of(self.engine) - eng0) * 1000 / n)
-            res = out[str(c)] = {
-                "runs": n,
-                "ws_runs_per_s": summary([b["runs_per_s"] for b in ws_batches]),
-                "ws_runs_per_s_client": summary([b["runs_per_s_client"] for b in ws_batches]),
-                "server_cpu_ms_per_run": summary([b["server_cpu_ms_per_run"] for b in ws_batches]),
-                "engine_cpu_ms_per_run_ws": summary([b["engine_cpu_ms_per_run"] for b in ws_batches]),
-                "failures": sum(b["runs"] - b["ok"] for b in ws_batches),
-                "failure_examples": [f for b in ws_batches for f in b["failures"]][:5],
-                "server_rss_kb_after": ws_batches[-1]["server_rss_kb_after"],
-            }
-            for s in sides[1:]:
-                key = s.replace("-", "_")
-                res[f"{key}_runs_per_s"] = summary(rates[s])
-                res[f"engine_cpu_ms_per_run_{key}"] = summary(engine_ms[s])
-            self.log(f"  c={c}: ws {res['ws_runs_per_s']['median']:.2f}/s, sdk {res['sdk_runs_per_s']['median']:.2f}/s")
+                    server_ms[s].append((self.server.cpu_s() - srv0) * 1000 / n)
+            res: dict[str, Any] = {"runs": n, "failures": len(failures), "failure_examples": failures[:5]}
+            for s in sides:
+                res[f"{s}_runs_per_s"] = summary(rates[s])
+                res[f"{s}_runs_per_s_client"] = summary(client_rates[s])
+                res[f"engine_cpu_ms_per_run_{s}"] = summary(engine_ms[s])
+                res[f"server_cpu_ms_per_run_{s}"] = summary(server_ms[s])
+                res[f"{s}_latency"] = summary(latencies[s])
+            # the keys earlier reports used
+            res["server_cpu_ms_per_run"] = res["server_cpu_ms_per_run_ws"]
+            out[str(c)] = res
+            self.log(
+                f"  c={c}: ws {res['ws_runs_per_s']['median']:.2f}/s, http {res['http_runs_per_s']['median']:.2f}/s, "
+                f"epicbox {res['epicbox_runs_per_s']['median']:.2f}/s, sdk {res['sdk_runs_per_s']['median']:.2f}/s"
+            )
         self.results["throughput"] = out
 
     async def streaming(self) -> None:
@@ -393,6 +448,124 @@ class Bench:
                     samples[s].append(r.exit_s)
         self.results["oom"] = {s: summary(v) for s, v in samples.items()}
 
+    async def mixed(self, count: int, concurrency: int = 8) -> dict[str, int]:
+        """``count`` runs of a mixed workload, ``concurrency`` at a time, in a fixed shuffled order:
+        hello world over WebSockets and POST /run, 100k lines, timeouts, kills, clients that leave."""
+        kinds = ["hello"] * 5 + ["http"] + ["lines"] + ["timeout"] + ["kill"] + ["leave"]
+        rng = random.Random(count)
+        plan = [rng.choice(kinds) for _ in range(count)]
+        counter = itertools.count()
+        done: dict[str, int] = {}
+        failures: list[str] = []
+        url, http_url = self.server.ws_url, self.server.url
+        sleeper = "import time\nprint('up', flush=True)\ntime.sleep(60)"
+
+        async def one(kind: str) -> None:
+            if kind == "hello":
+                await ws_run(url, P.HELLO)
+            elif kind == "http":
+                await http_run(http_url, P.HELLO)
+            elif kind == "lines":
+                await ws_run(url, P.LINES)
+            elif kind == "timeout":
+                r = await ws_run(url, P.BUSY, run_timeout=0.3)
+                assert r.exit["reason"] == "timeout", r.exit
+            else:
+                await ws_cut(url, sleeper, kill=kind == "kill")
+
+        async def worker() -> None:
+            while (i := next(counter)) < count:
+                self.ws_runs += 1
+                try:
+                    await one(plan[i])
+                    done[plan[i]] = done.get(plan[i], 0) + 1
+                except Exception as exc:
+                    failures.append(f"{plan[i]}: {type(exc).__name__}: {exc}"[:300])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if failures:
+            self.failures.append({"workload": "mixed", "side": "ws", "detail": "; ".join(failures[:3])})
+        return done
+
+    async def memory(self) -> None:
+        """Server RSS over a mixed workload: a warm-up, then the counted runs; read when idle again."""
+        let_go = Settings().resume_grace_s + 2.5  # finished runs let go, then the heap trimmed after them
+        await self.mixed(self.plan.mixed_warmup)
+        self.server.settle()
+        await asyncio.sleep(let_go)
+        rss0, cpu0 = self.server.rss_kb(), self.server.cpu_s()
+        t0 = now()
+        done = await self.mixed(self.plan.mixed_runs)
+        took = now() - t0
+        self.server.settle()
+        await asyncio.sleep(let_go)
+        rss1 = self.server.rss_kb()
+        self.results["memory"] = {
+            "warmup_runs": self.plan.mixed_warmup,
+            "runs": self.plan.mixed_runs,
+            "by_kind": done,
+            "rss_before_kb": rss0,
+            "rss_after_kb": rss1,
+            "growth_kb": rss1 - rss0,
+            "seconds": took,
+            "server_cpu_ms_per_run": (self.server.cpu_s() - cpu0) * 1000 / self.plan.mixed_runs,
+        }
+
+    async def scale(self) -> None:
+        """200 WebSocket clients at once (most of them queued), and the event loop's lag while
+        output streams: an idle WebSocket's ping round trip during four 100k-line runs, against
+        the same with nothing running."""
+        n = self.plan.scale_clients
+        code = "import time\ntime.sleep(0.2)\nprint('done')"
+        self.server.settle()
+        cpu0, eng0 = self.server.cpu_s(), cpu_of(self.engine)
+        t0 = now()
+        results = await asyncio.gather(*(ws_run(self.server.ws_url, code) for _ in range(n)), return_exceptions=True)
+        took = now() - t0
+        self.server.settle()
+        ok = [r for r in results if isinstance(r, WsRun) and r.first_text == "done\n"]
+        errors = [repr(r)[:200] for r in results if not isinstance(r, WsRun)]
+        scale = {
+            "clients": n,
+            "ok": len(ok),
+            "errors": errors[:5],
+            "seconds": took,
+            "runs_per_s": len(ok) / took,
+            "exit_s": summary([r.connect_s + r.exit_s for r in ok]),
+            "server_cpu_ms_per_run": (self.server.cpu_s() - cpu0) * 1000 / n,
+            "engine_cpu_ms_per_run": (cpu_of(self.engine) - eng0) * 1000 / n,
+        }
+
+        async def pings(stop: asyncio.Event) -> list[float]:
+            rtts: list[float] = []
+            async with websockets.connect(self.server.ws_url, open_timeout=30) as ws:
+                while not stop.is_set():
+                    t = now()
+                    await (await ws.ping())
+                    rtts.append(now() - t)
+                    await asyncio.sleep(0.01)
+            return rtts
+
+        self.server.settle()
+        stop = asyncio.Event()
+        idle_task = asyncio.ensure_future(pings(stop))
+        await asyncio.sleep(2.0)
+        stop.set()
+        idle = await idle_task
+        self.server.settle()
+        stop = asyncio.Event()
+        busy_task = asyncio.ensure_future(pings(stop))
+        cpu0 = self.server.cpu_s()
+        streams = await asyncio.gather(*(ws_run(self.server.ws_url, P.LINES) for _ in range(4)))
+        stop.set()
+        busy = await busy_task
+        scale["lag_idle"] = summary(idle)
+        scale["lag_streaming"] = summary(busy)
+        scale["lag_streaming_p99"] = percentile(busy, 99)
+        scale["streams_ok"] = sum(r.stdout_chars == P.LINES_BYTES for r in streams)
+        scale["streaming_server_cpu_ms_per_run"] = (self.server.cpu_s() - cpu0) * 1000 / 4
+        self.results["scale"] = scale
+
 
 PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "latency": Bench.latency,
@@ -401,4 +574,6 @@ PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "streaming": Bench.streaming,
     "timeouts": Bench.timeouts,
     "oom": Bench.oom,
+    "scale": Bench.scale,
+    "memory": Bench.memory,
 }

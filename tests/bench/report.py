@@ -15,6 +15,7 @@ SIDE_NAMES = {
     "docker-run": "seed: docker run --rm -i per request",
     "docker-run-linebuf": "seed, stdout line-buffered like the service",
     "host": "host python3 -c (floor)",
+    "http": "service, POST /run (one keep-alive client)",
 }
 SHORT = {
     "ws-deflate": "ws (deflate)",
@@ -22,6 +23,7 @@ SHORT = {
     "docker-run": "docker run",
     "docker-run-linebuf": "docker run, line-buffered",
     "host": "host python3",
+    "http": "POST /run",
 }
 
 
@@ -74,30 +76,40 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
             )
         out.append((title, t, note))
     if "throughput" in r:
-        t = [["concurrency", "service runs/s", "p90", "client-visible runs/s", "SDK churn runs/s", "service / SDK",
-              "SDK churn of the service's container", "server CPU/run",
-              "engine CPU/run: service, SDK (its container)"]]  # fmt: skip
+        t = [["concurrency", "side", "runs/s median", "min-max", "client-visible runs/s", "whole run median", "p90",
+              "engine CPU/run", "server CPU/run", "vs epicbox", "vs SDK churn"]]  # fmt: skip
+        names = {"ws": "WebSocket", "http": "POST /run", "epicbox": "epicbox", "sdk": "bare SDK churn"}
         for c, m in r["throughput"].items():
-            boot = m.get("sdk_bootstrap_runs_per_s")
-            boot_engine = m.get("engine_cpu_ms_per_run_sdk_bootstrap")
-            t.append(
-                [
-                    c,
-                    f"{m['ws_runs_per_s']['median']:.2f}",
-                    f"{m['ws_runs_per_s']['p90']:.2f}",
-                    f"{m['ws_runs_per_s_client']['median']:.2f}",
-                    f"{m['sdk_runs_per_s']['median']:.2f}",
-                    ratio(m["ws_runs_per_s"]["median"], m["sdk_runs_per_s"]["median"]),
-                    f"{boot['median']:.2f}/s (service / it: {m['ws_runs_per_s']['median'] / boot['median']:.2f}x)"
-                    if boot
-                    else "-",
-                    f"{m['server_cpu_ms_per_run']['median']:.0f} ms",
-                    f"{m['engine_cpu_ms_per_run_ws']['median']:.0f} ms, "
-                    f"{m['engine_cpu_ms_per_run_sdk']['median']:.0f} ms"
-                    + (f" ({boot_engine['median']:.0f} ms)" if boot_engine else ""),
-                ]
+            epic = m.get("epicbox_runs_per_s", {}).get("median")
+            sdk = m["sdk_runs_per_s"]["median"]
+            for side, name in names.items():
+                if f"{side}_runs_per_s" not in m:
+                    continue
+                rate = m[f"{side}_runs_per_s"]
+                lat = m.get(f"{side}_latency", {})
+                t.append(
+                    [
+                        c,
+                        name,
+                        f"{rate['median']:.2f}",
+                        f"{rate['min']:.2f}-{rate['max']:.2f}",
+                        f"{m[f'{side}_runs_per_s_client']['median']:.2f}",
+                        ms(lat.get("median")) if lat.get("n") else "-",
+                        ms(lat.get("p90")) if lat.get("n") else "-",
+                        f"{m[f'engine_cpu_ms_per_run_{side}']['median']:.0f} ms",
+                        f"{m[f'server_cpu_ms_per_run_{side}']['median']:.0f} ms" if side in ("ws", "http") else "-",
+                        ratio(rate["median"], epic) if epic else "-",
+                        ratio(rate["median"], sdk),
+                    ]
+                )
+        out.append(
+            (
+                "Runs per second: hello world, c clients at a time (the service counted until idle again)",
+                t,
+                "Whole run: WebSocket connect to exit frame, POST /run request to answer, epicbox's `run` call. "
+                "Engine CPU is dockerd + containerd over the batch, per run.",
             )
-        out.append(("Runs per second (hello world, one connection per run; service counted until idle again)", t, ""))
+        )
     if "streaming" in r:
         for name, title in (("lines_100k", "100k short lines"), ("flood_10mib", "10 MiB flood in 1 KiB lines")):
             s = r["streaming"][name]
@@ -152,6 +164,43 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
         for side, m in r["oom"].items():
             t.append([SHORT[side], ms(m["median"]), ms(m["p90"])])
         out.append(("Out of memory, `b'x' * (512 * 1024 * 1024)` under 128 MiB: run frame (or spawn) to exit", t, ""))
+    if "memory" in r:
+        mm = r["memory"]
+        t = [["measure", "value"]]
+        t.append(["warm-up runs, counted runs", f"{mm['warmup_runs']}, {mm['runs']}"])
+        t.append(["counted runs by kind", ", ".join(f"{k} {v}" for k, v in sorted(mm["by_kind"].items()))])
+        t.append(
+            ["RSS before, after (idle)", f"{mm['rss_before_kb'] / 1024:.1f} MiB, {mm['rss_after_kb'] / 1024:.1f} MiB"]
+        )
+        t.append(["growth", f"{mm['growth_kb'] / 1024:.2f} MiB ({mm['growth_kb'] / mm['runs']:.2f} KiB per run)"])
+        t.append(["wall time, server CPU per run", f"{mm['seconds']:.0f} s, {mm['server_cpu_ms_per_run']:.0f} ms"])
+        out.append(("Server memory over a mixed workload (8 clients at a time)", t, ""))
+    if "scale" in r:
+        sc = r["scale"]
+        t = [["measure", "value"]]
+        t.append(
+            [
+                f"{sc['clients']} WebSocket clients at once (sleep 0.2 s, print)",
+                f"{sc['ok']} ok in {sc['seconds']:.1f} s ({sc['runs_per_s']:.2f} runs/s)",
+            ]
+        )
+        t.append(["connect to exit frame: median, p90, max",
+                  f"{ms(sc['exit_s']['median'])}, {ms(sc['exit_s']['p90'])}, {ms(sc['exit_s']['max'])}"])  # fmt: skip
+        t.append(
+            [
+                "CPU per run: server, engine",
+                f"{sc['server_cpu_ms_per_run']:.0f} ms, {sc['engine_cpu_ms_per_run']:.0f} ms",
+            ]
+        )
+        t.append(["event-loop lag, idle: ping round trip median, p90",
+                  f"{ms(sc['lag_idle']['median'])}, {ms(sc['lag_idle']['p90'])}"])  # fmt: skip
+        t.append(["event-loop lag, four 100k-line runs streaming: median, p90, p99, max",
+                  f"{ms(sc['lag_streaming']['median'])}, {ms(sc['lag_streaming']['p90'])}, "
+                  f"{ms(sc['lag_streaming_p99'])}, {ms(sc['lag_streaming']['max'])}"])  # fmt: skip
+        t.append(["server CPU per 100k-line run (four at once)", f"{sc['streaming_server_cpu_ms_per_run']:.0f} ms"])
+        if sc.get("errors"):
+            t.append(["errors", "; ".join(sc["errors"])])
+        out.append(("Scale: many clients, and the event loop while output streams", t, ""))
     srv: list[list[str]] = [["measure", "value"]]
     for workload, sides in r.get("cpu_per_run_ms", {}).items():
         for side, c in sides.items():
@@ -228,6 +277,35 @@ def findings(doc: dict[str, Any]) -> list[str]:
             f"{t['server_cpu_ms_per_run']['median']:.0f} ms."
         )
         out.append(text)
+    for c, t in r.get("throughput", {}).items():
+        if "epicbox_runs_per_s" not in t:
+            continue
+        epic = t["epicbox_runs_per_s"]
+        out.append(
+            f"Against epicbox at concurrency {c}: WebSocket {t['ws_runs_per_s']['median']:.2f} runs/s, POST /run "
+            f"{t['http_runs_per_s']['median']:.2f}, epicbox {epic['median']:.2f}, bare SDK churn "
+            f"{t['sdk_runs_per_s']['median']:.2f}; round by round WebSocket / epicbox "
+            f"{_ratios(paired(t['ws_runs_per_s'], epic))}, POST /run / epicbox "
+            f"{_ratios(paired(t['http_runs_per_s'], epic))}. Whole hello world: WebSocket "
+            f"{ms(t['ws_latency']['median'])}, POST /run {ms(t['http_latency']['median'])}, epicbox "
+            f"{ms(epic_lat['median']) if (epic_lat := t.get('epicbox_latency', {})).get('n') else '-'}. Engine CPU "
+            f"per run: {t['engine_cpu_ms_per_run_ws']['median']:.0f} ms (WebSocket), "
+            f"{t['engine_cpu_ms_per_run_http']['median']:.0f} ms (POST /run), "
+            f"{t['engine_cpu_ms_per_run_epicbox']['median']:.0f} ms (epicbox), "
+            f"{t['engine_cpu_ms_per_run_sdk']['median']:.0f} ms (SDK churn)."
+        )
+    if "latency" in r and "exit_open" in r["latency"]["ws-deflate"]:
+        lat = r["latency"]
+        seed = lat["docker-run"]["exit"]["median"]
+        ws = lat["ws-deflate"]["exit_open"]["median"]
+        http = lat.get("http", {}).get("exit", {}).get("median")
+        out.append(
+            f"Exit: a whole hello world takes {ms(ws)} from opening the WebSocket to the exit frame "
+            f"({seed / ws:.1f}x faster than `docker run`'s {ms(seed)})"
+            + (f", {ms(http)} as POST /run ({seed / http:.1f}x)" if http else "")
+            + ": the exit is reported on the program's own end record, not on the engine's word that "
+            "its container died."
+        )
     if "streaming" in r:
         s = r["streaming"]["lines_100k"]
         cpu = r.get("cpu_per_run_ms", {}).get("lines_100k", {})
@@ -316,7 +394,13 @@ def findings(doc: dict[str, Any]) -> list[str]:
 def target_rows(doc: dict[str, Any]) -> list[list[str]]:
     t = [["target", "measured", "needed", "result", "detail"]]
     for tg in doc["targets"]:
-        fmt = (lambda v: f"{v:.2f}x") if tg["higher_is_better"] else ms
+        fmt = (
+            (lambda v: f"{v:.2f}x")
+            if tg["higher_is_better"]
+            else (lambda v: f"{v:.2f} MiB")
+            if tg["key"] == "memory"
+            else ms
+        )
         need = (">= " if tg["higher_is_better"] else "<= ") + fmt(tg["threshold"])
         t.append([tg["goal"], fmt(tg["value"]), need, "PASS" if tg["passed"] else "MISS", tg["detail"]])
     return t
@@ -383,20 +467,38 @@ def _json_safe(value: Any) -> Any:
 
 
 LIMITS = """\
-- **Runs per second** are bounded by the engine, not the server: creating, starting, waiting for
-  and removing a container saturates dockerd and containerd at a few per second on 2 cores,
-  whatever runs inside. The warm pool takes the start off the request path (first byte) but every
-  run still costs one full container life. The server's own share is ~25 ms of CPU per run. What
-  the sandbox adds over `python3 -c pass` is its bootstrap: it imports nothing beyond `site` up
-  front (tracebacks find the source through the module's loader), so that a container costs
-  about what a bare interpreter does.
-- **100k short lines**: the service makes stdout line-buffered on purpose, as a terminal does, so
-  output appears live and interleaves correctly with stderr. Every line is then one `write()`,
-  which the engine forwards as one attach frame through containerd-shim and dockerd: that per-line
-  engine work, not the server, is what a block-buffered `docker run` into a pipe avoids. Against
-  the same program line-buffered (`docker run, line-buffered`) the service is on par (medians
-  within 10%). The server joins neighbouring frames of a stream per socket read, so its own line
-  work is per read; what remains is parsing the 8-byte headers (the largest self time, ~12%).
+- **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
+  last writes are a marker on stderr and an `exit` record with its status on stdout, and the
+  server sends the exit frame once both have arrived (everything the process wrote before them
+  has then been read) and kills and removes the single-use container in the background. Before,
+  the end was learned from the attach stream's end and `inspect` polls: interpreter shutdown,
+  init's exit and the engine's teardown (~30-60 ms of every hello world) sat between the last
+  output and the exit frame. A forged record only ends its own run early; a run that was asked to
+  stop, passed its deadline, or was killed by the kernel (OOM) writes none and is reported from
+  the engine as before. `os._exit` skips it too (no end record: the engine's word).
+- **Runs per second** are bounded by the engine: create, start and remove of one container per
+  run saturate dockerd and containerd on 2 cores whatever runs inside, and the benchmark shares
+  those cores with the clients. The difference with epicbox was in what each run asked of the
+  engine and how long it held a run's slot: a run of ours used to make create, attach, start,
+  then two to four `inspect` polls until the engine confirmed the death, then remove (and held
+  its client until the confirmation); epicbox makes create (+ the SDK's own inspect), put_archive,
+  attach, start, inspect, remove. Ours now makes create, attach, start and one forced remove (no
+  inspect at all on the common path), the client has its exit before the container is gone, and
+  the warm pool starts every missing sandbox at once instead of one after another, so a burst
+  that drains it finds it refilled in one start's time. Engine CPU per run is in the throughput
+  table for every side; the hardening (read-only root, tmpfs, no capabilities, seccomp, init,
+  pids, CPU quota) is all kept.
+- **100k short lines**: stdout is block-buffered in the sandbox (as Python's is into a pipe) with a
+  flusher thread every 10 ms, so 100k prints make a few dozen writes and as many attach frames
+  instead of 100k, while a line printed alone still leaves within ~10 ms and `input()` flushes its
+  prompt. `sys.stderr`'s text travels in the same pipe as records after what stdout holds, so the
+  two arrive in the program's own order even microseconds apart (two pipes are copied by two
+  goroutines in the engine, which can swap them). The remaining cost is the server's per-frame
+  work: parsing, line assembly and WebSocket frames.
+- **Server memory**: a burst of output is held briefly (the reader is never blocked; the output
+  cap bounds it) and finished WebSocket runs are kept `resume_grace_s` for a resume. glibc kept
+  the freed pages, fragmented, so RSS climbed run after run; the server now returns them
+  (`malloc_trim`) a second after the last run ends and again once finished runs are let go.
 - **Timeouts** overshoot by the kill's path through the engine (~40 ms to reach it, ~50-100 ms for
   the container to die) plus ~30 ms to report; nothing in the server waits on a poll.
 
@@ -420,24 +522,37 @@ pool full and every used sandbox removed (read from the engine's event stream, s
 no work to what is being measured).
 
 - **Service** (`ws`): a WebSocket client (the `websockets` library) connects, sends the run frame
-  and reads every frame until the server closes. Times run from *sending the run frame* (the
-  connect is excluded; its own time is given with the latency table) to the first `stdout` frame
-  and to the `exit` frame. `ws (deflate)` offers permessage-deflate, as every browser does (the
-  server declines it unless `SCE_WS_COMPRESSION=true`); `ws (plain)` offers nothing. The targets
-  use `ws (deflate)`, the browser's case.
+  and reads every frame until the server closes. The latency table times from *sending the run
+  frame* to the first `stdout` frame and to the `exit` frame; the targets add the connect (from
+  *opening the WebSocket*, as a client lives it). `ws (deflate)` offers permessage-deflate, as
+  every browser does (the server declines it unless `SCE_WS_COMPRESSION=true`); `ws (plain)`
+  offers nothing. The targets use `ws (deflate)`, the browser's case. `POST /run`: one request per
+  run on a keep-alive `httpx` client, timed to the answer.
 - **Seed's design** (`docker run`): `docker run --rm -i` per request, same image and the engine's
   own flags, derived from `DockerEngine._container_config` (so they cannot drift apart), running
   `python3 -c CODE`; timed from spawning the CLI to its first stdout byte and to its exit, reading
-  its stdout pipe to EOF. The exact command is in perf.json (`seed_command`). Its Python writes to
-  a pipe, so its stdout is block-buffered; the service's bootstrap makes stdout line-buffered
-  (output appears live), so `docker run, line-buffered` runs the same program with
-  `sys.stdout.reconfigure(line_buffering=True)` to separate that cost from the server's.
+  its stdout pipe to EOF. The exact command is in perf.json (`seed_command`; an inline seccomp
+  profile is written to a file for the CLI). Its Python writes to a pipe, so its stdout is
+  block-buffered, as the service's bootstrap now makes it too (with a flusher that keeps output
+  live); `docker run, line-buffered` runs the same program with
+  `sys.stdout.reconfigure(line_buffering=True)`, the cost every line would have as its own write.
 - **Host floor**: Debian's `/usr/bin/python3 -c CODE` on the host (the image's own Python build).
-- **Throughput**: N hello-world runs through the server, c clients at a time, each run on its own
-  connection, against bare SDK churn (create, start, wait, remove of the same image and flags
-  running `python3 -c pass`) with c threads: the engine's own ceiling. The service's rate counts
-  until it is idle again (used sandboxes removed, pool refilled), so both sides did the same
-  engine work; the client-visible rate (until the last exit frame) is given too.
+- **Throughput**: N hello-world runs, c clients at a time (4 and 16), interleaved round by round:
+  the service over WebSockets (a connection per run) and over `POST /run`; **epicbox** 1.1
+  (PyPI), a peer that drives the SDK with one container per run (create, put the file, attach,
+  start, read, inspect, remove) on the same image, user, memory and pids limits (it cannot run a
+  read-only root: it puts its file into the container; `tests/bench/peers.py`), with c threads;
+  and bare SDK churn (create, start, wait, remove of the same image and flags running
+  `python3 -c pass`). The service's rate counts until it is idle again (used sandboxes removed,
+  pool refilled), so every side did the same engine work; the client-visible rate (until the
+  last exit frame) is given too, and each run's whole latency.
+- **Memory**: a mixed workload, eight clients at a time, in a fixed shuffled order (hello world
+  over WebSockets and POST /run, 100k lines, 0.3 s timeouts, kills, clients that close at the
+  first output): a warm-up, then the counted runs; RSS read idle, once finished runs kept for a
+  resume (`resume_grace_s`) have been let go.
+- **Scale**: 200 WebSocket clients at once running a 0.2 s program (most of them queued), and the
+  event loop's lag: the round trip of WebSocket pings on an idle connection (answered by the
+  server's event loop) while four 100k-line runs stream, against the same with nothing running.
 - **Timeouts**: a busy loop, and one that forks three children first (eight busy processes),
   with a 1, 2 and 5 s limit; overshoot = exit frame time (from the run frame) - limit. The
   engine's `kill` and `die` events for the run's container split it into: the kill's arrival

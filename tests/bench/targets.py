@@ -27,41 +27,102 @@ def evaluate(r: dict[str, Any]) -> list[Target]:
     out: list[Target] = []
     if "latency" in r:
         lat = r["latency"]
-        ws, seed = lat["ws-deflate"]["first_byte"]["median"], lat["docker-run"]["first_byte"]["median"]
+        seed_fb, seed_exit = lat["docker-run"]["first_byte"]["median"], lat["docker-run"]["exit"]["median"]
+        host = lat["host"]["first_byte"]["median"]
+        ws_fb = lat["ws-deflate"]["first_byte_open"]["median"]
+        ws_exit = lat["ws-deflate"]["exit_open"]["median"]
         out.append(
             Target(
                 "first_byte",
-                "hello world first byte >= 20x faster than docker run per request",
-                seed / ws,
-                20.0,
+                "hello world first byte, WebSocket open included, >= 25x faster than docker run",
+                seed_fb / ws_fb,
+                25.0,
                 True,
-                f"docker run {seed * 1000:.1f} ms / WebSocket {ws * 1000:.1f} ms (medians)",
+                f"docker run {seed_fb * 1000:.1f} ms / WebSocket {ws_fb * 1000:.1f} ms from opening it (medians)",
             )
         )
-    if "throughput" in r and "4" in r["throughput"]:
-        t = r["throughput"]["4"]
-        ws, sdk = t["ws_runs_per_s"]["median"], t["sdk_runs_per_s"]["median"]
         out.append(
             Target(
-                "runs_per_s_c4",
-                "runs/s at concurrency 4 >= 0.9x bare SDK churn",
-                ws / sdk,
-                0.9,
+                "first_byte_host",
+                "hello world first byte no slower than 0.25x host python3 -c 'print(4)'",
+                host / ws_fb,
+                0.25,
                 True,
-                f"server {ws:.2f}/s / SDK create-start-wait-remove {sdk:.2f}/s (medians)",
+                f"host {host * 1000:.1f} ms / WebSocket {ws_fb * 1000:.1f} ms (medians)",
             )
         )
+        out.append(
+            Target(
+                "exit_ws",
+                "hello world exit frame, WebSocket open included, >= 12x faster than the whole docker run",
+                seed_exit / ws_exit,
+                12.0,
+                True,
+                f"docker run {seed_exit * 1000:.0f} ms / WebSocket {ws_exit * 1000:.1f} ms (medians)",
+            )
+        )
+        if "http" in lat and lat["http"].get("exit"):
+            http = lat["http"]["exit"]["median"]
+            out.append(
+                Target(
+                    "exit_http",
+                    "hello world POST /run answered >= 12x faster than the whole docker run",
+                    seed_exit / http,
+                    12.0,
+                    True,
+                    f"docker run {seed_exit * 1000:.0f} ms / POST /run {http * 1000:.1f} ms (medians)",
+                )
+            )
+    for c, t in r.get("throughput", {}).items():
+        sdk = t["sdk_runs_per_s"]["median"]
+        ws = t["ws_runs_per_s"]["median"]
+        out.append(
+            Target(
+                f"runs_per_s_c{c}",
+                f"runs/s at concurrency {c} >= 1.0x bare SDK churn",
+                ws / sdk,
+                1.0,
+                True,
+                f"WebSocket {ws:.2f}/s / SDK create-start-wait-remove {sdk:.2f}/s (medians)",
+            )
+        )
+        if "epicbox_runs_per_s" in t:
+            epic = t["epicbox_runs_per_s"]["median"]
+            for side, name in (("ws", "WebSocket"), ("http", "POST /run")):
+                ours = t[f"{side}_runs_per_s"]["median"]
+                out.append(
+                    Target(
+                        f"epicbox_{side}_c{c}",
+                        f"{name} runs/s at concurrency {c} >= 1.1x epicbox's",
+                        ours / epic,
+                        1.1,
+                        True,
+                        f"{name} {ours:.2f}/s / epicbox {epic:.2f}/s (medians)",
+                    )
+                )
     if "streaming" in r:
         s = r["streaming"]["lines_100k"]
         ws, pipe = s["ws-deflate"]["median"], s["docker-run"]["median"]
         out.append(
             Target(
                 "lines_100k",
-                "100k lines delivered at least as fast as docker run into a pipe",
+                "100k lines >= 1.5x as fast as a block-buffered docker run into a pipe",
                 pipe / ws,
-                1.0,
+                1.5,
                 True,
-                f"docker run {pipe * 1000:.0f} ms / WebSocket {ws * 1000:.0f} ms (medians; ratio >= 1 is as fast)",
+                f"docker run {pipe * 1000:.0f} ms / WebSocket {ws * 1000:.0f} ms (medians)",
+            )
+        )
+    if "memory" in r:
+        m = r["memory"]
+        out.append(
+            Target(
+                "memory",
+                f"server RSS growth over {m['runs']} mixed runs after {m['warmup_runs']} <= 6 MiB",
+                m["growth_kb"] / 1024,
+                6.0,
+                False,
+                f"{m['rss_before_kb'] / 1024:.1f} MiB -> {m['rss_after_kb'] / 1024:.1f} MiB",
             )
         )
     if "timeouts" in r:
