@@ -122,7 +122,13 @@ def free_port() -> int:
 
 # Every client of the suite's servers is 127.0.0.1, and one server serves hundreds of runs: the
 # per-client rate limits (on by default for a public playground) are off unless a test sets them.
-SUITE_SERVER_DEFAULTS = {"SCE_RATE_RUNS_PER_MINUTE": "0", "SCE_RATE_CODE_BYTES_PER_MINUTE": "0"}
+# The scientific runtime's warm sandbox (0.8 s of CPU to start, 64 MiB) is only kept by servers
+# whose tests ask for it; the others start one when a scientific run comes.
+SUITE_SERVER_DEFAULTS = {
+    "SCE_RATE_RUNS_PER_MINUTE": "0",
+    "SCE_RATE_CODE_BYTES_PER_MINUTE": "0",
+    "SCE_SCIENTIFIC_POOL_SIZE": "0",
+}
 
 
 class ServerProcess:
