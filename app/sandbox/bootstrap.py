@@ -143,15 +143,16 @@ def _write_fd(fd, data):
     while view:
         view = view[os.write(fd, view):]
 
-def _write_all(data):
+def _write_all(data, fd=1):
     view = memoryview(data)
     while view:
         try:
-            view = view[os.write(1, view):]
+            view = view[os.write(fd, view):]
         except InterruptedError:
             continue
         except OSError:
-            return
+            return False
+    return True
 
 class _Channel:
     # records on stdout, tagged with the run's nonce; limits enforced here and again by the server
@@ -594,7 +595,8 @@ def _send_stderr(data):
         _flush_out()
         for at in range(0, len(data), STDERR_RECORD_BYTES):
             part = data[at:at + STDERR_RECORD_BYTES]
-            _write_all(b"\x1eSCE:%s:stderr:2:%d\n{}" % (_channel.nonce, len(part)) + part)
+            if not _write_all(b"\x1eSCE:%s:stderr:2:%d\n{}" % (_channel.nonce, len(part)) + part):
+                _write_all(part, 2)  # fd 1 closed or broken: stderr's own pipe, order aside
 
 def _code_of(exc):
     # the status the interpreter exits with for this SystemExit

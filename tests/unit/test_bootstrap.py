@@ -425,3 +425,10 @@ def test_many_prints_become_few_writes() -> None:
         writes = [line for line in Path(trace).read_text().splitlines() if "write(1," in line]
     assert split(p.stdout)[0] == b"".join(b"%d\n" % i for i in range(20000))
     assert len(writes) < 100
+
+
+def test_stderr_still_arrives_after_the_program_closes_its_stdout() -> None:
+    p = run("import os, sys\nprint('a', flush=True)\nos.close(1)\nprint('err after close', file=sys.stderr)")
+    assert split(p.stdout)[0] == b"a\n"
+    assert p.stderr.replace(END_MARKER, b"") == b"err after close\n"
+    assert not [i for i in _items(p.stdout) if isinstance(i, Record) and i.kind == "exit"]  # could not be written
