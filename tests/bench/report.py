@@ -470,7 +470,8 @@ LIMITS = """\
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
-  has then been read) and kills and removes the single-use container in the background. Before,
+  has then been read); the single-use container is removed in the background once its output
+  stream has ended (killed if that takes more than 0.25 s). Before,
   the end was learned from the attach stream's end and `inspect` polls: interpreter shutdown,
   init's exit and the engine's teardown (~30-60 ms of every hello world) sat between the last
   output and the exit frame. A forged record only ends its own run early; a run that was asked to
@@ -478,16 +479,20 @@ LIMITS = """\
   the engine as before. `os._exit` skips it too (no end record: the engine's word).
 - **Runs per second** are bounded by the engine: create, start and remove of one container per
   run saturate dockerd and containerd on 2 cores whatever runs inside, and the benchmark shares
-  those cores with the clients. The difference with epicbox was in what each run asked of the
-  engine and how long it held a run's slot: a run of ours used to make create, attach, start,
-  then two to four `inspect` polls until the engine confirmed the death, then remove (and held
-  its client until the confirmation); epicbox makes create (+ the SDK's own inspect), put_archive,
-  attach, start, inspect, remove. Ours now makes create, attach, start and one forced remove (no
-  inspect at all on the common path), the client has its exit before the container is gone, and
-  the warm pool starts every missing sandbox at once instead of one after another, so a burst
-  that drains it finds it refilled in one start's time. Engine CPU per run is in the throughput
-  table for every side; the hardening (read-only root, tmpfs, no capabilities, seccomp, init,
-  pids, CPU quota) is all kept.
+  those cores with the clients (and, on a shared test machine, with whatever else runs). The
+  server's own path no longer waits on the engine where epicbox does not: a run of ours used to
+  make create, attach, start, then two to four `inspect` polls until the engine confirmed the
+  death, then a forced remove that often had to kill (a runc call of its own), and it held its
+  client until the confirmation; epicbox makes create (+ the SDK's own inspect), put_archive,
+  attach, start, inspect, remove. Ours now makes create, attach, start and one remove of a
+  container that has already ended (no `inspect`, no kill on the common path); the client has its
+  exit before the container is gone, and the warm pool starts every missing sandbox at once.
+  What is left of the difference is in the engine's CPU per run (the throughput table): ours
+  costs dockerd + containerd more per run than epicbox's, and bare SDK churn of our container
+  (the same hardening, no server at all) sits between the two, so part of it is the container
+  itself (read-only root with a tmpfs, init, dropped capabilities, the seccomp profile, a CPU
+  quota, a parent cgroup), all of which is kept. Where the engine is saturated, runs/s follow the
+  inverse of that CPU per run.
 - **100k short lines**: stdout is block-buffered in the sandbox (as Python's is into a pipe) with a
   flusher thread every 10 ms, so 100k prints make a few dozen writes and as many attach frames
   instead of 100k, while a line printed alone still leaves within ~10 ms and `input()` flushes its
@@ -499,8 +504,12 @@ LIMITS = """\
   cap bounds it) and finished WebSocket runs are kept `resume_grace_s` for a resume. glibc kept
   the freed pages, fragmented, so RSS climbed run after run; the server now returns them
   (`malloc_trim`) a second after the last run ends and again once finished runs are let go.
-- **Timeouts** overshoot by the kill's path through the engine (~40 ms to reach it, ~50-100 ms for
-  the container to die) plus ~30 ms to report; nothing in the server waits on a poll.
+  What still grows (the memory table: a few KiB per run, where it was ~43 KiB per run before) is
+  not found yet: it is below the glibc trim's reach (Python objects or pymalloc arenas).
+- **Timeouts** overshoot by the kill's path through the engine (~20-40 ms to reach it, ~30-100 ms
+  for the container to die) plus ~10-30 ms to report; nothing in the server waits on a poll. A
+  worst sample far above the median is the engine held up by other load (the timeline columns
+  say which step took the time).
 
 """
 
