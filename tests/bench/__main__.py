@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -85,6 +86,8 @@ async def main_async(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown phases: {sorted(unknown)}; known: {list(PHASES)}")
     env = dict(SERVER_ENV)
+    if os.environ.get("SCE_RUNTIME"):  # SCE_RUNTIME=runsc python -m tests.bench: every side under gVisor
+        env["SCE_RUNTIME"] = os.environ["SCE_RUNTIME"]
     if args.pool_size is not None:
         env["SCE_POOL_SIZE"] = str(args.pool_size)
     settings = Settings.model_validate({k.removeprefix("SCE_").lower(): v for k, v in env.items()})
