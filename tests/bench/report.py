@@ -498,7 +498,12 @@ LIMITS = """\
   (the same hardening, no server at all) sits between the two, so part of it is the container
   itself (read-only root with a tmpfs, init, dropped capabilities, the seccomp profile, a CPU
   quota, a parent cgroup), all of which is kept. Where the engine is saturated, runs/s follow the
-  inverse of that CPU per run. Under gVisor (`SCE_RUNTIME=runsc python -m tests.bench`: the
+  inverse of that CPU per run. Measured apart (SDK churn of the same container at concurrency 4,
+  interleaved, six rounds, on 2026-12-01): a parent cgroup of the server's own (how each run's CPU
+  and peak memory are read exactly) cost 0.88x the runs/s and 10-15% more engine CPU per run;
+  dropping any one of init, the seccomp profile, the read-only root with its tmpfs or the CPU
+  quota changed nothing beyond the noise; epicbox's own sequence (attach, read to the end,
+  inspect) outran SDK churn's `wait` on the same flags. Under gVisor (`SCE_RUNTIME=runsc python -m tests.bench`: the
   service, SDK churn and `docker run` under runsc; epicbox has no runtime setting and stays on
   runc) the service keeps pace with SDK churn of its own container.
 - **100k short lines**: stdout is block-buffered in the sandbox (as Python's is into a pipe) with a
