@@ -20,6 +20,7 @@ import docker
 import docker.errors
 import pytest
 
+from app.core.sidechannel import Record, SideChannelDemux
 from app.sandbox.bootstrap import encode_program
 from app.sandbox.docker.image import (
     RECIPE_LABEL,
@@ -265,9 +266,21 @@ def test_scientific_packages_import_quietly_under_the_lockdown(
         "print([name for _, name in socket.if_nameindex()])\n"
     )
     config = sandbox_config(settings, scientific, TEST_LABELS)
-    chunks = run_program(client.api, config, encode_program(code, nonce=uuid.uuid4().hex))
-    stderr = b"".join(data for _, stream, data in chunks if stream == "stderr").decode()
-    stdout = b"".join(data for _, stream, data in chunks if stream == "stdout").decode()
+    nonce = uuid.uuid4().hex
+    chunks = run_program(client.api, config, encode_program(code, nonce=nonce))
+
+    def split(stream: str) -> tuple[str, str]:
+        """The stream's own bytes, and the text of the stderr records it carried (the bootstrap
+        sends sys.stderr's text as records on stdout, and ends with a marker on stderr)."""
+        demux = SideChannelDemux(nonce, 1 << 20)
+        items = demux.feed(b"".join(data for _, s, data in chunks if s == stream)) + demux.finish()
+        plain = b"".join(item for item in items if isinstance(item, bytes)).decode()
+        records = b"".join(i.data or b"" for i in items if isinstance(i, Record) and i.kind == "stderr").decode()
+        return plain, records
+
+    stdout, stderr_records = split("stdout")
+    stderr_plain, _ = split("stderr")
+    stderr = stderr_plain + stderr_records
     assert stderr == "", stderr
     packages = runtime_info(client.api, scientific)["packages"]
     assert isinstance(packages, dict)

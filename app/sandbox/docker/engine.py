@@ -98,7 +98,7 @@ SECCOMP_PROFILE_PATH = Path(__file__).with_name("seccomp.json")
 SECCOMP_OPT = "seccomp=" + json.dumps(
     {k: v for k, v in json.loads(SECCOMP_PROFILE_PATH.read_text()).items() if k != "comment"}, separators=(",", ":")
 )
-REMOVE_RETRY_DELAYS_S = (0.0, 0.1, 0.5, 2.0)
+REMOVE_RETRY_DELAYS_S = (0.0, 0.1, 0.5, 2.0, 5.0, 10.0)
 DISCARD_EOF_WAIT_S = 0.25  # a used sandbox's own end, awaited before its removal (else it is killed)
 LOCAL_BASE_URL = "http+docker://localhost"  # docker-py's base URL for a unix socket
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
@@ -405,6 +405,7 @@ class DockerEngine:
         self._api: Any = None
         self._api_lock = threading.Lock()
         self._cleanup: set[asyncio.Task[None]] = set()
+        self._unremoved: set[str] = set()  # removals the engine refused every time: retried at each reap
         self._orphan_starts: set[asyncio.Future[DockerSandbox]] = set()
         self.on_engine_error: Callable[[BaseException], None] = lambda exc: None
         # resources: the parent cgroups' tree when this server sees the engine's, else the stats API
@@ -652,6 +653,8 @@ class DockerEngine:
             except Unavailable as exc:
                 log.info("removing %s failed (%s); trying again", container_id[:12], exc.__cause__)
         else:
+            # kept, and tried again at every reap (this server's own leftovers are no orphans)
+            self._unremoved.add(container_id)
             log.warning("could not remove container %s; the next reap will", container_id[:12])
         parent = self._parents.pop(container_id, None)
         if parent is not None:
@@ -728,7 +731,8 @@ class DockerEngine:
             return expired or not owner_is_alive(owner)
 
         orphans = [c["Id"] for c in managed if lost(c)]
-        await asyncio.gather(*(self._remove(cid) for cid in orphans))
+        leftovers, self._unremoved = list(self._unremoved), set()
+        await asyncio.gather(*(self._remove(cid) for cid in orphans + leftovers))
         with contextlib.suppress(Unavailable):
             await self.call(self._settle_usage_source)
         self.sweep_parents(mine=False)
