@@ -31,6 +31,15 @@ class RichLimits:
     total_bytes: int  # images and files together, per run
 
 
+def _with_payload(frame: dict[str, Any], data: bytes | None, omitted: str | None) -> dict[str, Any]:
+    """The bytes as base64, or why they were left out: an image and a file frame alike."""
+    if data is not None:
+        frame["data"] = base64.b64encode(data).decode("ascii")
+    else:
+        frame["omitted"] = omitted or "too_large"
+    return frame
+
+
 @dataclass(frozen=True)
 class Image:
     mime: str
@@ -40,12 +49,8 @@ class Image:
     omitted: str | None = None
 
     def to_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "image", "mime": self.mime, "width": self.width, "height": self.height}
-        if self.data is not None:
-            frame["data"] = base64.b64encode(self.data).decode("ascii")
-        else:
-            frame["omitted"] = self.omitted or "too_large"
-        return frame
+        frame = {"type": "image", "mime": self.mime, "width": self.width, "height": self.height}
+        return _with_payload(frame, self.data, self.omitted)
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,8 @@ class FileOut:
     omitted: str | None = None
 
     def to_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "file", "path": self.path, "size": self.size, "mime": self.mime}
-        if self.data is not None:
-            frame["data"] = base64.b64encode(self.data).decode("ascii")
-        else:
-            frame["omitted"] = self.omitted or "too_large"
-        return frame
+        frame = {"type": "file", "path": self.path, "size": self.size, "mime": self.mime}
+        return _with_payload(frame, self.data, self.omitted)
 
 
 def _dimension(value: object) -> int:

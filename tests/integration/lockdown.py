@@ -14,8 +14,8 @@ import docker
 
 from app.sandbox.docker.engine import DockerEngine, owner_id
 from app.sandbox.docker.framing import FrameParser
-from app.sandbox.interface import SandboxSpec
 from app.sandbox.runtimes import RuntimeSpec
+from app.sandbox.service import default_specs
 from app.settings import Settings
 
 
@@ -23,17 +23,7 @@ def sandbox_config(settings: Settings, spec: RuntimeSpec, labels: dict[str, str]
     """The production container config for ``spec``, with ``labels`` added."""
     engine = DockerEngine(settings, owner=owner_id())
     try:
-        sandbox = SandboxSpec(
-            runtime=spec.name,
-            image=spec.image,
-            memory_mb=spec.memory_mb,
-            pids=spec.pids,
-            cpus=settings.cpus,
-            nofile=settings.nofile,
-            tmpfs_mb=spec.tmpfs_mb,
-            command=spec.command(),
-            environment=spec.environment,
-        )
+        sandbox = default_specs(settings)[spec.name]
         config = engine._container_config(sandbox, False)
     finally:
         engine.executor.shutdown(wait=False)  # no engine call was made: only the config is wanted
