@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -592,6 +593,14 @@ class DockerEngine:
             # attach before start so no early output is missed
             raw = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock: socket.socket = getattr(raw, "_sock", raw)
+            if isinstance(sock, ssl.SSLSocket):
+                # the event loop's sock_* calls take plain sockets only, and a TLS stream cannot be
+                # half-closed for stdin's end: refused with a sentence rather than failing inside
+                raw.close()
+                raise Unavailable(
+                    f"runs on an engine reached over TLS ({self.name}) are not supported yet; "
+                    "reach it through an ssh-forwarded unix socket (docs/DEPLOY.md)"
+                )
             sock.setblocking(False)
             sandbox = DockerSandbox(self, spec, container_id, raw, sock, parent)
             self.api.start(container_id)
