@@ -135,6 +135,9 @@ async def test_vanishing_clients_leave_no_container(server_factory: ServerFactor
         SCE_QUEUE_SIZE="16",
         SCE_POOL_SIZE=str(pool_size),
         SCE_TIMEOUT_S=str(TIMEOUT_S),
+        # protocol v2 keeps a dropped run for its resume grace (tests/integration/test_resume.py);
+        # without a grace a vanished client's run must end at once, as in version 1
+        SCE_RESUME_GRACE_S="0",
     )
     owner = owner_id(server.proc.pid)
     tries, width = 200, 4
