@@ -35,7 +35,7 @@ from app.sandbox.interface import Sandbox, Usage
 
 # From a kill (timeout, client, output cap) to the exit frame at most: past it, the outcome is
 # reported without the engine's confirmation and the sandbox is removed in the background.
-KILL_REPORT_S = 1.0
+KILL_REPORT_S = 0.5
 EXIT_STATUS_WAIT_S = 10.0  # from the end of the output to the engine's word on the exit
 # Output still in flight when the sandbox has ended: the engine ends the stream right after,
 # so this bound only matters when the engine (or this server) is badly overloaded; output it

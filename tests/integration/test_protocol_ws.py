@@ -22,6 +22,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from app.sandbox.docker.engine import RUNSC_PIDS_HEADROOM
 from app.settings import Settings
 from tests.conftest import ServerFactory, ServerProcess, module_server
 from tests.wsclient import WsResult, collect, run_ws
@@ -230,11 +231,13 @@ async def test_run_streams_started_output_exit_then_closes_1000(server: ServerPr
 async def test_started_reports_the_default_limits(server: ServerProcess) -> None:
     result = await run_ws(server.ws_url, "pass")
     defaults = Settings()
+    # under gVisor the pids cgroup also counts the sandbox's own threads: the enforced number is said
+    pids = defaults.pids + (RUNSC_PIDS_HEADROOM if defaults.runtime == "runsc" else 0)
     assert result.frames[0]["limits"] == {
         "timeout_s": defaults.timeout_s,
         "memory_mb": defaults.memory_mb,
         "output_bytes": defaults.output_bytes,
-        "pids": defaults.pids,
+        "pids": pids,
     }
 
 

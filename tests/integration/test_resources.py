@@ -85,7 +85,9 @@ async def test_a_busy_second_reports_about_a_second_of_cpu(service: SandboxServi
 
 async def test_a_sleeping_program_reports_almost_no_cpu(service: SandboxService) -> None:
     _, exit_ = await run(service, "import time\ntime.sleep(1)")
-    assert exit_.cpu_ms is not None and exit_.cpu_ms < 100, exit_
+    # under gVisor the sandbox's own kernel (the sentry) spends CPU in the same cgroup while it idles
+    bound = 250 if service.settings.runtime == "runsc" else 100
+    assert exit_.cpu_ms is not None and exit_.cpu_ms < bound, exit_
     assert exit_.memory_peak_bytes is not None and exit_.memory_peak_bytes > 0
 
 
