@@ -7,6 +7,7 @@ never pass there without having run its containers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -112,6 +113,22 @@ def _no_containers_left_behind() -> Iterator[None]:
         time.sleep(0.2)  # removals run in the background of servers that are just stopping
         left = managed_containers()
     assert not left, f"containers left behind: {left}"
+
+
+async def until(predicate: Any, within: float, what: str, step: float = 0.05) -> float:
+    """Poll ``predicate`` (async; True or a description of what is still wrong); return how long it took.
+
+    For states nothing announces (a container gone, a balancer's view of a server): bounded by
+    ``within``, after which the last description is the assertion's message.
+    """
+    start = time.monotonic()
+    while True:
+        state = await predicate()
+        if state is True:
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"{what}: not within {within} s; last seen: {state}")
+        await asyncio.sleep(step)
 
 
 def free_port() -> int:

@@ -17,7 +17,6 @@ import os
 import shutil
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -174,15 +173,3 @@ async def frames_until(ws: websockets.ClientConnection, kinds: set[str], within:
                     return seen
         except websockets.ConnectionClosed:
             return seen
-
-
-async def until(predicate: Any, within: float, what: str, step: float = 0.05) -> float:
-    """Poll ``predicate`` (async; True or a description of what is still wrong); return how long it took."""
-    start = time.monotonic()
-    while True:
-        state = await predicate()
-        if state is True:
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"{what}: not within {within} s; last seen: {state}")
-        await asyncio.sleep(step)  # the engine and HAProxy give no event for these states

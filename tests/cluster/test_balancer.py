@@ -33,9 +33,8 @@ from tests.cluster.conftest import (
     frames_until,
     open_run,
     owner_label,
-    until,
 )
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, until
 from tests.wsclient import WsResult, collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]

@@ -27,9 +27,8 @@ from tests.cluster.conftest import (
     owner_label,
     running_containers,
     sce_cluster,
-    until,
 )
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, until
 from tests.wsclient import collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]

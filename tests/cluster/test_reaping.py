@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import engines_env, sce_cluster, until
-from tests.conftest import ServerProcess
+from tests.cluster.conftest import engines_env, sce_cluster
+from tests.conftest import ServerProcess, until
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 

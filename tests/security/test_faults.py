@@ -28,7 +28,7 @@ import pytest
 import websockets
 
 from app.sandbox.docker.engine import LABEL_POOL, owner_id
-from tests.conftest import ROOT, ServerFactory, ServerProcess, project_containers
+from tests.conftest import ROOT, ServerFactory, ServerProcess, project_containers, until
 from tests.wsclient import collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.security]
@@ -48,22 +48,6 @@ async def census(server: ServerProcess, owner: str, http: httpx.AsyncClient) -> 
     pooled = len(found) - cold
     health = (await http.get("/healthz")).json()
     return cold, pooled, health["active_runs"], health["pool"]["ready"]
-
-
-async def until(predicate: Any, within: float, what: str, step: float = 0.05) -> float:
-    """Poll ``predicate`` (async) until it returns True; return how long it took.
-
-    The predicate returns True or a description of what is still wrong. The engine offers no
-    event for "this container is gone", so this polls, bounded by ``within``.
-    """
-    start = time.monotonic()
-    while True:
-        state = await predicate()
-        if state is True:
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"{what}: not within {within} s; last seen: {state}")
-        await asyncio.sleep(step)
 
 
 async def open_run(ws_url: str, code: str = LONG_PROGRAM, **kw: Any) -> websockets.ClientConnection:
