@@ -184,6 +184,8 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
         await collect(run)
     host = info["HostConfig"]
     assert host["NetworkMode"] == "none"
+    # no engine network at all (the corpus's network class proves the namespace holds only lo)
+    assert info["Config"]["NetworkDisabled"] is True
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
