@@ -44,6 +44,7 @@ from app.core.exits import ExitObservation
 from app.core.streams import Stream
 from app.errors import Unavailable
 from app.sandbox.docker.cgroups import CgroupTree, parent_name, parent_owner
+from app.sandbox.docker.client import make_api
 from app.sandbox.docker.framing import FrameError, FrameParser
 from app.sandbox.docker.image import info_from_labels
 from app.sandbox.interface import EngineHealth, SandboxSpec, Usage
@@ -425,15 +426,10 @@ class DockerEngine:
         if self._api is None:
             with self._api_lock:
                 if self._api is None:
-                    kwargs: dict[str, Any] = {"timeout": 30, "max_pool_size": self.threads}
-                    if self.host:
-                        tls = tls_config(self.settings.docker_tls_dir) if self.host.startswith("tcp://") else None
-                        self._api = docker.APIClient(base_url=self.host, tls=tls or False, **kwargs)
-                        # the engine is reached as configured: no proxy and no CA bundle from the
-                        # environment (REQUESTS_CA_BUNDLE would replace the TLS directory's ca.pem)
-                        self._api.trust_env = False
-                    else:
-                        self._api = docker.from_env(**kwargs).api
+                    tls = None
+                    if self.host and self.host.startswith("tcp://"):
+                        tls = tls_config(self.settings.docker_tls_dir)
+                    self._api = make_api(self.host, tls, timeout=30, max_pool_size=self.threads)
         return self._api
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
