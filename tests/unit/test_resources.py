@@ -118,6 +118,24 @@ def test_a_parent_still_holding_a_cgroup_is_kept_for_later(tmp_path: Path) -> No
     assert tree.parents() == set()
 
 
+def test_an_emptied_v1_parent_is_reused_only_when_clean(tmp_path: Path) -> None:
+    mounts = {c: str(tmp_path / c) for c in ("memory", "cpuacct", "pids")}
+    tree = CgroupTree(1, mounts, list(mounts.values()))
+    assert tree.reusable and not CgroupTree(2, {"": str(tmp_path)}, [str(tmp_path)]).reusable
+    tree.create("sce-1-2-dd")
+    base = tmp_path / "memory/sce-1-2-dd"
+    (base / "container").mkdir()
+    assert tree.is_empty("sce-1-2-dd") is False  # its sandbox's cgroup is still there
+    (base / "container").rmdir()
+    assert tree.is_empty("sce-1-2-dd") is True
+    _write(base / "memory.max_usage_in_bytes", "67108864\n")
+    _write(base / "memory.usage_in_bytes", "8192\n")
+    assert tree.reset_peak("sce-1-2-dd", leftover_max=256 * 1024) is True
+    assert (base / "memory.max_usage_in_bytes").read_text() == "0"  # the kernel restarts it from usage
+    _write(base / "memory.usage_in_bytes", str(4 << 20))
+    assert tree.reset_peak("sce-1-2-dd", leftover_max=256 * 1024) is False  # still charged: not reused
+
+
 def test_a_parent_names_its_server() -> None:
     name = parent_name(4242, "987654")
     assert name.startswith("sce-4242-987654-")

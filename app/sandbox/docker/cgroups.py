@@ -5,6 +5,8 @@ this server makes (``/sce-<pid>-<start>-<random>``, passed as the container's ``
 holds the container's cgroup, so its hierarchical counters cover everything the sandbox ran,
 gVisor's sandbox process included, and they survive the exit and the container's removal: the
 final figures are read there, then the directories are removed (one per controller on cgroup v1).
+On v1 an emptied parent is kept for a later sandbox instead (``reusable``): making and removing a
+cgroup in a dozen hierarchies, by the server and the runtime, is CPU on every run.
 
 This works only where the server sees the engine host's cgroup tree: a local engine with the
 ``cgroupfs`` driver, and a writable hierarchy mounted from its root. ``CgroupTree.detect`` says
@@ -168,6 +170,38 @@ class CgroupTree:
         if self.version == 1:
             return None
         return _read_key(f"{self._memory}/{name}/memory.events", b"oom_kill")
+
+    # -- reuse (cgroup v1) --------------------------------------------------------------------------
+    @property
+    def reusable(self) -> bool:
+        """Whether an emptied parent can serve another sandbox: on v1 its peak can be reset and its
+        CPU is read against a base; v2's ``memory.peak`` and OOM count cannot be reset everywhere."""
+        return self.version == 1
+
+    def is_empty(self, name: str) -> bool:
+        """No container cgroup left under the parent where it is read (the runtime removes a
+        container's in every hierarchy when the container is removed)."""
+        for mount in (self._memory, self._cpuacct):
+            try:
+                if any(e.is_dir() for e in os.scandir(os.path.join(mount, name))):
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def reset_peak(self, name: str, leftover_max: int) -> bool:
+        """Ready an emptied v1 parent for its next sandbox: its peak restarts from what it holds
+        now, which must be at most ``leftover_max`` bytes (else False: a fresh parent is made)."""
+        base = f"{self._memory}/{name}"
+        usage = _read_int(f"{base}/memory.usage_in_bytes")
+        if usage is None or usage > leftover_max:
+            return False
+        try:
+            with open(f"{base}/memory.max_usage_in_bytes", "wb", buffering=0) as f:
+                f.write(b"0")
+        except OSError:
+            return False
+        return True
 
     def remove(self, name: str) -> bool:
         """rmdir the parent in every hierarchy; False while one is still busy (try again later)."""

@@ -17,6 +17,7 @@ from a live neighbour's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -86,6 +87,9 @@ FINAL_SETTLE_STEP_S = 0.001
 # A parent cgroup the runtime has not released yet is removed again after these pauses; past them
 # it is left for the next sweep (the server's stop, or the next start).
 PARENT_REMOVE_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+# An emptied parent still charged more than this is not reused: its next sandbox's peak would
+# include it. runc leaves nothing; gVisor ~280 KiB of kernel memory, so its parents are made anew.
+PARENT_LEFTOVER_MAX_BYTES = 256 * 1024
 # Where the cgroup tree is out of sight: the stats API, sampled while the program runs. The engine
 # paces one-shot reads to its own collection tick (1 s on 20.10), so a sample holds a thread of a
 # separate pool for up to a second; the first one after a start answers in a few milliseconds.
@@ -416,6 +420,8 @@ class DockerEngine:
         self.usage_source: str | None = None  # settled on the first start
         self._parents: dict[str, str] = {}  # container id -> its parent cgroup, until removed
         self._parents_left: set[str] = set()  # parents still busy when their container went
+        self._free_parents: collections.deque[str] = collections.deque()  # emptied, for reuse (v1)
+        self._free_parents_max = self.capacity + 8
         self._parent_tag = secrets.token_hex(3)  # this engine's parents, among its process's
         self._usage_lock = threading.Lock()
         self._stats_executor: ThreadPoolExecutor | None = None
@@ -493,6 +499,31 @@ class DockerEngine:
         result: dict[str, Any] = self.api.stats(container_id, stream=False, one_shot=True)
         return result
 
+    def _take_parent(self, tree: CgroupTree) -> str:
+        """A parent cgroup for a new sandbox: an emptied one of this engine's if there is one."""
+        while True:
+            try:
+                parent = self._free_parents.popleft()
+            except IndexError:
+                break
+            if tree.reset_peak(parent, PARENT_LEFTOVER_MAX_BYTES):
+                return parent
+            with contextlib.suppress(OSError):
+                tree.remove(parent)
+        parent = parent_name(os.getpid(), _process_start_time(os.getpid()), self._parent_tag)
+        tree.create(parent)
+        return parent
+
+    async def _release_parent(self, parent: str) -> None:
+        """Keep an emptied parent for the next sandbox (v1), else remove it."""
+        tree = self.cgroup_tree
+        if tree is None:
+            return
+        if tree.reusable and len(self._free_parents) < self._free_parents_max and tree.is_empty(parent):
+            self._free_parents.append(parent)
+            return
+        await self._remove_parent(parent)
+
     async def _remove_parent(self, parent: str) -> None:
         tree = self.cgroup_tree
         if tree is None:
@@ -526,6 +557,8 @@ class DockerEngine:
                     if tree.remove(name):
                         removed += 1
                         self._parents_left.discard(name)
+        if mine:
+            self._free_parents.clear()
         return removed
 
     # -- sandboxes -----------------------------------------------------------------------------
@@ -577,10 +610,7 @@ class DockerEngine:
     def _start_blocking(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
         self._settle_usage_source()
         tree = self.cgroup_tree
-        parent = None
-        if tree is not None:
-            parent = parent_name(os.getpid(), _process_start_time(os.getpid()), self._parent_tag)
-            tree.create(parent)
+        parent = self._take_parent(tree) if tree is not None else None
         try:
             container_id: str = self.api.create_container(**self._container_config(spec, pooled, parent))["Id"]
         except BaseException:
@@ -668,7 +698,7 @@ class DockerEngine:
             log.warning("could not remove container %s; the next reap will", container_id[:12])
         parent = self._parents.pop(container_id, None)
         if parent is not None:
-            await self._remove_parent(parent)
+            await self._release_parent(parent)
 
     async def drain_cleanup(self) -> None:
         """Wait for every background removal, including of starts whose caller went away."""
