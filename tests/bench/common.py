@@ -125,3 +125,13 @@ def cpu_of(pids: Sequence[int]) -> float:
         except OSError:
             continue
     return total
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (every core, /proc/stat): the engine, runc,
+    the shims, the sandboxes, the kernel, the server and the bench's own clients alike. At
+    saturation a side's runs/s is the machine's cores over this per run."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")

@@ -28,7 +28,7 @@ from app.settings import Settings
 from tests.bench import programs as P
 from tests.bench.baseline import BENCH_OWNER, SdkChurn, docker_run_args, host_python, kill_anatomy, run_process
 from tests.bench.client import HttpRun, WsRun, http_run, open_idle, ws_cut, ws_run
-from tests.bench.common import cpu_of, engine_pids, now, percentile, summary
+from tests.bench.common import cpu_of, engine_pids, machine_cpu_s, now, percentile, summary
 from tests.bench.peers import Epicbox
 from tests.bench.server import BenchServer
 
@@ -196,6 +196,7 @@ class Bench:
         (``ws``), or a ``POST /run`` each on one keep-alive HTTP client (``http``)."""
         self.server.settle()
         cpu0, eng0, rss0 = self.server.cpu_s(), cpu_of(self.engine), self.server.rss_kb()
+        mach0 = machine_cpu_s()
         counter = itertools.count()
         failures: list[str] = []
         latencies: list[float] = []
@@ -243,6 +244,7 @@ class Bench:
             "latencies": latencies,
             "server_cpu_ms_per_run": (self.server.cpu_s() - cpu0) * 1000 / total,
             "engine_cpu_ms_per_run": (cpu_of(self.engine) - eng0) * 1000 / total,
+            "machine_cpu_ms_per_run": (machine_cpu_s() - mach0) * 1000 / total,
             "server_rss_kb_before": rss0,
             "server_rss_kb_after": self.server.rss_kb(),
         }
@@ -268,6 +270,7 @@ class Bench:
             client_rates: dict[str, list[float]] = {s: [] for s in sides}
             engine_ms: dict[str, list[float]] = {s: [] for s in sides}
             server_ms: dict[str, list[float]] = {s: [] for s in sides}
+            machine_ms: dict[str, list[float]] = {s: [] for s in sides}
             latencies: dict[str, list[float]] = {s: [] for s in sides}
             failures: list[str] = []
             for rnd in range(self.plan.throughput_rounds[c]):
@@ -278,11 +281,12 @@ class Bench:
                         client_rates[s].append(b["runs_per_s_client"])
                         engine_ms[s].append(b["engine_cpu_ms_per_run"])
                         server_ms[s].append(b["server_cpu_ms_per_run"])
+                        machine_ms[s].append(b["machine_cpu_ms_per_run"])
                         latencies[s] += b["latencies"]
                         failures += [f"{s}: {f}" for f in b["failures"]]
                         continue
                     self.server.settle()
-                    eng0, srv0 = cpu_of(self.engine), self.server.cpu_s()
+                    eng0, srv0, mach0 = cpu_of(self.engine), self.server.cpu_s(), machine_cpu_s()
                     if s == "epicbox":
                         e = await asyncio.to_thread(epic.batch, P.HELLO, n, c, P.HELLO_OUT.encode())
                         ok = len(e["latencies"])
@@ -298,12 +302,14 @@ class Bench:
                     client_rates[s].append(rates[s][-1])
                     engine_ms[s].append((cpu_of(self.engine) - eng0) * 1000 / n)
                     server_ms[s].append((self.server.cpu_s() - srv0) * 1000 / n)
+                    machine_ms[s].append((machine_cpu_s() - mach0) * 1000 / n)
             res: dict[str, Any] = {"runs": n, "failures": len(failures), "failure_examples": failures[:5]}
             for s in sides:
                 res[f"{s}_runs_per_s"] = summary(rates[s])
                 res[f"{s}_runs_per_s_client"] = summary(client_rates[s])
                 res[f"engine_cpu_ms_per_run_{s}"] = summary(engine_ms[s])
                 res[f"server_cpu_ms_per_run_{s}"] = summary(server_ms[s])
+                res[f"machine_cpu_ms_per_run_{s}"] = summary(machine_ms[s])
                 res[f"{s}_latency"] = summary(latencies[s])
             # the keys earlier reports used
             res["server_cpu_ms_per_run"] = res["server_cpu_ms_per_run_ws"]

@@ -27,6 +27,12 @@ SHORT = {
 }
 
 
+def machine_ms(m: dict[str, Any], side: str) -> str:
+    """The whole machine's CPU per run of one side (perf.json from before it was measured: -)."""
+    got = m.get(f"machine_cpu_ms_per_run_{side}")
+    return f"{got['median']:.0f} ms" if got else "-"
+
+
 def ms(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
@@ -83,7 +89,7 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
         out.append((title, t, note))
     if "throughput" in r:
         t = [["concurrency", "side", "runs/s median", "min-max", "client-visible runs/s", "whole run median", "p90",
-              "engine CPU/run", "server CPU/run", "vs epicbox", "vs SDK churn"]]  # fmt: skip
+              "machine CPU/run", "engine CPU/run", "server CPU/run", "vs epicbox", "vs SDK churn"]]  # fmt: skip
         names = {"ws": "WebSocket", "http": "POST /run", "epicbox": "epicbox", "sdk": "bare SDK churn"}
         for c, m in r["throughput"].items():
             epic = m.get("epicbox_runs_per_s", {}).get("median")
@@ -102,6 +108,7 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
                         f"{m[f'{side}_runs_per_s_client']['median']:.2f}",
                         ms(lat.get("median")) if lat.get("n") else "-",
                         ms(lat.get("p90")) if lat.get("n") else "-",
+                        machine_ms(m, side),
                         f"{m[f'engine_cpu_ms_per_run_{side}']['median']:.0f} ms",
                         f"{m[f'server_cpu_ms_per_run_{side}']['median']:.0f} ms" if side in ("ws", "http") else "-",
                         ratio(rate["median"], epic) if epic else "-",
@@ -113,6 +120,8 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
                 "Runs per second: hello world, c clients at a time (the service counted until idle again)",
                 t,
                 "Whole run: WebSocket connect to exit frame, POST /run request to answer, epicbox's `run` call. "
+                "Machine CPU is every core's busy time over the batch, per run (engine, runc, shims, sandboxes, "
+                "kernel, server and the bench's own clients): at saturation, runs/s = cores / machine CPU per run. "
                 "Engine CPU is dockerd + containerd over the batch, per run.",
             )
         )
