@@ -492,29 +492,28 @@ LIMITS = """\
   output and the exit frame. A forged record only ends its own run early; a run that was asked to
   stop, passed its deadline, or was killed by the kernel (OOM) writes none and is reported from
   the engine as before. `os._exit` skips it too (no end record: the engine's word).
-- **Runs per second** are bounded by the engine: create, start and remove of one container per
-  run saturate dockerd and containerd on 2 cores whatever runs inside, and the benchmark shares
-  those cores with the clients (and, on a shared test machine, with whatever else runs). The
-  server's own path no longer waits on the engine where epicbox does not: a run of ours used to
-  make create, attach, start, then two to four `inspect` polls until the engine confirmed the
-  death, then a forced remove that often had to kill (a runc call of its own), and it held its
-  client until the confirmation; epicbox makes create (+ the SDK's own inspect), put_archive,
-  attach, start, inspect, remove. Ours now makes create, attach, start and one remove of a
-  container that has already ended (no `inspect`, no kill on the common path); the client has its
-  exit before the container is gone, and the warm pool starts every missing sandbox at once.
-  What is left of the difference is in the engine's CPU per run (the throughput table): ours
-  costs dockerd + containerd more per run than epicbox's, and bare SDK churn of our container
-  (the same hardening, no server at all) sits between the two, so part of it is the container
-  itself (read-only root with a tmpfs, init, dropped capabilities, the seccomp profile, a CPU
-  quota, a parent cgroup), all of which is kept. Where the engine is saturated, runs/s follow the
-  inverse of that CPU per run. Measured apart (SDK churn of the same container at concurrency 4,
-  interleaved, six rounds, on 2026-12-01): a parent cgroup of the server's own (how each run's CPU
-  and peak memory are read exactly) cost 0.88x the runs/s and 10-15% more engine CPU per run;
-  dropping any one of init, the seccomp profile, the read-only root with its tmpfs or the CPU
-  quota changed nothing beyond the noise; epicbox's own sequence (attach, read to the end,
-  inspect) outran SDK churn's `wait` on the same flags. Under gVisor (`SCE_RUNTIME=runsc python -m tests.bench`: the
-  service, SDK churn and `docker run` under runsc; epicbox has no runtime setting and stays on
-  runc) the service keeps pace with SDK churn of its own container.
+- **Runs per second** are bounded by the machine: one container per run saturates both cores
+  (dockerd, containerd, a shim, runc, init, the interpreter and the kernel's namespaces and
+  cgroups), so runs/s are the cores over the machine's CPU per run (its column in the throughput
+  table). Traced apart (SDK churn of the same container at concurrency 4, interleaved, on
+  2026-12-01), the largest part was the engine's "none" network: dockerd made a network sandbox
+  (a namespace, bind-mounted and torn down again) for every container, ~110 ms of CPU per run.
+  Sandboxes now run with networking disabled altogether (`NetworkDisabled`; the runtime still
+  gives each a namespace of its own with only `lo`, as the security corpus checks): SDK churn of
+  our container went from 7.8 to 13.5 runs/s and ours with it, past epicbox, which had always
+  run that way. Then: the server's parent cgroup per sandbox (how CPU and peak memory are read
+  exactly) was made and removed in a dozen hierarchies per run; an emptied one is now reused on
+  cgroup v1 (~9 ms of machine CPU per run). docker-py opened a new connection to the engine for
+  every call about a new container (its pools are keyed by URL); one keep-alive pool now serves
+  them. Dropping init, the seccomp profile, the read-only root with its tmpfs or the CPU quota
+  changed nothing beyond the noise. What remains between us and bare SDK churn (create, start,
+  `wait`, remove of `python3 -c pass`) is work churn does not do: the attach stream that carries
+  the program in and its output out (~9 ms of machine CPU per run against churn's `wait`), the
+  bootstrap's own start (~6 ms), the server's CPU (the table) and the benchmark's client. epicbox
+  pays its own versions of these (`put_archive`, attach, inspect). Under gVisor
+  (`SCE_RUNTIME=runsc python -m tests.bench`: the service, SDK churn and `docker run` under
+  runsc; epicbox has no runtime setting and stays on runc) the same holds; a gVisor sandbox
+  leaves ~280 KiB charged to its parent, so there parents are made anew each time.
 - **100k short lines**: stdout is block-buffered in the sandbox (as Python's is into a pipe) with a
   flusher thread every 10 ms, so 100k prints make a few dozen writes and as many attach frames
   instead of 100k, while a line printed alone still leaves within ~10 ms and `input()` flushes its
@@ -526,8 +525,12 @@ LIMITS = """\
   cap bounds it) and finished WebSocket runs are kept `resume_grace_s` for a resume. glibc kept
   the freed pages, fragmented, so RSS climbed run after run; the server now returns them
   (`malloc_trim`) a second after the last run ends and again once finished runs are let go.
-  What still grows (the memory table: a few KiB per run, where it was ~43 KiB per run before) is
-  not found yet: it is below the glibc trim's reach (Python objects or pymalloc arenas).
+  What still grows is not found: traced over 600 mixed runs (tracemalloc in the server, on
+  2026-12-01), the Python heap holds the same (42.5 -> 44.8 MB, mostly the tracer's own cache),
+  while RSS measured idle moves with the last batch: glibc's main heap between 21 and 34 MiB,
+  anonymous mappings outside it 40 -> 50 MiB over 800 runs. Neither `PYTHONMALLOC=malloc` (no
+  pymalloc arenas) nor `MALLOC_ARENA_MAX=2` with a fixed mmap threshold changed that curve, so it
+  is neither Python objects, nor pymalloc, nor the number of glibc arenas.
 - **Timeouts** overshoot by the kill's path through the engine (~20-40 ms to reach it, ~30-100 ms
   for the container to die) plus ~10-30 ms to report; nothing in the server waits on a poll. A
   worst sample far above the median is the engine held up by other load (the timeline columns
