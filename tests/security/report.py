@@ -103,6 +103,7 @@ def sandbox_config(owner: str) -> dict[str, Any]:
         "Runtime": host.get("Runtime"),
         "User": config.get("User"),
         "NetworkMode": host.get("NetworkMode"),
+        "NetworkDisabled": config.get("NetworkDisabled"),
         "ReadonlyRootfs": host.get("ReadonlyRootfs"),
         "Privileged": host.get("Privileged"),
         "CapDrop": host.get("CapDrop"),
@@ -516,7 +517,8 @@ def protection_rows(
         ),
         (
             "No network",
-            "network_mode none: a private network namespace with only `lo`",
+            "networking disabled (network mode none, and no engine network at all): a private network "
+            "namespace with only `lo`",
             [
                 "network/interfaces",
                 "network/routes",
