@@ -28,6 +28,9 @@ class SandboxSpec:
     tmpfs_mb: int
     command: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    # written to a new sandbox's stdin before anything else (the bootstrap: a small command line
+    # is cheaper for an engine to handle than a large one)
+    stdin_preamble: bytes = b""
 
 
 @dataclass(frozen=True)

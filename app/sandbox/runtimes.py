@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.sandbox.bootstrap import BOOTSTRAP
+from app.sandbox.bootstrap import LOADER, preamble
 from app.settings import Settings
 
 DEFAULT_RUNTIME = "python"
@@ -69,7 +69,7 @@ class RuntimeSpec:
     environment: tuple[tuple[str, str], ...] = ()
 
     def bootstrap_args(self) -> tuple[str, ...]:
-        """Arguments after ``python3 -I -c BOOTSTRAP``; none for the plain runtime."""
+        """Arguments after ``python3 -I -c LOADER``; none for the plain runtime."""
         args: list[str] = []
         if self.preload:
             args += ["--preload", ",".join(self.preload)]
@@ -78,8 +78,13 @@ class RuntimeSpec:
         return tuple(args)
 
     def command(self) -> tuple[str, ...]:
-        """What the container runs: the bootstrap, waiting on stdin for ``encode_program``."""
-        return ("python3", "-I", "-c", BOOTSTRAP, *self.bootstrap_args())
+        """What the container runs: the loader, which reads the bootstrap from stdin (``stdin_preamble``)
+        and runs it, waiting on stdin for ``encode_program``."""
+        return ("python3", "-I", "-c", LOADER, *self.bootstrap_args())
+
+    def stdin_preamble(self) -> bytes:
+        """Written to a new sandbox's stdin before anything else: the bootstrap itself."""
+        return preamble()
 
 
 def runtimes_from(settings: Settings) -> dict[str, RuntimeSpec]:

@@ -51,6 +51,7 @@ def default_specs(settings: Settings) -> dict[str, SandboxSpec]:
             tmpfs_mb=runtime.tmpfs_mb,
             command=runtime.command(),
             environment=runtime.environment,
+            stdin_preamble=runtime.stdin_preamble(),
         )
         for name, runtime in runtimes_from(settings).items()
     }

@@ -12,6 +12,7 @@ import time
 
 import docker
 
+from app.sandbox.bootstrap import preamble
 from app.sandbox.docker.engine import DockerEngine, owner_id
 from app.sandbox.docker.framing import FrameParser
 from app.sandbox.runtimes import RuntimeSpec
@@ -34,14 +35,14 @@ def sandbox_config(settings: Settings, spec: RuntimeSpec, labels: dict[str, str]
 def run_program(
     api: docker.APIClient, config: dict[str, object], payload: bytes, *, timeout: float = 60
 ) -> list[tuple[float, str, bytes]]:
-    """Start a sandbox, send ``payload`` then EOF, and return (arrival time, stream, bytes)
-    as the output came, until the container's output ends."""
+    """Start a sandbox, send the bootstrap (as the engine does) and ``payload`` then EOF, and
+    return (arrival time, stream, bytes) as the output came, until the container's output ends."""
     container_id = api.create_container(**config)["Id"]
     try:
         raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         sock: socket.socket = getattr(raw, "_sock", raw)
         api.start(container_id)
-        sock.sendall(payload)
+        sock.sendall(preamble() + payload)
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(timeout)
         parser, got = FrameParser(), []

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from app.core.sidechannel import Record, SideChannelDemux
-from app.sandbox.bootstrap import BOOTSTRAP, FilesOutLimits, encode_program
+from app.sandbox.bootstrap import BOOTSTRAP, LOADER, FilesOutLimits, encode_program, preamble
 
 NONCE = "5f1e0c6a9b2d4e7f8a1b3c5d7e9f0a2b"
 
@@ -36,8 +36,8 @@ def run(
     before what reached fd 2 itself (``raw_stdout`` keeps stdout as it came)."""
     with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
         p = subprocess.run(
-            [sys.executable, "-I", "-c", BOOTSTRAP, "--workdir", workdir, *args],
-            input=encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
+            [sys.executable, "-I", "-c", LOADER, "--workdir", workdir, *args],
+            input=preamble() + encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
             capture_output=True,
             timeout=60,
             cwd="/tmp",
@@ -46,6 +46,19 @@ def run(
     p.stdout, err = take_stderr(p.stdout)
     p.stderr = err + p.stderr
     return p
+
+
+def test_the_container_command_is_a_small_loader_and_the_bootstrap_comes_on_stdin() -> None:
+    from app.sandbox.runtimes import runtimes_from
+    from app.settings import Settings
+
+    for runtime in runtimes_from(Settings()).values():
+        assert sum(map(len, runtime.command())) < 1024  # the engine handles a 20 KB command line slowly
+        assert runtime.stdin_preamble().endswith(BOOTSTRAP.encode())
+    # a stdin closed before (or while) the bootstrap arrives ends the sandbox quietly
+    for cut in (b"", preamble()[:3], preamble()[:5000]):
+        p = subprocess.run([sys.executable, "-I", "-c", LOADER], input=cut, capture_output=True, timeout=60)
+        assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
 
 
 STDERR_RECORD = re.compile(rb"\x1eSCE:" + NONCE.encode() + rb":stderr:2:([0-9]+)\n\{\}")

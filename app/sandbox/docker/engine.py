@@ -632,9 +632,11 @@ class DockerEngine:
                     f"runs on an engine reached over TLS ({self.name}) are not supported yet; "
                     "reach it through an ssh-forwarded unix socket (docs/DEPLOY.md)"
                 )
-            sock.setblocking(False)
             sandbox = DockerSandbox(self, spec, container_id, raw, sock, parent)
             self.api.start(container_id)
+            if spec.stdin_preamble:
+                sock.sendall(spec.stdin_preamble)  # the bootstrap, ahead of any program (a socket buffer's worth)
+            sock.setblocking(False)
         except BaseException:
             self.api.remove_container(container_id, force=True)
             raise
