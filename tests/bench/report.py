@@ -505,11 +505,14 @@ LIMITS = """\
   exactly) was made and removed in a dozen hierarchies per run; an emptied one is now reused on
   cgroup v1 (~9 ms of machine CPU per run). docker-py opened a new connection to the engine for
   every call about a new container (its pools are keyed by URL); one keep-alive pool now serves
-  them. Dropping init, the seccomp profile, the read-only root with its tmpfs or the CPU quota
-  changed nothing beyond the noise. What remains between us and bare SDK churn (create, start,
-  `wait`, remove of `python3 -c pass`) is work churn does not do: the attach stream that carries
-  the program in and its output out (~9 ms of machine CPU per run against churn's `wait`), the
-  bootstrap's own start (~6 ms), the server's CPU (the table) and the benchmark's client. epicbox
+  them. The bootstrap (20 KB) was the container's command line, which the engine parses, stores
+  and hands down as JSON at every step: ~12 ms of machine CPU per container; it now travels on
+  stdin to a 17-line loader. Dropping init, the seccomp profile, the read-only root with its tmpfs
+  or the CPU quota changed nothing beyond the noise. What remains between us and bare SDK churn
+  (create, start, `wait`, remove of `python3 -c pass`) is work churn does not do. Our own engine
+  sequence alone (create, attach, start, the bootstrap and the program on stdin, read to the end,
+  remove; no server) costs ~5 ms of machine CPU per run more than churn; the rest is the
+  server's own CPU (the table: ~9-10 ms per run) and the benchmark's client. epicbox
   pays its own versions of these (`put_archive`, attach, inspect). Under gVisor
   (`SCE_RUNTIME=runsc python -m tests.bench`: the service, SDK churn and `docker run` under
   runsc; epicbox has no runtime setting and stays on runc) the same holds; a gVisor sandbox
