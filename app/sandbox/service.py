@@ -354,4 +354,9 @@ class SandboxService:
         finally:
             slot.active -= 1
             slot.engine.discard(sandbox)
-            self.heap.run_ended(lambda: sum(s.active for s in self.slots))
+            self.trim_heap_when_idle()
+
+    def trim_heap_when_idle(self) -> None:
+        """Memory was let go (a run ended, or a finished run kept for a resume was forgotten): return
+        the freed heap to the system once no run is active (``app.sandbox.heap``)."""
+        self.heap.run_ended(lambda: sum(s.active for s in self.slots))

@@ -45,7 +45,7 @@ class ServerContext:
             service=service,
             admission=Admission(settings.max_concurrent_runs, settings.queue_size, settings.per_client_runs),
             metrics=Metrics(),
-            registry=RunRegistry(keep_finished_s=settings.resume_grace_s),
+            registry=RunRegistry(keep_finished_s=settings.resume_grace_s, on_forget=service.trim_heap_when_idle),
             rate=RateLimiter(settings.rate_runs_per_minute, settings.rate_code_bytes_per_minute),
         )
         ctx.metrics.bind(

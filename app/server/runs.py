@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -273,8 +273,9 @@ class LiveRun:
 class RunRegistry:
     """Every run this server knows: the live ones, and finished ones kept for ``resume_grace_s``."""
 
-    def __init__(self, keep_finished_s: float) -> None:
+    def __init__(self, keep_finished_s: float, on_forget: Callable[[], None] = lambda: None) -> None:
         self.keep_finished_s = keep_finished_s
+        self.on_forget = on_forget  # a finished run let go: what it held (its frames) is freed now
         self.known: dict[str, LiveRun] = {}
         self.active: set[LiveRun] = set()
         self._idle = asyncio.Event()
@@ -302,7 +303,11 @@ class RunRegistry:
 
     def finished(self, live: LiveRun) -> None:
         if live.id in self.known:
-            asyncio.get_running_loop().call_later(self.keep_finished_s, self.known.pop, live.id, None)
+            asyncio.get_running_loop().call_later(self.keep_finished_s, self._forget, live.id)
+
+    def _forget(self, run_id: str) -> None:
+        self.known.pop(run_id, None)
+        self.on_forget()
 
     async def until_idle(self, seconds: float) -> None:
         if self.active:

@@ -525,15 +525,15 @@ LIMITS = """\
   goroutines in the engine, which can swap them). The remaining cost is the server's per-frame
   work: parsing, line assembly and WebSocket frames.
 - **Server memory**: a burst of output is held briefly (the reader is never blocked; the output
-  cap bounds it) and finished WebSocket runs are kept `resume_grace_s` for a resume. glibc kept
-  the freed pages, fragmented, so RSS climbed run after run; the server now returns them
-  (`malloc_trim`) a second after the last run ends and again once finished runs are let go.
-  What still grows is not found: traced over 600 mixed runs (tracemalloc in the server, on
-  2026-12-01), the Python heap holds the same (42.5 -> 44.8 MB, mostly the tracer's own cache),
-  while RSS measured idle moves with the last batch: glibc's main heap between 21 and 34 MiB,
-  anonymous mappings outside it 40 -> 50 MiB over 800 runs. Neither `PYTHONMALLOC=malloc` (no
-  pymalloc arenas) nor `MALLOC_ARENA_MAX=2` with a fixed mmap threshold changed that curve, so it
-  is neither Python objects, nor pymalloc, nor the number of glibc arenas.
+  cap bounds it) and finished WebSocket runs are kept `resume_grace_s` for a resume. glibc keeps
+  freed pages, fragmented, so the server returns them (`malloc_trim`) when the last run ends and
+  when finished runs are let go. Traced on 2026-12-01 (tracemalloc and `mallinfo2` in the server
+  over batches of mixed runs): the Python heap stayed flat while RSS measured idle swung by
+  ~20 MiB with the last batch, and a trim made at that moment returned ~23 MiB. A finished run's
+  objects refer to each other (tasks, closures, the session), so they are freed by the cyclic
+  collector, whenever its thresholds next say so: the trims came before that memory was free. A
+  trim now collects first (only when idle). `PYTHONMALLOC=malloc` and `MALLOC_ARENA_MAX=2` with
+  a fixed mmap threshold had changed nothing, as they could not.
 - **Timeouts** overshoot by the kill's path through the engine (~20-40 ms to reach it, ~30-100 ms
   for the container to die) plus ~10-30 ms to report; nothing in the server waits on a poll. A
   worst sample far above the median is the engine held up by other load (the timeline columns
