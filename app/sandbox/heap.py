@@ -55,25 +55,26 @@ class HeapTrimmer:
             return
         if active() > 0:
             if time.monotonic() - self._last >= BUSY_TRIM_S:
-                self._do()
+                self._do(collect=False)  # under load: no full collection on the event loop
             return
         self.close()
         loop = asyncio.get_running_loop()
 
         def when_idle() -> None:
             if active() == 0:
-                self._do()
+                self._do(collect=True)
 
         for delay in self.idle_after_s:
             self._later.append(loop.call_later(delay, when_idle))
 
-    def _do(self) -> None:
+    def _do(self, *, collect: bool) -> None:
         assert self._trim is not None
         self._last = time.monotonic()
         self.trims += 1
-        # a finished run's objects form cycles (tasks, closures, the session): freed only by a
-        # collection, which would otherwise come later, after this trim
-        gc.collect()
+        if collect:
+            # a finished run's objects form cycles (tasks, closures, the session): freed only by
+            # a collection, which would otherwise come later, after this trim
+            gc.collect()
         self._trim(0)
 
     def close(self) -> None:

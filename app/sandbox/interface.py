@@ -30,7 +30,7 @@ class SandboxSpec:
     environment: tuple[tuple[str, str], ...] = ()
     # written to a new sandbox's stdin before anything else (the bootstrap: a small command line
     # is cheaper for an engine to handle than a large one)
-    stdin_preamble: bytes = b""
+    stdin_preamble: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
