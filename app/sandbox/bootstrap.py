@@ -169,12 +169,7 @@ class _Channel:
             import json
             head = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
         record = b"\x1eSCE:%s:%s:%d:%d\n" % (self.nonce, kind, len(head), len(data)) + head + data
-        lock = _flush_lock
-        if lock is None:
-            _flush_out()
-            _write_all(record)
-            return
-        with lock:  # the flusher writes nothing between the text before the record and the record
+        with _flush_lock:  # the flusher writes nothing between the text before the record and the record
             _flush_out()
             _write_all(record)
 
@@ -486,11 +481,8 @@ def _at_exit(workdir, inputs):
         return
     _final_figures()
     # what the program printed leaves first: its first byte does not wait for the files' walk
-    if _flush_lock is None:
+    with _flush_lock:
         _flush_out()
-    else:
-        with _flush_lock:
-            _flush_out()
     try:
         _send_files(_channel, workdir, inputs)
     except Exception as exc:
@@ -501,7 +493,7 @@ def _at_exit(workdir, inputs):
 
 FLUSH_EVERY_S = 0.010
 _SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork", "os.forkpty"})
-_flush_lock = None
+_flush_lock = None  # made before the program arrives (_prestart_flusher), in a forked child anew
 _flush_gate = None
 _flushing = [False]
 _exit_code = [0]
@@ -542,9 +534,8 @@ def _prestart_flusher():
     thread.start_new_thread(_flusher, ())
 
 def _stop_flusher():
-    if _flush_lock is not None:
-        with _flush_lock:
-            _flushing[0] = False
+    with _flush_lock:
+        _flushing[0] = False
     _flush_out()
 
 def _audit(event, args):
@@ -576,7 +567,6 @@ def _setup_output():
     # stdout block-buffered (a pipe's default) with a flusher every FLUSH_EVERY_S: many prints
     # become one write and one attach frame; stderr line-buffered and flushing stdout before each
     # write, so their relative order is the program's; input() flushes stdout before it reads
-    global _flush_lock
     io = sys.modules["io"]
     out, err = sys.stdout, sys.stderr
     out.reconfigure(line_buffering=False)
