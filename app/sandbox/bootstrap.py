@@ -2,8 +2,8 @@
 
 The container runs a few lines, ``python3 -I -c LOADER [--preload MODS] [--rich] [--mpl-seed DIR]
 [--workdir DIR]`` (``RuntimeSpec.command()`` builds it), and the engine writes this program itself
-to its stdin first (``preamble()``: its length, a newline, its source), which the loader reads
-exactly and runs with those arguments. So the image needs nothing of ours and a change here never
+to its stdin first (``preamble()``: compiled by the server, and as source for a sandbox with
+another Python), which the loader reads exactly and runs with those arguments. So the image needs nothing of ours and a change here never
 forces an image rebuild, and the container's command line stays small: as the command itself,
 these 20 KB cost the engine ~12 ms of CPU per container (its configuration is parsed, stored and
 handed down as JSON at every step), which at saturation is throughput. A warm container has
@@ -85,7 +85,9 @@ sends nothing a second time.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import marshal
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -760,16 +762,20 @@ def encode_program(
 
 
 # Reads the bootstrap from stdin (exactly: the program and its input follow) and runs it as
-# __main__ with the command's arguments; a stdin closed first ends it quietly.
+# __main__ with the command's arguments; a stdin closed first ends it quietly. The bootstrap comes
+# twice: compiled (marshal) and as source. The code object runs when it was made for this very
+# interpreter (the same bytecode magic number); any other Python compiles the source instead.
 LOADER = (
-    "import os\n"
+    "import os, sys, marshal\n"
     "h = b''\n"
     "while not h.endswith(b'\\n'):\n"
     "    c = os.read(0, 1)\n"
-    "    if not c or len(h) > 16:\n"
+    "    if not c or len(h) > 64:\n"
     "        os._exit(0)\n"
     "    h += c\n"
-    "n = int(h)\n"
+    "k, n, m = h.split()\n"
+    "k = int(k)\n"
+    "n = k + int(n)\n"
     "s = []\n"
     "while n > 0:\n"
     "    c = os.read(0, min(n, 1 << 16))\n"
@@ -777,13 +783,30 @@ LOADER = (
     "        os._exit(0)\n"
     "    s.append(c)\n"
     "    n -= len(c)\n"
-    "del h, n, c\n"
-    "exec(compile(b''.join(s), '<string>', 'exec'))\n"
+    "s = b''.join(s)\n"
+    "c = getattr(sys.modules.get('_frozen_importlib_external'), 'MAGIC_NUMBER', b'').hex().encode()\n"
+    "c = marshal.loads(s[:k]) if m == c else compile(s[k:], '<string>', 'exec')\n"
+    "del h, k, n, m, s\n"
+    "exec(c)\n"
 )
 
-_PREAMBLE = b"%d\n" % len(BOOTSTRAP.encode()) + BOOTSTRAP.encode()
+
+def _preamble(source: str, magic: bytes) -> bytes:
+    code = marshal.dumps(compile(source, "<string>", "exec", dont_inherit=True, optimize=0))
+    body = source.encode()
+    return b"%d %d %s\n" % (len(code), len(body), magic.hex().encode()) + code + body
+
+
+_PREAMBLE = _preamble(BOOTSTRAP, importlib.util.MAGIC_NUMBER)
 
 
 def preamble() -> bytes:
-    """What the engine writes to a new sandbox's stdin before any program: the bootstrap for LOADER."""
+    """What the engine writes to a new sandbox's stdin before any program: the bootstrap for LOADER.
+
+    ``<code_len> <source_len> <magic>\\n`` + the compiled bootstrap (``marshal``) + its source.
+    Compiling its 20 KB in every sandbox cost ~5 ms of CPU per container (docs/PERFORMANCE.md);
+    unmarshalling the server's code object costs ~0.1 ms. The code object is only used by a Python
+    with the server's bytecode magic number (the same version), so a sandbox image with another
+    Python still works, paying the compile.
+    """
     return _PREAMBLE

@@ -61,6 +61,32 @@ def test_the_container_command_is_a_small_loader_and_the_bootstrap_comes_on_stdi
         assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
 
 
+def test_the_loader_runs_the_compiled_bootstrap_only_on_the_python_it_was_compiled_for() -> None:
+    # compiled and source halves that say which one ran: the code object on a matching magic
+    # number, the source (compiled in the sandbox) on any other, so another Python still works
+    import importlib.util
+    import marshal
+
+    code = marshal.dumps(compile("print('compiled')", "<string>", "exec"))
+    source = b"print('source')"
+    for magic, ran in ((importlib.util.MAGIC_NUMBER, b"compiled"), (b"\x00\x00\r\n", b"source")):
+        data = b"%d %d %s\n" % (len(code), len(source), magic.hex().encode()) + code + source
+        p = subprocess.run([sys.executable, "-I", "-c", LOADER], input=data, capture_output=True, timeout=60)
+        assert (p.returncode, p.stdout, p.stderr) == (0, ran + b"\n", b"")
+    # and the real bootstrap through the fallback runs a program like the compiled one
+    from app.sandbox import bootstrap
+
+    other = bootstrap._preamble(BOOTSTRAP, b"\x00\x00\r\n")
+    with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
+        p = subprocess.run(
+            [sys.executable, "-I", "-c", LOADER, "--workdir", workdir],
+            input=other + encode_program("print(6 * 7)", nonce=NONCE),
+            capture_output=True,
+            timeout=60,
+        )
+    assert p.stdout.startswith(b"42\n") and b':exit:10:0\n{"code":0}' in p.stdout
+
+
 STDERR_RECORD = re.compile(rb"\x1eSCE:" + NONCE.encode() + rb":stderr:2:([0-9]+)\n\{\}")
 
 
