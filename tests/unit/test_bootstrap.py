@@ -385,12 +385,22 @@ def test_a_folder_too_deep_stops_the_walk_with_files_truncated() -> None:
         ("raise ValueError('x')", 1),
         ("print(1", 1),
         ("import atexit, sys\natexit.register(print, 'late')\nsys.exit(3)", 3),
+        ("import os, sys\nos._exit = print\nsys.exit(5)", 5),  # the program's own os._exit is not the one that leaves
     ],
 )
 def test_a_program_that_ends_by_itself_announces_its_own_status_last(code: str, status: int) -> None:
     p = run(code)
     assert p.returncode == status
     assert ending(p) == status
+
+
+def test_the_process_leaves_right_after_its_end_records() -> None:
+    # the interpreter's teardown is skipped: a __del__ it would run cannot write after the end
+    code = "class Noisy:\n    def __del__(self):\n        print('teardown')\nkept = Noisy()\nprint('body')"
+    p = run(code)
+    assert p.returncode == 0 and ending(p) == 0
+    assert p.raw_stdout.startswith(b"body\n") and p.raw_stdout.endswith(b'{"code":0}')  # type: ignore[attr-defined]
+    assert b"teardown" not in p.raw_stdout + p.stderr  # type: ignore[attr-defined]
 
 
 def test_os_exit_sends_no_end_but_what_was_printed_arrives() -> None:
