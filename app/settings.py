@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     docker_tls_dir: str | None = Field(
         None, description="directory with ca.pem, cert.pem, key.pem: mutual TLS for tcp:// engines"
     )
+    engine_wire: bool = Field(
+        True,
+        description="a local engine's per-run calls (create, attach, start, remove) on the event loop "
+        "instead of docker-py in threads (less server CPU per run); off: docker-py for everything",
+    )
     engine_capacity: int | None = Field(
         None, ge=1, description="runs one engine carries at once; default: SCE_MAX_CONCURRENT_RUNS"
     )

@@ -29,7 +29,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from app.sandbox.docker.cgroups import CgroupTree, parent_name, parent_owner
 from app.sandbox.docker.client import make_api
 from app.sandbox.docker.framing import FrameError, FrameParser
 from app.sandbox.docker.image import info_from_labels
+from app.sandbox.docker.wire import EngineWire, create_body, wire_for
 from app.sandbox.interface import EngineHealth, SandboxSpec, Usage
 from app.sandbox.runtimes import RUNSC_PIDS_HEADROOM as RUNSC_PIDS_HEADROOM  # re-exported: tests name it here
 from app.settings import Settings
@@ -162,13 +163,15 @@ class DockerSandbox:
         raw: Any,
         sock: socket.socket,
         cgroup_parent: str | None = None,
+        early: bytes = b"",
     ):
         self.engine = engine
         self.spec = spec
         self.id = container_id
         self.created_at = time.monotonic()
-        self._raw = raw  # keeps the SDK's response (and so the socket) alive
+        self._raw = raw  # keeps the SDK's response (and so the socket) alive; None on the wire
         self._sock = sock
+        self._early = early  # stream bytes that came with the attach's answer (the wire)
         self._parser = FrameParser()
         self._closed = False
         self.killed = False  # by us: then a 137 is our SIGKILL, not a question for the OOM flag
@@ -208,7 +211,10 @@ class DockerSandbox:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(self._sock, RECV_SIZE)
+                if self._early:
+                    data, self._early = self._early, b""
+                else:
+                    data = await loop.sock_recv(self._sock, RECV_SIZE)
             except (ConnectionResetError, BrokenPipeError):
                 data = b""
             if not data:
@@ -387,10 +393,9 @@ class DockerSandbox:
         if not self._closed:
             self._closed = True
             self._sock.close()
-            try:
-                self._raw.close()
-            except OSError:
-                pass
+            if self._raw is not None:
+                with contextlib.suppress(OSError):
+                    self._raw.close()
 
 
 class DockerEngine:
@@ -410,6 +415,8 @@ class DockerEngine:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="sce-engine")
         self._api: Any = None
         self._api_lock = threading.Lock()
+        self._wire: EngineWire | None = None  # the per-run calls on the event loop (a Unix socket)
+        self._wire_checked = False
         self._cleanup: set[asyncio.Task[None]] = set()
         self._unremoved: set[str] = set()  # removals the engine refused every time: retried at each reap
         self._orphan_starts: set[asyncio.Future[DockerSandbox]] = set()
@@ -451,6 +458,28 @@ class DockerEngine:
         except ENGINE_ERRORS as exc:
             self.on_engine_error(exc)
             raise Unavailable(f"the sandbox engine failed: {type(exc).__name__}") from exc
+
+    async def wired(self, call: Awaitable[T]) -> T:
+        """One call on the wire; engine failures -> Unavailable, ``NotFound`` passes (as ``call``)."""
+        try:
+            return await call
+        except docker.errors.NotFound:
+            raise
+        except ENGINE_ERRORS as exc:
+            self.on_engine_error(exc)
+            raise Unavailable(f"the sandbox engine failed: {type(exc).__name__}") from exc
+
+    async def wire(self) -> EngineWire | None:
+        """The event-loop path for create, attach, start and remove, where the engine is on a Unix
+        socket (``app.sandbox.docker.wire``); None: docker-py in the executor does them."""
+        if not self._wire_checked:
+            api = await self.call(lambda: self.api)  # made in a thread: it may ask the engine its version
+            if not self.settings.engine_wire:
+                self._wire = None
+            elif self._wire is None:
+                self._wire = wire_for(api)
+            self._wire_checked = True
+        return self._wire
 
     def kill_blocking(self, container_id: str) -> None:
         try:
@@ -644,13 +673,50 @@ class DockerEngine:
             self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
         return sandbox
 
+    async def _start_wired(self, wire: EngineWire, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
+        """``_start_blocking`` on the event loop: the same steps and the same container."""
+        if self.usage_source is None:
+            await self.call(self._settle_usage_source)
+        tree = self.cgroup_tree
+        parent = self._take_parent(tree) if tree is not None else None
+        try:
+            body = create_body(self.api, self._container_config(spec, pooled, parent))
+            container_id = await self.wired(wire.create(body))
+        except BaseException:
+            if tree is not None and parent is not None:
+                with contextlib.suppress(OSError):
+                    tree.remove(parent)
+            raise
+        if parent is not None:
+            self._parents[container_id] = parent  # removed with the container, whatever happens next
+        attached: socket.socket | None = None
+        try:
+            sock, early = await self.wired(wire.attach(container_id))  # before start: no early output missed
+            attached = sock
+            sandbox = DockerSandbox(self, spec, container_id, None, sock, parent, early)
+            await self.wired(wire.start(container_id))
+            if spec.stdin_preamble:
+                await asyncio.get_running_loop().sock_sendall(sock, spec.stdin_preamble)
+        except BaseException:
+            if attached is not None:
+                attached.close()
+            self._spawn_cleanup(self._remove(container_id))
+            raise
+        if tree is not None and parent is not None and not tree.holds(parent, container_id):
+            self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
+        return sandbox
+
     async def start_sandbox(self, spec: SandboxSpec, *, pooled: bool = False) -> DockerSandbox:
         """A new container with the interpreter started and waiting for a program.
 
-        The start runs on in its thread if the caller is cancelled meanwhile (a client that
-        leaves during a cold start); the sandbox it makes is then discarded, never leaked.
+        The start runs on (in its task or thread) if the caller is cancelled meanwhile (a client
+        that leaves during a cold start); the sandbox it makes is then discarded, never leaked.
         """
-        starting = asyncio.ensure_future(self.call(self._start_blocking, spec, pooled))
+        wire = await self.wire()
+        if wire is not None:
+            starting = asyncio.ensure_future(self._start_wired(wire, spec, pooled))
+        else:
+            starting = asyncio.ensure_future(self.call(self._start_blocking, spec, pooled))
         try:
             return await asyncio.shield(starting)
         except docker.errors.NotFound as exc:
@@ -668,7 +734,10 @@ class DockerEngine:
     def discard(self, sandbox: Any) -> None:
         """Kill and remove a sandbox in the background; survives the caller's cancellation."""
         assert isinstance(sandbox, DockerSandbox)
-        task = asyncio.get_running_loop().create_task(self._discard(sandbox))
+        self._spawn_cleanup(self._discard(sandbox))
+
+    def _spawn_cleanup(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(cleanup)
         self._cleanup.add(task)
         task.add_done_callback(self._cleanup.discard)
 
@@ -688,7 +757,10 @@ class DockerEngine:
         for delay in REMOVE_RETRY_DELAYS_S:
             await asyncio.sleep(delay)
             try:
-                await self.call(lambda: self.api.remove_container(container_id, force=True))
+                if self._wire is not None:
+                    await self.wired(self._wire.remove(container_id))
+                else:
+                    await self.call(lambda: self.api.remove_container(container_id, force=True))
                 break
             except docker.errors.NotFound:
                 break
@@ -795,5 +867,7 @@ class DockerEngine:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self._stats_executor is not None:
             self._stats_executor.shutdown(wait=False, cancel_futures=True)
+        if self._wire is not None:
+            self._wire.close()
         if self._api is not None:
             self._api.close()

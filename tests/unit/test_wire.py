@@ -1,0 +1,192 @@
+"""The engine wire's HTTP against a stand-in engine on a real Unix socket (the real engine: tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from app.sandbox.docker.wire import EngineWire, WireError, WireNotFound
+
+pytestmark = pytest.mark.timeout(20)
+
+Handler = Callable[[bytes], bytes]
+
+
+class FakeEngine:
+    """Answers each request (its head and body, as bytes) with what ``answer`` returns; a connection
+    is closed after an answer when ``close_after`` says so (an engine dropping a kept-alive one)."""
+
+    def __init__(self, answer: Handler) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.close_after = False
+        self.server: asyncio.AbstractServer | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                request = head + await reader.readexactly(length)
+                self.requests.append(request)
+                writer.write(self.answer(request))
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def response(status: int, body: bytes = b"", reason: str = "X") -> bytes:
+    return b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n\r\n" % (status, reason.encode(), len(body)) + body
+
+
+@pytest.fixture
+async def socket_path() -> AsyncIterator[str]:
+    with tempfile.TemporaryDirectory(prefix="sce-wire-") as d:
+        yield str(Path(d) / "engine.sock")
+
+
+async def serving(path: str, engine: FakeEngine) -> EngineWire:
+    engine.server = await asyncio.start_unix_server(engine.serve, path)
+    return EngineWire(path, "1.41", timeout_s=5)
+
+
+async def test_calls_go_out_as_docker_api_requests_on_one_kept_alive_connection(socket_path: str) -> None:
+    def answer(request: bytes) -> bytes:
+        if request.startswith(b"POST /v1.41/containers/create "):
+            return response(201, b'{"Id": "abc", "Warnings": []}')
+        return response(204)
+
+    engine = FakeEngine(answer)
+    wire = await serving(socket_path, engine)
+    assert await wire.create(b'{"Image": "x"}') == "abc"
+    await wire.start("abc")
+    await wire.remove("abc")
+    assert [r.split(b"\r\n")[0] for r in engine.requests] == [
+        b"POST /v1.41/containers/create HTTP/1.1",
+        b"POST /v1.41/containers/abc/start HTTP/1.1",
+        b"DELETE /v1.41/containers/abc?force=1 HTTP/1.1",
+    ]
+    assert (
+        engine.requests[0].endswith(b'\r\n\r\n{"Image": "x"}')
+        and b"content-type: application/json" in engine.requests[0].lower()
+    )
+    assert engine.connections == 1
+    wire.close()
+
+
+async def test_engine_errors_are_docker_py_errors_with_the_engines_message(socket_path: str) -> None:
+    answers = iter(
+        [
+            response(404, b'{"message": "No such container: abc"}'),
+            response(409, b'{"message": "busy"}'),
+            response(500, b"not json"),
+        ]
+    )
+    wire = await serving(socket_path, FakeEngine(lambda _: next(answers)))
+    with pytest.raises(docker.errors.NotFound) as gone:
+        await wire.remove("abc")
+    assert isinstance(gone.value, WireNotFound) and gone.value.explanation == "No such container: abc"
+    with pytest.raises(docker.errors.APIError) as busy:
+        await wire.start("abc")
+    assert isinstance(busy.value, WireError) and busy.value.status_code == 409 and busy.value.explanation == "busy"
+    with pytest.raises(WireError) as broken:
+        await wire.start("abc")
+    assert broken.value.status_code == 500 and broken.value.explanation == "not json"
+    wire.close()
+
+
+async def test_a_kept_alive_connection_the_engine_closed_is_replaced_once(socket_path: str) -> None:
+    engine = FakeEngine(lambda _: response(204))
+    engine.close_after = True  # every connection serves one call, then the engine drops it
+    wire = await serving(socket_path, engine)
+    await wire.start("a")
+    await asyncio.sleep(0)  # the engine's side closes; the wire still holds the connection as idle
+    await wire.start("b")  # fails on the stale connection, made again on a new one
+    assert len(engine.requests) == 2 and engine.connections == 2
+    wire.close()
+
+
+async def test_a_fresh_connection_that_fails_is_not_tried_again(socket_path: str) -> None:
+    # the engine reads the call and hangs up without an answer: the call may have been done, so
+    # it is never sent twice; the caller gets an OSError (the engine failed)
+    engine = FakeEngine(lambda _: b"")
+    engine.close_after = True
+    wire = await serving(socket_path, engine)
+    with pytest.raises(OSError, match="connection failed"):
+        await wire.create(b"{}")
+    assert len(engine.requests) == 1
+    wire.close()
+
+
+async def test_a_cancelled_call_never_leaves_its_connection_for_the_next(socket_path: str) -> None:
+    slow = asyncio.Event()
+
+    class Slow(FakeEngine):
+        async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self.connections == 0:
+                self.connections += 1
+                await reader.readuntil(b"\r\n\r\n")
+                slow.set()
+                await asyncio.sleep(30)  # never answers this one
+                return
+            await super().serve(reader, writer)
+
+    engine = Slow(lambda _: response(204))
+    wire = await serving(socket_path, engine)
+    call = asyncio.ensure_future(wire.start("a"))
+    await slow.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await wire.start("b")  # a late answer to "a" can never be read as b's
+    assert engine.connections == 2
+    wire.close()
+
+
+async def test_attach_hands_over_the_raw_stream_with_bytes_that_came_early(socket_path: str) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"POST /v1.41/containers/abc/attach?stdin=1&stdout=1&stderr=1&stream=1 HTTP/1.1")
+        assert b"upgrade: tcp" in head.lower()
+        writer.write(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00\x00\x00")
+        await writer.drain()
+        writer.write(await reader.read(5))  # echoes what the client sends on the stream
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, socket_path)
+    wire = EngineWire(socket_path, "1.41", timeout_s=5)
+    sock, early = await wire.attach("abc")
+    loop = asyncio.get_running_loop()
+    try:
+        rest = b""
+        while len(early + rest) < 4:
+            rest += await loop.sock_recv(sock, 100)
+        assert early + rest == b"\x01\x00\x00\x00"
+        await loop.sock_sendall(sock, b"hello")
+        assert await loop.sock_recv(sock, 100) == b"hello"
+    finally:
+        sock.close()
+        server.close()
+
+
+async def test_attach_to_a_missing_container_raises_not_found(socket_path: str) -> None:
+    engine = FakeEngine(lambda _: response(404, json.dumps({"message": "No such container: zz"}).encode()))
+    wire = await serving(socket_path, engine)
+    with pytest.raises(WireNotFound, match="No such container"):
+        await wire.attach("zz")
