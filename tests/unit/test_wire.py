@@ -190,3 +190,12 @@ async def test_attach_to_a_missing_container_raises_not_found(socket_path: str) 
     wire = await serving(socket_path, engine)
     with pytest.raises(WireNotFound, match="No such container"):
         await wire.attach("zz")
+
+
+async def test_a_malformed_answer_is_an_engine_failure_not_a_crash(socket_path: str) -> None:
+    # OSError is what the engine's callers map to "unavailable"; h11's own errors are not raised
+    wire = await serving(socket_path, FakeEngine(lambda _: b"NOT HTTP AT ALL\r\n\r\n"))
+    with pytest.raises(OSError, match="connection failed"):
+        await wire.start("a")
+    with pytest.raises(OSError, match="malformed"):
+        await wire.attach("a")

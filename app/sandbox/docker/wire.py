@@ -136,6 +136,9 @@ class EngineWire:
                 if status >= 400:
                     raise _error(status, body)
                 raise WireError(status, "the engine did not hand over the stream")
+        except h11.ProtocolError as exc:
+            sock.close()
+            raise OSError(f"the engine's attach answer is malformed: {exc}") from exc
         except BaseException:
             sock.close()
             raise
@@ -149,7 +152,7 @@ class EngineWire:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     status, data = await self._exchange(conn, method, path, body)
-            except (h11.RemoteProtocolError, ConnectionError) as exc:
+            except (h11.ProtocolError, ConnectionError) as exc:
                 conn.close()
                 if reused and not conn.answered and attempt == 0:
                     continue  # a kept-alive connection the engine had closed: it never saw the call
