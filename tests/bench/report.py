@@ -507,12 +507,24 @@ LIMITS = """\
   every call about a new container (its pools are keyed by URL); one keep-alive pool now serves
   them. The bootstrap (20 KB) was the container's command line, which the engine parses, stores
   and hands down as JSON at every step: ~12 ms of machine CPU per container; it now travels on
-  stdin to a 17-line loader. Dropping init, the seccomp profile, the read-only root with its tmpfs
+  stdin to a small loader, compiled by the server (a marshalled code object, with the source for
+  a sandbox whose Python has another bytecode magic): compiling it cost ~5 ms of CPU in every
+  sandbox. After its end records the sandbox leaves with `os._exit`: the interpreter's
+  finalization cost ~3 ms more and could only write after the reported end. Measured in the
+  image, a waiting sandbox that runs hello world now costs the CPU of `python3 -c pass`. The
+  server's own calls for each run (create, attach, start, remove) go over h11 on the event loop
+  instead of docker-py in executor threads (`SCE_ENGINE_WIRE`): its CPU per hello world went
+  from ~10 to ~7.5 ms. Dropping init, the seccomp profile, the read-only root with its tmpfs
   or the CPU quota changed nothing beyond the noise. What remains between us and bare SDK churn
-  (create, start, `wait`, remove of `python3 -c pass`) is work churn does not do. Our own engine
-  sequence alone (create, attach, start, the bootstrap and the program on stdin, read to the end,
-  remove; no server) costs ~5 ms of machine CPU per run more than churn; the rest is the
-  server's own CPU (the table: ~9-10 ms per run) and the benchmark's client. epicbox
+  (create, start, `wait`, remove of `python3 -c pass`) is work churn does not do: its containers
+  take no input and nobody reads their output. Traced with `perf` over whole batches (every
+  process, c=4, 60 runs a side, interleaved, 2026-12-01), a service run cost ~8-10 ms of the
+  ~160 ms of machine CPU more than a churn run: the server and the benchmark's WebSocket client
+  ~3 ms more than churn's SDK client, the container's shim ~2.6 ms (stdin's FIFO and the
+  attach), runc ~2 ms, dockerd ~1.7 ms (the attach), the sandbox's Python ~0.8 ms. Between two
+  batches of the same side the engine's own CPU per run varies by more than that (dockerd 28 to
+  51 ms per churn run at c=16), so the ratio to churn lands on either side of 1.0 from run to
+  run; the table gives every round. epicbox
   pays its own versions of these (`put_archive`, attach, inspect). Under gVisor
   (`SCE_RUNTIME=runsc python -m tests.bench`: the service, SDK churn and `docker run` under
   runsc; epicbox has no runtime setting and stays on runc) the same holds; a gVisor sandbox
@@ -574,7 +586,9 @@ no work to what is being measured).
   live); `docker run, line-buffered` runs the same program with
   `sys.stdout.reconfigure(line_buffering=True)`, the cost every line would have as its own write.
 - **Host floor**: Debian's `/usr/bin/python3 -c CODE` on the host (the image's own Python build).
-- **Throughput**: N hello-world runs, c clients at a time (4 and 16), interleaved round by round:
+- **Throughput**: N hello-world runs (60 at c=4, 80 at c=16: enough that a batch's start and
+  end, when fewer than c runs are in flight, weigh little), c clients at a time, interleaved
+  round by round:
   the service over WebSockets (a connection per run) and over `POST /run`; **epicbox** 1.1
   (PyPI), a peer that drives the SDK with one container per run (create, put the file, attach,
   start, read, inspect, remove) on the same image, user, memory and pids limits (it cannot run a
