@@ -29,7 +29,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -636,19 +636,34 @@ class DockerEngine:
             "host_config": host_config,
         }
 
-    def _start_blocking(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
-        self._settle_usage_source()
+    @contextlib.contextmanager
+    def _parent_for_create(self) -> Iterator[str | None]:
+        """A parent cgroup for the container about to be created (None without a tree), removed
+        again if the create fails; once it succeeds, ``_adopt`` ties the two together."""
         tree = self.cgroup_tree
         parent = self._take_parent(tree) if tree is not None else None
         try:
-            container_id: str = self.api.create_container(**self._container_config(spec, pooled, parent))["Id"]
+            yield parent
         except BaseException:
             if tree is not None and parent is not None:
                 with contextlib.suppress(OSError):
                     tree.remove(parent)
             raise
+
+    def _adopt(self, container_id: str, parent: str | None) -> None:
         if parent is not None:
             self._parents[container_id] = parent  # removed with the container, whatever happens next
+
+    def _check_placed(self, container_id: str, parent: str | None) -> None:
+        tree = self.cgroup_tree
+        if tree is not None and parent is not None and not tree.holds(parent, container_id):
+            self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
+
+    def _start_blocking(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
+        self._settle_usage_source()
+        with self._parent_for_create() as parent:
+            container_id: str = self.api.create_container(**self._container_config(spec, pooled, parent))["Id"]
+        self._adopt(container_id, parent)
         try:
             # attach before start so no early output is missed
             raw = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -669,26 +684,17 @@ class DockerEngine:
         except BaseException:
             self.api.remove_container(container_id, force=True)
             raise
-        if tree is not None and parent is not None and not tree.holds(parent, container_id):
-            self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
+        self._check_placed(container_id, parent)
         return sandbox
 
     async def _start_wired(self, wire: EngineWire, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
         """``_start_blocking`` on the event loop: the same steps and the same container."""
         if self.usage_source is None:
             await self.call(self._settle_usage_source)
-        tree = self.cgroup_tree
-        parent = self._take_parent(tree) if tree is not None else None
-        try:
+        with self._parent_for_create() as parent:
             body = create_body(self.api, self._container_config(spec, pooled, parent))
             container_id = await self.wired(wire.create(body))
-        except BaseException:
-            if tree is not None and parent is not None:
-                with contextlib.suppress(OSError):
-                    tree.remove(parent)
-            raise
-        if parent is not None:
-            self._parents[container_id] = parent  # removed with the container, whatever happens next
+        self._adopt(container_id, parent)
         attached: socket.socket | None = None
         try:
             sock, early = await self.wired(wire.attach(container_id))  # before start: no early output missed
@@ -702,8 +708,7 @@ class DockerEngine:
                 attached.close()
             self._spawn_cleanup(self._remove(container_id))
             raise
-        if tree is not None and parent is not None and not tree.holds(parent, container_id):
-            self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
+        self._check_placed(container_id, parent)
         return sandbox
 
     async def start_sandbox(self, spec: SandboxSpec, *, pooled: bool = False) -> DockerSandbox:
