@@ -526,9 +526,12 @@ LIMITS = """\
   51 ms per churn run at c=16), so the ratio to churn lands on either side of 1.0 from run to
   run; the table gives every round. epicbox
   pays its own versions of these (`put_archive`, attach, inspect). Under gVisor
-  (`SCE_RUNTIME=runsc python -m tests.bench`: the service, SDK churn and `docker run` under
-  runsc; epicbox has no runtime setting and stays on runc) the same holds; a gVisor sandbox
-  leaves ~280 KiB charged to its parent, so there parents are made anew each time.
+  (`SCE_RUNTIME=runsc python -m tests.bench --phases throughput --out docs/runsc`: the service
+  and SDK churn under runsc, written to `docs/runsc/PERFORMANCE.md`; epicbox has no runtime
+  setting and stays on runc, so its rows there are runc's) the same holds: on 2026-12-01 the
+  service ran 0.98x SDK churn's runs/s at c=4 and 0.93x at c=16, both sides at about twice
+  runc's machine CPU per run (~290 ms: gVisor's kernel starts with every sandbox). A gVisor
+  sandbox leaves ~280 KiB charged to its parent, so there parents are made anew each time.
 - **100k short lines**: stdout is block-buffered in the sandbox (as Python's is into a pipe) with a
   flusher thread every 10 ms, so 100k prints make a few dozen writes and as many attach frames
   instead of 100k, while a line printed alone still leaves within ~10 ms and `input()` flushes its
