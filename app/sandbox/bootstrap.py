@@ -4,10 +4,10 @@ The container runs a few lines, ``python3 -I -c LOADER [--preload MODS] [--rich]
 [--workdir DIR]`` (``RuntimeSpec.command()`` builds it), and the engine writes this program itself
 to its stdin first (``preamble()``: compiled by the server, and as source for a sandbox with
 another Python), which the loader reads exactly and runs with those arguments. So the image needs
-nothing of ours and a change here never
-forces an image rebuild, and the container's command line stays small: as the command itself,
-these 20 KB cost the engine ~12 ms of CPU per container (its configuration is parsed, stored and
-handed down as JSON at every step), which at saturation is throughput. A warm container has
+nothing of ours and a change here never forces an image rebuild, and the container's command
+line stays small: as the command itself, these 20 KB cost the engine ~12 ms of CPU per container
+(its configuration is parsed, stored and handed down as JSON at every step), which at saturation
+is throughput. A warm container has
 already paid for the interpreter's start; for the plain runtime the bootstrap imports nothing
 beyond what ``site`` has loaded (imports at start are CPU per container too: ``json``,
 ``hashlib``, ``traceback`` are imported only on the paths that need them). A runtime may
