@@ -3,9 +3,10 @@
 A run costs the engine a create, an attach, a start and a remove. Through docker-py each is a
 blocking call in an executor thread: requests and urllib3 prepare it, http.client parses the
 answer's headers with the ``email`` package, and the result hops back to the event loop. That was
-~0.6 ms of server CPU per call on its own, more under the GIL contention of 16 such threads,
-and at saturation the server's CPU per run is runs per second (docs/PERFORMANCE.md). Here h11
-parses and asyncio carries the bytes: ~0.25 ms a call, no thread.
+~0.6 ms of server CPU per call on its own, more under the GIL contention of 16 such threads;
+at saturation runs per second are the cores over the machine's CPU per run, the server's
+included (docs/PERFORMANCE.md). Here h11 parses and asyncio carries the bytes: ~0.25 ms a call,
+no thread.
 
 Only these four calls, only on a Unix socket (the engine on this host: ``wire_for``). Everything
 rarer (health, images, listing, kill, inspect, stats) and every other transport (TLS, ssh) stays
