@@ -121,6 +121,20 @@ async def test_a_kept_alive_connection_the_engine_closed_is_replaced_once(socket
     wire.close()
 
 
+async def test_after_an_engine_restart_every_stale_connection_is_let_go(socket_path: str) -> None:
+    # several kept-alive connections, all closed by the engine (a restart): the next call is made
+    # once more on a new connection, never on another stale one
+    engine = FakeEngine(lambda _: response(204))
+    engine.close_after = True
+    wire = await serving(socket_path, engine)
+    await asyncio.gather(*(wire.start(str(i)) for i in range(3)))
+    assert engine.connections == 3
+    await asyncio.sleep(0.05)  # the engine has closed all three
+    await wire.start("after")
+    assert engine.connections == 4 and engine.requests[-1].startswith(b"POST /v1.41/containers/after/start")
+    wire.close()
+
+
 async def test_a_fresh_connection_that_fails_is_not_tried_again(socket_path: str) -> None:
     # the engine reads the call and hangs up without an answer: the call may have been done, so
     # it is never sent twice; the caller gets an OSError (the engine failed)

@@ -148,7 +148,7 @@ class EngineWire:
     async def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """One call; the answer's body. Status >= 400 raises ``WireError``."""
         for attempt in (0, 1):
-            conn = self._idle.pop() if self._idle else await self._open()
+            conn = self._idle.pop() if self._idle and attempt == 0 else await self._open()
             reused = conn.used
             try:
                 async with asyncio.timeout(self.timeout_s):
@@ -156,7 +156,11 @@ class EngineWire:
             except (h11.ProtocolError, ConnectionError) as exc:
                 conn.close()
                 if reused and not conn.answered and attempt == 0:
-                    continue  # a kept-alive connection the engine had closed: it never saw the call
+                    # a kept-alive connection the engine had closed: it never saw the call. The
+                    # engine restarted, most likely, which closed every other idle one too: the
+                    # call is made again on a new connection, and the idle ones are let go
+                    self.close()
+                    continue
                 raise OSError(f"the engine's connection failed: {exc}") from exc
             except BaseException:
                 conn.close()  # cancelled or timed out mid-call: the connection's state is unknown
