@@ -111,13 +111,29 @@ async def test_engine_errors_are_docker_py_errors_with_the_engines_message(socke
 
 
 async def test_a_kept_alive_connection_the_engine_closed_is_replaced_once(socket_path: str) -> None:
-    engine = FakeEngine(lambda _: response(204))
-    engine.close_after = True  # every connection serves one call, then the engine drops it
+    # the engine drops a kept-alive connection just as the next call goes out on it (the wire had
+    # not seen it closed yet): no answer began, so the call is made once more on a new connection
+    class DropsSecondCall(FakeEngine):
+        async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            for call in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head)
+                if call == 1:
+                    break
+                writer.write(response(204))
+                await writer.drain()
+            writer.close()
+
+    engine = DropsSecondCall(lambda _: b"")
     wire = await serving(socket_path, engine)
     await wire.start("a")
-    await asyncio.sleep(0)  # the engine's side closes; the wire still holds the connection as idle
-    await wire.start("b")  # fails on the stale connection, made again on a new one
-    assert len(engine.requests) == 2 and engine.connections == 2
+    await wire.start("b")
+    assert [r.split(b" ")[1] for r in engine.requests] == [
+        b"/v1.41/containers/a/start",
+        *[b"/v1.41/containers/b/start"] * 2,
+    ]
+    assert engine.connections == 2
     wire.close()
 
 

@@ -148,7 +148,7 @@ class EngineWire:
     async def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """One call; the answer's body. Status >= 400 raises ``WireError``."""
         for attempt in (0, 1):
-            conn = self._idle.pop() if self._idle and attempt == 0 else await self._open()
+            conn = (self._take_idle() if attempt == 0 else None) or await self._open()
             reused = conn.used
             try:
                 async with asyncio.timeout(self.timeout_s):
@@ -170,6 +170,16 @@ class EngineWire:
                 raise _error(status, data)
             return data
         raise AssertionError("unreachable")
+
+    def _take_idle(self) -> _Connection | None:
+        """A kept-alive connection, leaving out those the engine has closed meanwhile (its end has
+        already been read by the event loop); None: a new one is needed."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.reader.at_eof() and not conn.writer.is_closing():
+                return conn
+            conn.close()
+        return None
 
     async def _open(self) -> _Connection:
         async with asyncio.timeout(self.timeout_s):
