@@ -139,7 +139,8 @@ class Settings(BaseSettings):
 
     def engine_threads(self) -> int:
         """Threads for one engine's blocking calls: a kill for every run at once, plus the pool's
-        starts and removals, so a timeout's kill never queues behind other calls."""
+        starts and removals (in threads where the engine wire is off or cannot serve: remote
+        engines), so a timeout's kill never queues behind other calls."""
         if self.executor_threads is not None:
             return self.executor_threads
         return min(1024, self.max_concurrent_runs + 2 * self.pool_size + 8)

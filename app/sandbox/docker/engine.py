@@ -446,21 +446,15 @@ class DockerEngine:
         return self._api
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one blocking SDK call in the engine's own executor; engine failures -> Unavailable.
+        """Run one blocking SDK call in the engine's own executor (errors as ``wired``)."""
+        loop = asyncio.get_running_loop()
+        return await self.wired(loop.run_in_executor(self.executor, functools.partial(fn, *args)))
+
+    async def wired(self, call: Awaitable[T]) -> T:
+        """Await one engine call (the wire's, or ``call``'s thread); engine failures -> Unavailable.
 
         ``NotFound`` passes through for the callers that expect it (a container already gone).
         """
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
-        except docker.errors.NotFound:
-            raise
-        except ENGINE_ERRORS as exc:
-            self.on_engine_error(exc)
-            raise Unavailable(f"the sandbox engine failed: {type(exc).__name__}") from exc
-
-    async def wired(self, call: Awaitable[T]) -> T:
-        """One call on the wire; engine failures -> Unavailable, ``NotFound`` passes (as ``call``)."""
         try:
             return await call
         except docker.errors.NotFound:
@@ -474,11 +468,9 @@ class DockerEngine:
         socket (``app.sandbox.docker.wire``); None: docker-py in the executor does them."""
         if not self._wire_checked:
             api = await self.call(lambda: self.api)  # made in a thread: it may ask the engine its version
-            if not self.settings.engine_wire:
-                self._wire = None
-            elif self._wire is None:
-                self._wire = wire_for(api)
-            self._wire_checked = True
+            if not self._wire_checked:  # another start may have settled it meanwhile
+                self._wire = wire_for(api) if self.settings.engine_wire else None
+                self._wire_checked = True
         return self._wire
 
     def kill_blocking(self, container_id: str) -> None:
