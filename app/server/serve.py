@@ -129,6 +129,7 @@ async def serve_forever(settings: Settings) -> None:
     ctx: ServerContext = app.extensions["sce"]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    logging.getLogger("sce").info("event loop: %s", type(loop).__module__.partition(".")[0])
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
@@ -146,4 +147,11 @@ async def serve_forever(settings: Settings) -> None:
 def run_server(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; raises CannotListen, before any container exists, if the address is taken."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve_forever(settings))
+    if settings.event_loop == "uvloop":
+        # libuv's loop: the same asyncio API; measured here, ~10% less server CPU per hello
+        # world than the standard library's selector loop (docs/PERFORMANCE.md)
+        import uvloop
+
+        uvloop.run(serve_forever(settings))
+    else:
+        asyncio.run(serve_forever(settings))
