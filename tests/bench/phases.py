@@ -56,7 +56,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 3, 16: 3}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
+        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 5, 16: 5}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
 
     @classmethod
     def quick(cls) -> Plan:
