@@ -396,14 +396,18 @@ def findings(doc: dict[str, Any]) -> list[str]:
             for t in p["inclusive"][:6]
             if "(asyncio/" not in t["function"] and "(selectors" not in t["function"]
         )
-        waiting = sum(t["share"] for t in p["self"] if t["function"].startswith("EpollSelector.select"))
+        # the loop itself: asyncio's wait in select, or (uvloop) its C code under Runner.run, wait included
+        waiting = sum(t["share"] for t in p["self"] if t["function"].startswith(_LOOP_ITSELF))
         out.append(
             f"Profile, {key}{' (missed)' if key in missed else ''}: the server's Python held the GIL "
             f"{p['busy_share_of_one_core'] * 100:.0f}% of the time, "
-            f"{p['busy_share_of_one_core'] * (1 - waiting) * 100:.0f}% leaving out the event loop's own wait in "
-            f"select; most self time in {top}; inclusive: {incl}."
+            f"{p['busy_share_of_one_core'] * (1 - waiting) * 100:.0f}% leaving out the event loop itself (select's "
+            f"wait, or uvloop's C code with its wait); most self time in {top}; inclusive: {incl}."
         )
     return out
+
+
+_LOOP_ITSELF = ("EpollSelector.select", "Runner.run (asyncio/runners.py)")
 
 
 def target_rows(doc: dict[str, Any]) -> list[list[str]]:
@@ -514,8 +518,10 @@ LIMITS = """\
   image, a waiting sandbox that runs hello world now costs the CPU of `python3 -c pass`. The
   server's own calls for each run (create, attach, start, remove) go over h11 on the event loop
   instead of docker-py in executor threads (`SCE_ENGINE_WIRE`): its CPU per hello world went
-  from ~10 to ~7.5 ms. Dropping init, the seccomp profile, the read-only root with its tmpfs
-  or the CPU quota changed nothing beyond the noise. What remains between us and bare SDK churn
+  from ~10 to ~7.5 ms; on uvloop (`SCE_EVENT_LOOP`, the default) it is ~9% less again than on
+  asyncio's own loop (6.75 against 7.44 ms: two servers, six batches of 60 runs each at c=4,
+  interleaved, 2026-12-01). Dropping init, the seccomp profile, the read-only root with its
+  tmpfs or the CPU quota changed nothing beyond the noise. What remains between us and bare SDK churn
   (create, start, `wait`, remove of `python3 -c pass`) is work churn does not do: its containers
   take no input and nobody reads their output. Traced with `perf` over whole batches (every
   process, c=4, 60 runs a side, interleaved, 2026-12-01), a service run cost ~8-10 ms of the
@@ -524,7 +530,12 @@ LIMITS = """\
   attach), runc ~2 ms, dockerd ~1.7 ms (the attach), the sandbox's Python ~0.8 ms. Between two
   batches of the same side the engine's own CPU per run varies by more than that (dockerd 28 to
   51 ms per churn run at c=16), so the ratio to churn lands on either side of 1.0 from run to
-  run; the table gives every round. epicbox
+  run; the table gives every round. At c=16 the service pays more than at c=4 (machine CPU per
+  run ~10-15 ms above churn's, most of it in the engine): with both cores saturated, a used
+  sandbox's output stream ends a median 0.5 s after its exit frame (p90 0.9 s), so most are
+  removed (forced) before the engine has finished their exit; waiting up to 5 s for that end
+  instead changed nothing measurable (two servers, 6 batches of 80 each, interleaved,
+  2026-12-01), and neither did capping the server's concurrent starts at 4. epicbox
   pays its own versions of these (`put_archive`, attach, inspect). Under gVisor
   (`SCE_RUNTIME=runsc python -m tests.bench --phases throughput --out docs/runsc`: the service
   and SDK churn under runsc, written to `docs/runsc/PERFORMANCE.md`; epicbox has no runtime
