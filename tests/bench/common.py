@@ -135,3 +135,19 @@ def machine_cpu_s() -> float:
         fields = [int(x) for x in f.readline().split()[1:9]]
     idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def balanced_order(sides: Sequence[str], i: int) -> list[str]:
+    """Round ``i`` of a Williams design: over ``len(sides)`` rounds (an even count of sides) every
+    side goes first once and follows every other side exactly once.
+
+    A batch's engine cost depends on what ran just before it (measured on 2026-12-01: 80 runs of SDK
+    churn at c=16 cost dockerd 46 ms per run as the first batch after a warm-up, 27 ms as the
+    second), so a plain rotation, where one side mostly follows the same other side, can tilt a
+    few-percent comparison.
+    """
+    n = len(sides)
+    first = [0]
+    for k in range(1, n):
+        first.append((k + 1) // 2 if k % 2 else n - k // 2)
+    return [sides[(j + i) % n] for j in first]

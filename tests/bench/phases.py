@@ -28,7 +28,7 @@ from app.settings import Settings
 from tests.bench import programs as P
 from tests.bench.baseline import BENCH_OWNER, SdkChurn, docker_run_args, host_python, kill_anatomy, run_process
 from tests.bench.client import HttpRun, WsRun, http_run, open_idle, ws_cut, ws_run
-from tests.bench.common import cpu_of, engine_pids, machine_cpu_s, now, percentile, summary
+from tests.bench.common import balanced_order, cpu_of, engine_pids, machine_cpu_s, now, percentile, summary
 from tests.bench.peers import Epicbox
 from tests.bench.server import BenchServer
 
@@ -56,7 +56,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 5, 16: 5}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
+        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 8, 16: 8}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -251,7 +251,8 @@ class Bench:
 
     async def throughput(self) -> None:
         """N hello-world runs at concurrency c: the service over WebSockets and over POST /run, the
-        peer epicbox, and bare SDK churn, interleaved round by round.
+        peer epicbox, and bare SDK churn, interleaved round by round in a balanced order (each side
+        first as often as any other, and after every other side as often as any other).
 
         The server's rate counts until it is idle again (every used sandbox removed, the pool
         refilled), so every side has done the same engine work: N creates, starts and removals.
@@ -274,7 +275,7 @@ class Bench:
             latencies: dict[str, list[float]] = {s: [] for s in sides}
             failures: list[str] = []
             for rnd in range(self.plan.throughput_rounds[c]):
-                for s in rotated(sides, rnd):
+                for s in balanced_order(sides, rnd):
                     if s in ("ws", "http"):
                         b = await self.ws_batch(n, c, s)
                         rates[s].append(b["runs_per_s"])

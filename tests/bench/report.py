@@ -602,8 +602,10 @@ no work to what is being measured).
 - **Host floor**: Debian's `/usr/bin/python3 -c CODE` on the host (the image's own Python build).
 - **Throughput**: N hello-world runs (60 at c=4, 80 at c=16: enough that a batch's start and
   end, when fewer than c runs are in flight, weigh little), c clients at a time, interleaved
-  over five rounds (each side's figure is the median of its five batches; the engine's own CPU
-  per container varies by more than the service adds between two batches of the same side):
+  over eight rounds in a balanced order (each side goes first in two and follows every other side
+  in two: a batch's engine cost depends on what ran just before it), each side's figure the median
+  of its eight batches (the engine's own CPU per container varies by more than the service adds
+  between two batches of the same side):
   the service over WebSockets (a connection per run) and over `POST /run`; **epicbox** 1.1
   (PyPI), a peer that drives the SDK with one container per run (create, put the file, attach,
   start, read, inspect, remove) on the same image, user, memory and pids limits (it cannot run a
