@@ -147,6 +147,8 @@ def balanced_order(sides: Sequence[str], i: int) -> list[str]:
     few-percent comparison.
     """
     n = len(sides)
+    if n % 2:
+        raise ValueError(f"a single Williams square balances an even number of sides, not {n}")
     first = [0]
     for k in range(1, n):
         first.append((k + 1) // 2 if k % 2 else n - k // 2)

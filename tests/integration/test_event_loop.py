@@ -23,4 +23,4 @@ async def test_each_event_loop_serves_input_output_exit_and_timeout(server_facto
     stuck = await run_ws(server.ws_url, "print('up', flush=True)\nwhile True: pass", run_timeout=0.5)
     assert stuck.text() == "up\n"
     assert stuck.exit["reason"] == "timeout"
-    assert 500 <= stuck.exit["duration_ms"] < 1500
+    assert 500 <= stuck.exit["duration_ms"] < 2000

@@ -23,3 +23,8 @@ def test_the_design_repeats_after_one_square() -> None:
     sides = ["ws", "http", "epicbox", "sdk"]
     assert balanced_order(sides, 4) == balanced_order(sides, 0)
     assert balanced_order(sides, 0) == ["ws", "http", "sdk", "epicbox"]
+
+
+def test_an_odd_number_of_sides_is_refused() -> None:
+    with pytest.raises(ValueError, match="even number"):
+        balanced_order(["a", "b", "c"], 0)
