@@ -530,7 +530,11 @@ LIMITS = """\
   attach), runc ~2 ms, dockerd ~1.7 ms (the attach), the sandbox's Python ~0.8 ms. Between two
   batches of the same side the engine's own CPU per run varies by more than that (dockerd 28 to
   51 ms per churn run at c=16), so the ratio to churn lands on either side of 1.0 from run to
-  run; the table gives every round. At c=16 the service pays more than at c=4 (machine CPU per
+  run; the table gives every round. What ran just before a batch weighs as much: with only the
+  service and churn alternating (this benchmark's own batches, six rounds of 60 at c=4,
+  2026-12-01) the service ran 0.99x churn's runs/s on 161 against 156 ms of machine CPU per run,
+  while with POST /run and epicbox batches interleaved as well it has measured between 0.91x and
+  1.01x. At c=16 the service pays more than at c=4 (machine CPU per
   run ~10-15 ms above churn's, most of it in the engine): with both cores saturated, a used
   sandbox's output stream ends a median 0.5 s after its exit frame (p90 0.9 s), so most are
   removed (forced) before the engine has finished their exit; waiting up to 5 s for that end
