@@ -518,9 +518,12 @@ LIMITS = """\
   image, a waiting sandbox that runs hello world now costs the CPU of `python3 -c pass`. The
   server's own calls for each run (create, attach, start, remove) go over h11 on the event loop
   instead of docker-py in executor threads (`SCE_ENGINE_WIRE`): its CPU per hello world went
-  from ~10 to ~7.5 ms; on uvloop (`SCE_EVENT_LOOP`, the default) it is ~9% less again than on
+  from ~10 to ~7.5 ms. On uvloop (`SCE_EVENT_LOOP=uvloop`) it is ~9% less again than on
   asyncio's own loop (6.75 against 7.44 ms: two servers, six batches of 60 runs each at c=4,
-  interleaved, 2026-12-01). Dropping init, the seccomp profile, the read-only root with its
+  interleaved, 2026-12-01), but while four 100k-line runs stream, an idle connection's ping took
+  about twice as long at p90 (4.9 against 2.3 ms, p99 14.8 against 12.9: six rounds each, the same
+  two servers), so asyncio's loop stays the default: a 0.5% smaller machine CPU per run does not
+  pay for slower live output. Dropping init, the seccomp profile, the read-only root with its
   tmpfs or the CPU quota changed nothing beyond the noise. What remains between us and bare SDK churn
   (create, start, `wait`, remove of `python3 -c pass`) is work churn does not do: its containers
   take no input and nobody reads their output. Traced with `perf` over whole batches (every
