@@ -26,8 +26,14 @@ class FakeEngine:
         self.answer = answer
         self.requests: list[bytes] = []
         self.connections = 0
+        self.closed = 0  # connections the engine has closed
+        self._closing = asyncio.Condition()
         self.close_after = False
         self.server: asyncio.AbstractServer | None = None
+
+    async def until_closed(self, count: int) -> None:
+        async with self._closing:
+            await self._closing.wait_for(lambda: self.closed >= count)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -48,6 +54,9 @@ class FakeEngine:
             pass
         finally:
             writer.close()
+            async with self._closing:
+                self.closed += 1
+                self._closing.notify_all()
 
 
 def response(status: int, body: bytes = b"", reason: str = "X") -> bytes:
@@ -145,7 +154,7 @@ async def test_after_an_engine_restart_every_stale_connection_is_let_go(socket_p
     wire = await serving(socket_path, engine)
     await asyncio.gather(*(wire.start(str(i)) for i in range(3)))
     assert engine.connections == 3
-    await asyncio.sleep(0.05)  # the engine has closed all three
+    await engine.until_closed(3)
     await wire.start("after")
     assert engine.connections == 4 and engine.requests[-1].startswith(b"POST /v1.41/containers/after/start")
     wire.close()
