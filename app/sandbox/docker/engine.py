@@ -273,8 +273,12 @@ class DockerSandbox:
         survives, and a sandbox whose charge reached its limit (within one charge batch) and died of
         SIGKILL it did not get from us was killed by the OOM killer. Measured under runsc and runc:
         an OOM leaves the parent's peak just above the limit (128 MiB -> 134,230,016 bytes).
+
+        Read from the tree the parent was made in even when figures come from the stats API: the
+        parent still holds the sandbox, and a stats sample (up to a second old) misses a fast
+        allocation. A parent the runtime did not place the sandbox in reads empty: no OOM.
         """
-        tree = self.engine.cgroups
+        tree = self.engine.cgroup_tree
         if tree is None or self.cgroup_parent is None:
             return False
         kills = tree.oom_kills(self.cgroup_parent)
