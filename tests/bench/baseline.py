@@ -208,6 +208,42 @@ class SdkChurn:
         return now() - t0
 
 
+class AttachChurn(SdkChurn):
+    """The least any streaming client asks of the engine per run: create a container with stdin open,
+    attach to its stdin and output, start it, write the program, read the output to its end, remove.
+
+    The service's extra engine work over bare churn (stdin's pipe and the attach stream) without the
+    service: the floor for a design that hands each program to a fresh container and streams what it
+    prints, driven from threads through the SDK as bare churn is.
+    """
+
+    PROGRAM_READER = "import sys; exec(sys.stdin.readline())"
+
+    def __init__(self, api: docker.APIClient, config: dict[str, Any], program: str, expected: bytes) -> None:
+        super().__init__(api, config, ["python3", "-c", self.PROGRAM_READER])
+        self.config.update(stdin_open=True)
+        self.program = program.encode() + b"\n"
+        self.expected = expected
+
+    def _one(self) -> None:
+        cid = self.api.create_container(**self.config)["Id"]
+        try:
+            raw = self.api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            sock = getattr(raw, "_sock", raw)
+            try:
+                self.api.start(cid)
+                sock.sendall(self.program)
+                out = bytearray()
+                while chunk := sock.recv(1 << 16):
+                    out += chunk
+            finally:
+                raw.close()
+            if self.expected not in out:  # framed (no tty): the text sits after an 8-byte header
+                raise RuntimeError(f"attached container printed {bytes(out[:200])!r}")
+        finally:
+            self.api.remove_container(cid, force=True)
+
+
 def remove_bench_containers(api: docker.APIClient, owner: str = BENCH_OWNER) -> int:
     """Force-remove every container this benchmark process (or a server it started) owns."""
     removed = 0

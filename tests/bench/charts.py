@@ -19,6 +19,7 @@ COLORS = {
     "sdk": "#d62728",
     "http": "#2ca02c",
     "epicbox": "#9467bd",
+    "attach": "#ff7f0e",
 }
 LABELS = {
     "ws-deflate": "service, ws (deflate)",
@@ -78,6 +79,7 @@ def throughput(doc: dict[str, Any], path: Path) -> Path:
         ("ws_runs_per_s_client", "service (until last exit frame)", COLORS["ws-plain"], "--o"),
         ("http_runs_per_s", "service, POST /run (until idle again)", COLORS["http"], "-^"),
         ("epicbox_runs_per_s", "epicbox (create, put, start, read, remove)", COLORS["epicbox"], "-D"),
+        ("attach_runs_per_s", "SDK churn that streams (stdin, attach)", COLORS["attach"], "-v"),
         ("sdk_runs_per_s", "bare SDK create/start/wait/remove", COLORS["sdk"], "-s"),
     ):
         if any(key not in t[str(c)] for c in cs):

@@ -138,8 +138,9 @@ def machine_cpu_s() -> float:
 
 
 def balanced_order(sides: Sequence[str], i: int) -> list[str]:
-    """Round ``i`` of a Williams design: over ``len(sides)`` rounds (an even count of sides) every
-    side goes first once and follows every other side exactly once.
+    """Round ``i`` of a Williams design: every side goes first equally often and follows every
+    other side equally often, over ``len(sides)`` rounds for an even count of sides and over
+    twice that for an odd count (the square, then each of its rounds reversed).
 
     A batch's engine cost depends on what ran just before it (measured on 2026-12-01: 80 runs of SDK
     churn at c=16 cost dockerd 46 ms per run as the first batch after a warm-up, 27 ms as the
@@ -147,9 +148,15 @@ def balanced_order(sides: Sequence[str], i: int) -> list[str]:
     few-percent comparison.
     """
     n = len(sides)
-    if n % 2:
-        raise ValueError(f"a single Williams square balances an even number of sides, not {n}")
+    if n < 2:
+        raise ValueError(f"a design needs at least two sides, not {n}")
     first = [0]
     for k in range(1, n):
         first.append((k + 1) // 2 if k % 2 else n - k // 2)
-    return [sides[(j + i) % n] for j in first]
+    order = [sides[(j + i) % n] for j in first]
+    return order[::-1] if n % 2 and (i // n) % 2 else order
+
+
+def design_period(n: int) -> int:
+    """How many rounds :func:`balanced_order` takes to balance ``n`` sides."""
+    return n if n % 2 == 0 else 2 * n

@@ -26,7 +26,15 @@ import websockets
 
 from app.settings import Settings
 from tests.bench import programs as P
-from tests.bench.baseline import BENCH_OWNER, SdkChurn, docker_run_args, host_python, kill_anatomy, run_process
+from tests.bench.baseline import (
+    BENCH_OWNER,
+    AttachChurn,
+    SdkChurn,
+    docker_run_args,
+    host_python,
+    kill_anatomy,
+    run_process,
+)
 from tests.bench.client import HttpRun, WsRun, http_run, open_idle, ws_cut, ws_run
 from tests.bench.common import balanced_order, cpu_of, engine_pids, machine_cpu_s, now, percentile, summary
 from tests.bench.peers import Epicbox
@@ -56,7 +64,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 8, 16: 8}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
+        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 10, 16: 10}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -251,8 +259,10 @@ class Bench:
 
     async def throughput(self) -> None:
         """N hello-world runs at concurrency c: the service over WebSockets and over POST /run, the
-        peer epicbox, and bare SDK churn, interleaved round by round in a balanced order (each side
-        first as often as any other, and after every other side as often as any other).
+        peer epicbox, SDK churn that streams (stdin and attach: the floor for any design that streams
+        from a fresh container per run) and bare SDK churn, interleaved round by round in a balanced
+        order (each side first as often as any other, and after every other side as often as any
+        other).
 
         The server's rate counts until it is idle again (every used sandbox removed, the pool
         refilled), so every side has done the same engine work: N creates, starts and removals.
@@ -260,11 +270,14 @@ class Bench:
         around its batch (dockerd + containerd, system-wide), and each run's whole latency kept
         (connect or request to the exit frame or answer; epicbox: its ``run`` call).
         """
-        churn = SdkChurn(self.churn_api, self.config, ["python3", "-c", P.PASS])
+        churns = {
+            "sdk": SdkChurn(self.churn_api, self.config, ["python3", "-c", P.PASS]),
+            "attach": AttachChurn(self.churn_api, self.config, P.HELLO, P.HELLO_OUT.encode()),
+        }
         hc = self.config["host_config"]
         epic = Epicbox(self.config["image"], self.config["user"], hc["Memory"] // (1024 * 1024), hc["PidsLimit"])
         out: dict[str, Any] = {}
-        sides = ["ws", "http", "epicbox", "sdk"]
+        sides = ["ws", "http", "epicbox", "attach", "sdk"]
         for c in self.plan.levels:
             n = self.plan.runs_per_level[c]
             rates: dict[str, list[float]] = {s: [] for s in sides}
@@ -297,7 +310,7 @@ class Bench:
                     else:
                         stop = threading.Event()
                         try:
-                            rates[s].append(n / await asyncio.to_thread(churn.run, n, c, stop))
+                            rates[s].append(n / await asyncio.to_thread(churns[s].run, n, c, stop))
                         finally:
                             stop.set()  # if interrupted, the workers stop (removing what they made)
                     client_rates[s].append(rates[s][-1])

@@ -89,10 +89,13 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
         out.append((title, t, note))
     if "throughput" in r:
         t = [["concurrency", "side", "runs/s median", "min-max", "client-visible runs/s", "whole run median", "p90",
-              "machine CPU/run", "engine CPU/run", "server CPU/run", "vs epicbox", "vs SDK churn"]]  # fmt: skip
-        names = {"ws": "WebSocket", "http": "POST /run", "epicbox": "epicbox", "sdk": "bare SDK churn"}
+              "machine CPU/run", "engine CPU/run", "server CPU/run", "vs epicbox", "vs streaming SDK churn",
+              "vs SDK churn"]]  # fmt: skip
+        names = {"ws": "WebSocket", "http": "POST /run", "epicbox": "epicbox",
+                 "attach": "streaming SDK churn", "sdk": "bare SDK churn"}  # fmt: skip
         for c, m in r["throughput"].items():
             epic = m.get("epicbox_runs_per_s", {}).get("median")
+            floor = m.get("attach_runs_per_s", {}).get("median")
             sdk = m["sdk_runs_per_s"]["median"]
             for side, name in names.items():
                 if f"{side}_runs_per_s" not in m:
@@ -112,6 +115,7 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
                         f"{m[f'engine_cpu_ms_per_run_{side}']['median']:.0f} ms",
                         f"{m[f'server_cpu_ms_per_run_{side}']['median']:.0f} ms" if side in ("ws", "http") else "-",
                         ratio(rate["median"], epic) if epic else "-",
+                        ratio(rate["median"], floor) if floor else "-",
                         ratio(rate["median"], sdk),
                     ]
                 )
@@ -120,6 +124,9 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
                 "Runs per second: hello world, c clients at a time (the service counted until idle again)",
                 t,
                 "Whole run: WebSocket connect to exit frame, POST /run request to answer, epicbox's `run` call. "
+                "Streaming SDK churn: create with stdin open, attach, start, write `print(2 + 2)`, read the "
+                "output to its end, remove; the least any design that streams from a fresh container asks "
+                "of the engine. "
                 "Machine CPU is every core's busy time over the batch, per run (engine, runc, shims, sandboxes, "
                 "kernel, server and the bench's own clients): at saturation, runs/s = cores / machine CPU per run. "
                 "Engine CPU is dockerd + containerd over the batch, per run.",
@@ -275,6 +282,10 @@ def findings(doc: dict[str, Any]) -> list[str]:
                 f" and {t['sdk_bootstrap_runs_per_s']['median']:.2f} for SDK churn of the service's own container "
                 "(its bootstrap and imports, no server)"
             )
+        if "attach_runs_per_s" in t:
+            text += (
+                f" and {t['attach_runs_per_s']['median']:.2f} for SDK churn that streams (stdin and attach, no server)"
+            )
         text += "."
         per_round = paired(t["ws_runs_per_s"], t["sdk_runs_per_s"])
         if per_round:
@@ -284,6 +295,12 @@ def findings(doc: dict[str, Any]) -> list[str]:
                 text += (
                     f"; service / churn of its own container: {_ratios(boot_rounds)}; that container / "
                     f"`python3 -c pass`: {_ratios(paired(t['sdk_bootstrap_runs_per_s'], t['sdk_runs_per_s']))}"
+                )
+            floor_rounds = paired(t["ws_runs_per_s"], t.get("attach_runs_per_s", {}))
+            if floor_rounds:
+                text += (
+                    f"; service / streaming churn: {_ratios(floor_rounds)}; streaming churn / bare churn: "
+                    f"{_ratios(paired(t['attach_runs_per_s'], t['sdk_runs_per_s']))}"
                 )
             text += "."
         text += (
