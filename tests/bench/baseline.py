@@ -230,6 +230,7 @@ class AttachChurn(SdkChurn):
         try:
             raw = self.api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock = getattr(raw, "_sock", raw)
+            sock.settimeout(60)  # as bare churn's wait: a hung container fails the batch, not the bench
             try:
                 self.api.start(cid)
                 sock.sendall(self.program)

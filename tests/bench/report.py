@@ -543,30 +543,36 @@ LIMITS = """\
   pay for slower live output. Dropping init, the seccomp profile, the read-only root with its
   tmpfs or the CPU quota changed nothing beyond the noise. What remains between us and bare SDK churn
   (create, start, `wait`, remove of `python3 -c pass`) is work churn does not do: its containers
-  take no input and nobody reads their output. Traced with `perf` over whole batches (every
-  process, c=4, 60 runs a side, interleaved, 2026-12-01), a service run cost ~8-10 ms of the
-  ~160 ms of machine CPU more than a churn run: the server and the benchmark's WebSocket client
-  ~3 ms more than churn's SDK client, the container's shim ~2.6 ms (stdin's FIFO and the
-  attach), runc ~2 ms, dockerd ~1.7 ms (the attach), the sandbox's Python ~0.8 ms. Between two
-  batches of the same side the engine's own CPU per run varies by more than that (dockerd 28 to
-  51 ms per churn run at c=16), so the ratio to churn lands on either side of 1.0 from run to
-  run; the table gives every round. What ran just before a batch weighs as much: with only the
-  service and churn alternating (this benchmark's own batches, six rounds of 60 at c=4,
-  2026-12-01) the service ran 0.99x churn's runs/s on 161 against 156 ms of machine CPU per run,
-  while with POST /run and epicbox batches interleaved as well it has measured between 0.91x and
-  1.01x. At c=16 the service pays more than at c=4 (machine CPU per
-  run ~10-15 ms above churn's, most of it in the engine): with both cores saturated, a used
-  sandbox's output stream ends a median 0.5 s after its exit frame (p90 0.9 s), so most are
-  removed (forced) before the engine has finished their exit; waiting up to 5 s for that end
-  instead changed nothing measurable (two servers, 6 batches of 80 each, interleaved,
-  2026-12-01), and neither did capping the server's concurrent starts at 4. epicbox
-  pays its own versions of these (`put_archive`, attach, inspect). Under gVisor
-  (`SCE_RUNTIME=runsc python -m tests.bench --phases throughput --out docs/runsc`: the service
-  and SDK churn under runsc, written to `docs/runsc/PERFORMANCE.md`; epicbox has no runtime
-  setting and stays on runc, so its rows there are runc's) the same holds: on 2026-12-01 the
-  service ran 0.98x SDK churn's runs/s at c=4 and 0.93x at c=16, both sides at about twice
-  runc's machine CPU per run (~290 ms: gVisor's kernel starts with every sandbox). A gVisor
-  sandbox leaves ~280 KiB charged to its parent, so there parents are made anew each time.
+  take no input and nobody reads their output. The throughput table therefore has a second
+  baseline, streaming SDK churn: the same container created with stdin open, attached, started,
+  given `print(2 + 2)` and read to the end of its output, then removed, from threads through the
+  SDK as bare churn is and with no server at all: the least any design that hands each program to
+  a fresh container and streams what it prints must ask of the engine. In `make bench` on runc
+  (2026-12-01T14:55Z) it ran 0.99x bare churn's runs/s at c=4 and 0.96x at c=16, and the service
+  0.99x and 0.92x of it. Traced with `perf` over whole batches (every process, c=4, 60 runs a
+  side, interleaved, 2026-12-01), a service run cost ~8-10 ms of the
+  ~160 ms of machine CPU more than a bare churn run: the server and the benchmark's WebSocket
+  client ~3 ms more than churn's SDK client, the container's shim ~2.6 ms (stdin's FIFO and the
+  attach), runc ~2 ms, dockerd ~1.7 ms (the attach), the sandbox's Python ~0.8 ms; the server's
+  own share is ~8 ms per run, about 4% of the machine's. Between two batches of the same side the
+  engine's own CPU per run varies by more than that. In a run of only the service and the two
+  churns (eight balanced rounds of 80 at c=16, two servers with pools of 2 and 16 sandboxes,
+  2026-12-01) the same side's batches ranged from 8.1 to 13.2 runs/s as the machine drifted; the
+  servers ran 0.99x and 0.98x streaming churn's runs/s and 0.96x and 0.94x bare churn's, and the
+  pool's size made no difference (11.35 against 11.19 runs/s, medians). So the ratio to
+  bare churn lands on either side of 1.0 from run to run and from round to round (0.87x to 1.14x
+  at c=4 in that `make bench`); the findings give every round. At c=16 a used sandbox's output stream ends
+  a median 0.5 s after its exit frame (p90 0.9 s), so most are removed (forced) before the engine
+  has finished their exit; waiting up to 5 s for that end instead changed nothing measurable (two
+  servers, 6 batches of 80 each, interleaved, 2026-12-01), and neither did capping the server's
+  concurrent starts at 4. epicbox pays its own versions of these (`put_archive`, attach,
+  inspect). Under gVisor (`SCE_RUNTIME=runsc python -m tests.bench --phases throughput --out
+  docs/runsc`: the service and both churns under runsc, written to `docs/runsc/PERFORMANCE.md`;
+  epicbox has no runtime setting and stays on runc, so its rows there are runc's) the same
+  holds: on 2026-12-01 the service ran 1.08x bare churn's runs/s at c=4 and 0.96x at c=16 (1.06x
+  and 0.92x streaming churn's), every side at about twice runc's machine CPU per run (~300-330
+  ms: gVisor's kernel starts with every sandbox). A gVisor sandbox leaves ~280 KiB charged to
+  its parent, so there parents are made anew each time.
 - **100k short lines**: stdout is block-buffered in the sandbox (as Python's is into a pipe) with a
   flusher thread every 10 ms, so 100k prints make a few dozen writes and as many attach frames
   instead of 100k, while a line printed alone still leaves within ~10 ms and `input()` flushes its
@@ -626,16 +632,19 @@ no work to what is being measured).
 - **Host floor**: Debian's `/usr/bin/python3 -c CODE` on the host (the image's own Python build).
 - **Throughput**: N hello-world runs (60 at c=4, 80 at c=16: enough that a batch's start and
   end, when fewer than c runs are in flight, weigh little), c clients at a time, interleaved
-  over eight rounds in a balanced order (each side goes first in two and follows every other side
+  over ten rounds in a balanced order (each side goes first in two and follows every other side
   in two: a batch's engine cost depends on what ran just before it), each side's figure the median
-  of its eight batches (the engine's own CPU per container varies by more than the service adds
+  of its ten batches (the engine's own CPU per container varies by more than the service adds
   between two batches of the same side):
   the service over WebSockets (a connection per run) and over `POST /run`; **epicbox** 1.1
   (PyPI), a peer that drives the SDK with one container per run (create, put the file, attach,
   start, read, inspect, remove) on the same image, user, memory and pids limits (it cannot run a
   read-only root: it puts its file into the container; `tests/bench/peers.py`), with c threads;
-  and bare SDK churn (create, start, wait, remove of the same image and flags running
-  `python3 -c pass`). The service's rate counts until it is idle again (used sandboxes removed,
+  **streaming SDK churn** (create with stdin open, attach, start, write `print(2 + 2)`, read the
+  output to its end, remove: what any design that hands each program to a fresh container and
+  streams its output must ask of the engine, with no server; `AttachChurn` in
+  `tests/bench/baseline.py`); and bare SDK churn (create, start, wait, remove of the same image
+  and flags running `python3 -c pass`). The service's rate counts until it is idle again (used sandboxes removed,
   pool refilled), so every side did the same engine work; the client-visible rate (until the
   last exit frame) is given too, and each run's whole latency.
 - **Memory**: a mixed workload, eight clients at a time, in a fixed shuffled order (hello world
