@@ -550,19 +550,19 @@ LIMITS = """\
   a fresh container and streams what it prints must ask of the engine. In `make bench` on runc
   (2026-12-01T14:55Z) it ran 0.99x bare churn's runs/s at c=4 and 0.96x at c=16, and the service
   0.99x and 0.92x of it. Traced with `perf` over whole batches (every process, c=4, 60 runs a
-  side, interleaved, 2026-12-01), a service run cost ~8-10 ms of the
-  ~160 ms of machine CPU more than a bare churn run: the server and the benchmark's WebSocket
-  client ~3 ms more than churn's SDK client, the container's shim ~2.6 ms (stdin's FIFO and the
+  side, interleaved, 2026-12-01), a service run cost ~8-10 ms of the ~160 ms of machine CPU
+  more than a bare churn run: the server and the benchmark's WebSocket client ~3 ms more than
+  churn's SDK client, the container's shim ~2.6 ms (stdin's FIFO and the
   attach), runc ~2 ms, dockerd ~1.7 ms (the attach), the sandbox's Python ~0.8 ms; the server's
   own share is ~8 ms per run, about 4% of the machine's. Between two batches of the same side the
   engine's own CPU per run varies by more than that. In a run of only the service and the two
   churns (eight balanced rounds of 80 at c=16, two servers with pools of 2 and 16 sandboxes,
   2026-12-01) the same side's batches ranged from 8.1 to 13.2 runs/s as the machine drifted; the
   servers ran 0.99x and 0.98x streaming churn's runs/s and 0.96x and 0.94x bare churn's, and the
-  pool's size made no difference (11.35 against 11.19 runs/s, medians). So the ratio to
-  bare churn lands on either side of 1.0 from run to run and from round to round (0.87x to 1.14x
-  at c=4 in that `make bench`); the findings give every round. At c=16 a used sandbox's output stream ends
-  a median 0.5 s after its exit frame (p90 0.9 s), so most are removed (forced) before the engine
+  pool's size made no difference (11.35 against 11.19 runs/s, medians). So the ratio to bare
+  churn lands on either side of 1.0 from run to run and from round to round (0.87x to 1.14x at
+  c=4 in that `make bench`); the findings give every round. At c=16 a used sandbox's output
+  stream ends a median 0.5 s after its exit frame (p90 0.9 s), so most are removed (forced) before the engine
   has finished their exit; waiting up to 5 s for that end instead changed nothing measurable (two
   servers, 6 batches of 80 each, interleaved, 2026-12-01), and neither did capping the server's
   concurrent starts at 4. epicbox pays its own versions of these (`put_archive`, attach,
@@ -644,8 +644,8 @@ no work to what is being measured).
   output to its end, remove: what any design that hands each program to a fresh container and
   streams its output must ask of the engine, with no server; `AttachChurn` in
   `tests/bench/baseline.py`); and bare SDK churn (create, start, wait, remove of the same image
-  and flags running `python3 -c pass`). The service's rate counts until it is idle again (used sandboxes removed,
-  pool refilled), so every side did the same engine work; the client-visible rate (until the
+  and flags running `python3 -c pass`). The service's rate counts until it is idle again (used
+  sandboxes removed, pool refilled), so every side did the same engine work; the client-visible rate (until the
   last exit frame) is given too, and each run's whole latency.
 - **Memory**: a mixed workload, eight clients at a time, in a fixed shuffled order (hello world
   over WebSockets and POST /run, 100k lines, 0.3 s timeouts, kills, clients that close at the
