@@ -36,11 +36,22 @@ from tests.bench.baseline import (
     run_process,
 )
 from tests.bench.client import HttpRun, WsRun, http_run, open_idle, ws_cut, ws_run
-from tests.bench.common import balanced_order, cpu_of, engine_pids, machine_cpu_s, now, percentile, summary
+from tests.bench.common import (
+    balanced_order,
+    cpu_of,
+    design_period,
+    engine_pids,
+    machine_cpu_s,
+    now,
+    percentile,
+    summary,
+)
 from tests.bench.peers import Epicbox
 from tests.bench.server import BenchServer
 
 TARGET_CONCURRENCY = 4
+# the throughput phase's sides, in the order its balanced design rotates them
+THROUGHPUT_SIDES = ("ws", "http", "epicbox", "attach", "sdk")
 LINEBUF = "import sys; sys.stdout.reconfigure(line_buffering=True)\n"
 
 
@@ -64,7 +75,8 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: 10, 16: 10}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
+        rounds = design_period(len(THROUGHPUT_SIDES))  # one whole balanced design a level
+        return cls(2, 25, (4, 16), {4: 60, 16: 80}, {4: rounds, 16: rounds}, 4, (1.0, 2.0, 5.0), 3, 4, 100)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -277,7 +289,7 @@ class Bench:
         hc = self.config["host_config"]
         epic = Epicbox(self.config["image"], self.config["user"], hc["Memory"] // (1024 * 1024), hc["PidsLimit"])
         out: dict[str, Any] = {}
-        sides = ["ws", "http", "epicbox", "attach", "sdk"]
+        sides = list(THROUGHPUT_SIDES)
         for c in self.plan.levels:
             n = self.plan.runs_per_level[c]
             rates: dict[str, list[float]] = {s: [] for s in sides}
