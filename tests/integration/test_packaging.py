@@ -33,19 +33,22 @@ SERVER_ONLY = ("quart", "hypercorn", "docker", "uvloop")
 WHEELHOUSE = Path(os.environ.get("SCE_TEST_WHEELHOUSE", ROOT / "build" / "wheelhouse"))
 
 
+def _clean_env() -> dict[str, str]:
+    """No PYTHONPATH (the checkout must not leak in) and no SCE_ settings of the caller's."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("SCE_")}
+
+
 def _pip(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    # without PYTHONPATH: a checkout on it (with a setuptools egg-info) makes pip take the project
+    # for installed already and skip it
     return subprocess.run(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        env=_clean_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
-
-
-def _clean_env() -> dict[str, str]:
-    """No PYTHONPATH (the checkout must not leak in) and no SCE_ settings of the caller's."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("SCE_")}
 
 
 def _copy_of_the_checkout(dest: Path) -> Path:
