@@ -28,8 +28,9 @@ engine:
 
 # dist/safe_code_executor-*.whl: the client, the server (its [server] extra) and the UI bundle
 wheel: install
-	rm -rf build/lib  # else setuptools packs modules removed since the last build
+	rm -rf build/lib *.egg-info  # else setuptools packs modules removed since the last build
 	$(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
+	rm -rf build/lib *.egg-info
 
 # sce-server:latest, the server as an image (deploy/server-image; docs/DEPLOY.md), offline
 server-image: install image
