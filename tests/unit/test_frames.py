@@ -28,7 +28,7 @@ def test_started_carries_the_tokens_and_a_watchers_copy_does_not_carry_the_token
     assert started.wire() == {
         "type": "started",
         "id": "r1",
-        "limits": {"timeout_s": 10.0, "memory_mb": 128, "output_bytes": 1_000_000, "pids": 64},
+        "limits": {"timeout_s": 10, "memory_mb": 128, "output_bytes": 1_000_000, "pids": 64},
         "token": "T",
         "watch_token": "W",
     }
@@ -43,13 +43,14 @@ def test_seq_is_sent_when_set_and_last_for_people_reading_logs() -> None:
     assert "seq" not in QueuedFrame(position=1).wire()
 
 
-def test_exit_always_sends_its_nulls() -> None:
+def test_exit_always_sends_its_nulls_and_files_truncated_only_when_true() -> None:
     frame = ExitFrame(
         reason="timeout", exit_code=None, signal=None, duration_ms=10_000, stdout_bytes=0, stderr_bytes=0,
         truncated=False, seq=4,
     ).wire()  # fmt: skip
     assert frame["exit_code"] is None and frame["signal"] is None
-    assert frame["cpu_ms"] is None and frame["memory_peak_bytes"] is None and frame["files_truncated"] is False
+    assert frame["cpu_ms"] is None and frame["memory_peak_bytes"] is None
+    assert "files_truncated" not in frame and "exception" not in frame and "session_alive" not in frame
 
 
 def test_an_omitted_image_or_file_has_no_data() -> None:
@@ -75,7 +76,7 @@ def test_the_http_answer_leaves_out_error_only_for_a_plain_exit() -> None:
     assert "error" not in plain and plain["images"] == [] and plain["files"] == [] and plain["cpu_ms"] is None
     timed = RunAnswer(
         output="", stdout="", stderr="", exit_code=None, signal=None, reason="timeout", duration_ms=1000,
-        truncated=False, error="Execution timed out after 1 seconds.",
+        truncated=False, error="Execution timed out after 1 second.",
     ).wire()  # fmt: skip
     assert timed["error"].startswith("Execution timed out")
 
