@@ -54,6 +54,8 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=require_type)
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+    # a field sent only alongside another (``result`` of a run in a session, null or not)
+    ONLY_WITH: ClassVar[dict[str, str]] = {}
 
     @model_serializer(mode="wrap")
     def _omit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -67,6 +69,9 @@ class _Wire(BaseModel):
         for name in self.OMIT_WHEN_NONE:
             if data.get(name, 0) is None:
                 del data[name]
+        for name, other in self.ONLY_WITH.items():
+            if other not in data:
+                data.pop(name, None)
         return data
 
     def wire(self) -> dict[str, Any]:
@@ -279,6 +284,7 @@ class RunAnswer(_Wire):
     """``POST /run``'s 200 answer: the program ran, whatever its outcome."""
 
     OMIT_WHEN_NONE = frozenset({"error", "files_truncated", "exception", "session_alive"})
+    ONLY_WITH = {"result": "session_alive"}  # a run in a session: ``result`` is there, null or not
 
     output: str = Field(description="stdout and stderr interleaved in the order they were read")
     stdout: str
@@ -295,7 +301,9 @@ class RunAnswer(_Wire):
     memory_peak_bytes: Count | None = Field(None, description="(v2)")
     files_truncated: bool | None = Field(None, description="as on the `exit` frame: sent only when true (v2)")
     exception: ExceptionInfo | None = Field(None, description="as on the `exit` frame; left out when none (v3)")
-    result: str | None = Field(None, description="in a session: the `result` frame's text, or null (v3)")
+    result: str | None = Field(
+        None, description="on a run in a session only: the `result` frame's text, or null (v3)"
+    )
     session_alive: bool | None = Field(None, description="on a run in a session only (v3)")
 
 

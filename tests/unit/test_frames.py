@@ -7,6 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from app.core.events import Exit, RunLimits
 from app.protocol import (
     ErrorFrame,
     ExitFrame,
@@ -96,3 +97,9 @@ def test_reading_frames_back_ignores_what_it_does_not_know() -> None:
 def test_a_frame_that_breaks_the_contract_is_a_value_error(raw: str) -> None:
     with pytest.raises((ValidationError, ValueError)):
         parse_server_frame(raw)
+
+
+@pytest.mark.parametrize(("seconds", "sentence"), [(1, "1 second"), (10, "10 seconds"), (0.5, "0.5 seconds")])
+def test_the_timeout_sentence_counts_its_seconds_right(seconds: float, sentence: str) -> None:
+    exit_ = Exit("timeout", None, None, 1000, 0, 0, False)
+    assert exit_.sentence(RunLimits(seconds, 128, 1000, 64)) == f"Execution timed out after {sentence}."
