@@ -314,14 +314,24 @@ class ErrorAnswer(_Wire):
     code: ErrorCode
 
 
+class RuntimeLimits(_Wire):
+    """A runtime's own limits (this server's addition to v2's list)."""
+
+    memory_mb: int
+    pids: int
+
+
 class RuntimeInfo(_Wire):
-    """One entry of ``GET /runtimes`` (v2)."""
+    """One entry of ``GET /runtimes`` (v2). A runtime whose image is missing on the engine is
+    listed too, with ``available`` false and ``python`` null: its versions cannot be read."""
 
     name: str
     default: bool
-    python: str
+    python: str | None = Field(description="the interpreter's version; null when the image is missing")
     description: str
     packages: dict[str, str] = Field(description="importable beyond the standard library, with versions")
+    available: bool = Field(True, description="false when the runtime's image is missing on the engine")
+    limits: RuntimeLimits | None = Field(None, description="this runtime's memory and process limits")
 
 
 # --- sessions (v3) ----------------------------------------------------------------------------
