@@ -301,9 +301,7 @@ class RunAnswer(_Wire):
     memory_peak_bytes: Count | None = Field(None, description="(v2)")
     files_truncated: bool | None = Field(None, description="as on the `exit` frame: sent only when true (v2)")
     exception: ExceptionInfo | None = Field(None, description="as on the `exit` frame; left out when none (v3)")
-    result: str | None = Field(
-        None, description="on a run in a session only: the `result` frame's text, or null (v3)"
-    )
+    result: str | None = Field(None, description="on a run in a session only: the `result` frame's text, or null (v3)")
     session_alive: bool | None = Field(None, description="on a run in a session only (v3)")
 
 
