@@ -57,6 +57,8 @@ class ServerContext:
             queued=lambda: ctx.admission.queued,
             pool_ready=service.pool_ready,
         )
+        ctx.metrics.runs_known.set_function(lambda: len(ctx.registry.known))
+        ctx.metrics.heap_trims.set_function(lambda: service.heap.trims)
         for slot in service.slots:
             name = slot.engine.name
             ctx.metrics.engine_up.labels(name).set_function(functools.partial(_engine_up, slot))

@@ -29,7 +29,7 @@ from app.server.context import ServerContext
 from app.server.frames import error_frame
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
-from app.server.runs import LiveRun
+from app.server.runs import LiveRun, check_session
 
 
 class State(enum.Enum):
@@ -184,6 +184,7 @@ class WebSocketSession:
         """The first frame decides the connection's role: a new run, a resume, or a watch."""
         registry = self.ctx.registry
         if isinstance(first, RunRequest):
+            check_session(first)
             live = self.ctx.new_run(first, self.client, "websocket")
             live.attach_driver(self)
             self.live = live
