@@ -62,6 +62,12 @@ def _omitted(data: bytes | None) -> Literal["too_large"] | None:
     return None if data is not None else "too_large"
 
 
+def _text(value: str) -> str:
+    """Client text as the program got it: a lone surrogate (JSON allows ``"\\ud800"``) reached it
+    as bytes that are not UTF-8, which the protocol shows as U+FFFD, as in output."""
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _exception(value: RunException | None) -> ExceptionInfo | None:
     return None if value is None else ExceptionInfo(name=value.name, value=value.value, line=value.line)
 
@@ -115,7 +121,7 @@ def sequenced(event: Event, seq: int) -> SequencedFrame:
             seq=seq,
         )
     if isinstance(event, Input):
-        return InputFrame(data=event.data, eof=event.eof, seq=seq)
+        return InputFrame(data=_text(event.data), eof=event.eof, seq=seq)
     if isinstance(event, Result):
         return ResultFrame(text=event.text, seq=seq)
     if isinstance(event, Exit):

@@ -125,8 +125,17 @@ def _optional(obj: dict[str, Any], name: str, ok: Any) -> bool:
     return obj.get(name) is None or bool(ok(obj[name]))
 
 
+def _utf8(text: str) -> bytes | None:
+    """The text's UTF-8, or None for a lone surrogate (JSON can spell one: ``"\\ud800"``)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
+
+
 def _path_ok(path: str) -> bool:
-    if path == "" or path.startswith("/") or "\\" in path or "\x00" in path or len(path.encode()) > 1024:
+    encoded = _utf8(path)
+    if encoded is None or path == "" or path.startswith("/") or "\\" in path or "\x00" in path or len(encoded) > 1024:
         return False
     return all(part not in ("", ".", "..") and len(part.encode()) <= 255 for part in path.split("/"))
 
@@ -157,7 +166,8 @@ def _files_set_ok(files: list[dict[str, Any]]) -> bool:
 def _filename_ok(name: Any) -> bool:
     if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
         return False
-    return len(name.encode()) <= 255
+    encoded = _utf8(name)
+    return encoded is not None and len(encoded) <= 255
 
 
 def _timeout_ok(timeout: Any) -> bool:
@@ -216,15 +226,21 @@ code_texts = st.sampled_from(["pass", "print(1)", "1/0", "import sys; sys.exit(3
 timeouts = st.none() | st.floats() | ints | st.booleans() | st.text(max_size=5) | st.sampled_from([1, 2.5])
 # the scientific runtime is left out of the names tried: a cold start of its 512 MiB sandbox per example
 runtimes = st.none() | st.sampled_from(["python", "Python", "no-such-runtime", ""]) | any_field
-paths = st.sampled_from(["a.txt", "d/b.csv", "d", "../x", "/abs", "", "a//b", "./a", "a\\b", "x" * 300]) | st.text(
-    max_size=12
-)
+paths = st.sampled_from(
+    ["a.txt", "d/b.csv", "d", "../x", "/abs", "", "a//b", "./a", "a\\b", "x" * 300, "d/\ud800"]
+) | st.text(max_size=12)
 files = st.fixed_dictionaries(
     {"path": paths | any_field, "content": st.sampled_from(["YQ==", "YQ", "!!", "", "text"]) | any_field},
     optional={"encoding": st.none() | st.sampled_from(["utf-8", "base64", "hex", "UTF-8"]) | any_field},
 )
 file_lists = st.none() | st.lists(files, max_size=FILES_MAX + 1) | any_field
-filenames = st.none() | st.sampled_from(["main.py", "hottest.py", "a/b.py", "", ".", "..", "n\x00.py"]) | any_field
+filenames = (
+    st.none()
+    | st.sampled_from(["main.py", "hottest.py", "a/b.py", "", ".", "..", "n\x00.py", "a\ud800.py"])
+    | any_field
+)
+# text a program cannot get as UTF-8: a lone surrogate reaches it as other bytes (and is echoed as U+FFFD)
+surrogates = st.sampled_from(["\ud800", "é\udfff\n"])
 secrets = st.none() | st.sampled_from(["s-1", "t" * 32]) | any_field
 frame_dicts = st.fixed_dictionaries(
     {
@@ -234,7 +250,7 @@ frame_dicts = st.fixed_dictionaries(
     },
     optional={
         "code": code_texts | any_field | st.text(min_size=CODE_MAX - 4, max_size=CODE_MAX + 40),
-        "stdin": st.none() | st.text(max_size=20) | any_field,
+        "stdin": st.none() | st.text(max_size=20) | surrogates | any_field,
         "timeout": timeouts,
         "runtime": runtimes,
         "files": file_lists,
@@ -242,7 +258,7 @@ frame_dicts = st.fixed_dictionaries(
         "filename": filenames,
         "session": secrets,
         "session_token": secrets,
-        "data": st.none() | st.text(max_size=20) | any_field,
+        "data": st.none() | st.text(max_size=20) | surrogates | any_field,
         "eof": st.none() | st.booleans() | any_field,
         "id": st.none() | st.sampled_from(["5f0c", ""]) | any_field,
         "token": secrets,
@@ -299,6 +315,7 @@ def check_run(frames: list[dict[str, Any]], close_code: int | None) -> None:
 @given(raw=frames)
 @example(raw=b'{"type": "run", "code": "pass"}')
 @example(raw="[" * 4000 + "]" * 4000)
+@example(raw='{"type": "run", "code": "print(input())", "stdin": "\\ud800\\n"}')  # echoed as U+FFFD
 def test_first_frame(fuzz_server: ServerProcess, raw: str | bytes) -> None:
     """Whatever the first frame, the answer is the protocol's: an error with its close code, or a run."""
     expected = classify(raw, first=True)
@@ -315,7 +332,8 @@ WAITING_PROGRAM = "import sys\nprint('ready', flush=True)\ndata = sys.stdin.read
 @settings(FUZZ, max_examples=40)
 @given(
     valid=st.lists(
-        st.fixed_dictionaries({"type": st.just("stdin"), "data": st.text(max_size=30)}).map(dump), max_size=5
+        st.fixed_dictionaries({"type": st.just("stdin"), "data": st.text(max_size=30) | surrogates}).map(dump),
+        max_size=5,
     ),
     last=frames,
 )

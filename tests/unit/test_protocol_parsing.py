@@ -544,6 +544,8 @@ def test_a_run_may_name_its_file_and_its_session(settings: Settings) -> None:
     assert (frame.filename, frame.session, frame.session_token) == ("hottest.py", "s1", "T")
     plain = parse({"type": "run", "code": "1"}, settings)
     assert isinstance(plain, RunRequest) and plain.filename is None and plain.session is None
+    nulls = parse({"type": "run", "code": "1", "filename": None, "session": None, "session_token": None}, settings)
+    assert isinstance(nulls, RunRequest) and nulls.filename is None  # null is as good as absent
 
 
 @pytest.mark.parametrize(
