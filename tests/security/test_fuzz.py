@@ -316,6 +316,14 @@ def check_run(frames: list[dict[str, Any]], close_code: int | None) -> None:
 @example(raw=b'{"type": "run", "code": "pass"}')
 @example(raw="[" * 4000 + "]" * 4000)
 @example(raw='{"type": "run", "code": "print(input())", "stdin": "\\ud800\\n"}')  # echoed as U+FFFD
+@example(raw='{"type": "resume", "id": "5f0c", "token": "t", "after": 0}')
+@example(raw='{"type": "watch", "id": "5f0c", "token": "t"}')
+@example(raw='{"type": "run", "code": "1", "session": "s1", "session_token": "t"}')
+@example(raw='{"type": "run", "code": "1", "session": "s1"}')
+@example(
+    raw='{"type": "run", "code": "1/0", "filename": "hottest.py", "runtime": "python", "stats": true, '
+    '"files": [{"path": "d/a.txt", "content": "YQ==", "encoding": "base64"}]}'
+)
 def test_first_frame(fuzz_server: ServerProcess, raw: str | bytes) -> None:
     """Whatever the first frame, the answer is the protocol's: an error with its close code, or a run."""
     expected = classify(raw, first=True)
