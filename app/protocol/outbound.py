@@ -5,8 +5,9 @@ which is the same); the Python client reads frames back with ``parse_server_fram
 contract says are *left out* when they do not apply (``seq`` before ``started``, ``token`` in a
 watcher's copy of ``started``, ``data`` of an omitted image or file, ``error`` of a plain exit)
 are named in each model's ``OMIT_WHEN_NONE`` and dropped from the output when ``None``; fields
-the contract shows as ``null`` (``exit_code``, ``signal``, ``cpu_ms``) are always sent, and so is
-``files_truncated`` (false unless files were cut: a client that does not know it ignores it).
+the contract shows as ``null`` (``exit_code``, ``signal``, ``cpu_ms``) are always sent.
+``files_truncated`` is sent only when true, as the contract says; ``exception`` and
+``session_alive`` (v3) only where they apply.
 
 Reading is lenient, as the contract asks of clients: unknown fields are ignored, and a frame
 of an unknown type is skipped (``parse_server_frame`` answers ``None``).
@@ -17,7 +18,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    field_serializer,
+    model_serializer,
+)
 
 from app.protocol._errors import require_type
 
@@ -33,6 +42,7 @@ ErrorCode = Literal[
     "unsupported_media_type",
     "unauthorized",
     "forbidden",
+    "session_busy",
 ]
 Seq = Annotated[int, Field(ge=1, description="counts from 1 with no gaps, on every frame after `started` (v2)")]
 Count = Annotated[int, Field(ge=0)]
@@ -44,6 +54,8 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=require_type)
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+    # a field sent only alongside another (``result`` of a run in a session, null or not)
+    ONLY_WITH: ClassVar[dict[str, str]] = {}
 
     @model_serializer(mode="wrap")
     def _omit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -57,6 +69,9 @@ class _Wire(BaseModel):
         for name in self.OMIT_WHEN_NONE:
             if data.get(name, 0) is None:
                 del data[name]
+        for name, other in self.ONLY_WITH.items():
+            if other not in data:
+                data.pop(name, None)
         return data
 
     def wire(self) -> dict[str, Any]:
@@ -65,10 +80,14 @@ class _Wire(BaseModel):
 
 
 class Limits(_Wire):
-    timeout_s: float
+    timeout_s: float = Field(description="seconds of wall clock; a whole number is sent as one (10, not 10.0)")
     memory_mb: int
     output_bytes: int
     pids: int
+
+    @field_serializer("timeout_s")
+    def _whole(self, value: float) -> float | int:
+        return int(value) if float(value).is_integer() else value
 
 
 class QueuedFrame(_Wire):
@@ -144,8 +163,36 @@ class StatsFrame(_Sequenced):
     pids: Count
 
 
+class InputFrame(_Sequenced):
+    """Standard input the server accepted for the run, echoed to every connection (v3).
+
+    It follows the output that was read before the input was written, so a watcher or a resumed
+    driver sees what was typed where it was typed."""
+
+    type: Literal["input"] = "input"
+    data: str = Field(description="the text written to the program's standard input (may be empty)")
+    eof: bool = Field(description="true when standard input was closed after `data`")
+
+
+class ResultFrame(_Sequenced):
+    """In a session, the ``repr`` of the run's last expression when it is not ``None`` (v3)."""
+
+    type: Literal["result"] = "result"
+    text: str = Field(description="the value's repr, cut to the output limit")
+
+
+class ExceptionInfo(_Wire):
+    """The uncaught exception a program ended by (v3)."""
+
+    name: str = Field(description="the exception's type name, e.g. `ZeroDivisionError`")
+    value: str = Field(description="its message (`str(exc)`)")
+    line: int | None = Field(description="the line of the run's own code where it was raised; null if none is")
+
+
 class ExitFrame(_Sequenced):
     """The run is over; exactly one after ``started`` unless the sandbox itself failed."""
+
+    OMIT_WHEN_NONE = frozenset({"seq", "files_truncated", "exception", "session_alive"})
 
     type: Literal["exit"] = "exit"
     reason: ExitReason
@@ -157,7 +204,15 @@ class ExitFrame(_Sequenced):
     truncated: bool
     cpu_ms: Count | None = Field(None, description="CPU time the program used; null if unknown (v2)")
     memory_peak_bytes: Count | None = Field(None, description="the sandbox's peak memory; null if unknown (v2)")
-    files_truncated: bool = Field(False, description="true when files out were cut at the count limit (v2)")
+    files_truncated: bool | None = Field(
+        None, description="sent, as true, only when files out were cut at the count limit (v2)"
+    )
+    exception: ExceptionInfo | None = Field(
+        None, description="the uncaught exception the program ended by; left out for any other end (v3)"
+    )
+    session_alive: bool | None = Field(
+        None, description="on a run in a session only: false once the session is gone (v3)"
+    )
 
 
 class ErrorFrame(_Sequenced):
@@ -176,12 +231,14 @@ ServerFrame = Annotated[
     | ImageFrame
     | FileFrame
     | StatsFrame
+    | InputFrame
+    | ResultFrame
     | ExitFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME_TYPES: tuple[str, ...] = (
-    "queued", "started", "stdout", "stderr", "image", "file", "stats", "exit", "error",
+    "queued", "started", "stdout", "stderr", "image", "file", "stats", "input", "result", "exit", "error",
 )  # fmt: skip
 _SERVER_FRAME: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
 
@@ -226,7 +283,8 @@ class AnswerFile(_Wire):
 class RunAnswer(_Wire):
     """``POST /run``'s 200 answer: the program ran, whatever its outcome."""
 
-    OMIT_WHEN_NONE = frozenset({"error", "files_truncated"})
+    OMIT_WHEN_NONE = frozenset({"error", "files_truncated", "exception", "session_alive"})
+    ONLY_WITH = {"result": "session_alive"}  # a run in a session: ``result`` is there, null or not
 
     output: str = Field(description="stdout and stderr interleaved in the order they were read")
     stdout: str
@@ -241,7 +299,10 @@ class RunAnswer(_Wire):
     files: list[AnswerFile] = Field(default_factory=list, description="(v2)")
     cpu_ms: Count | None = Field(None, description="(v2)")
     memory_peak_bytes: Count | None = Field(None, description="(v2)")
-    files_truncated: bool | None = Field(None, description="(v2)")
+    files_truncated: bool | None = Field(None, description="as on the `exit` frame: sent only when true (v2)")
+    exception: ExceptionInfo | None = Field(None, description="as on the `exit` frame; left out when none (v3)")
+    result: str | None = Field(None, description="on a run in a session only: the `result` frame's text, or null (v3)")
+    session_alive: bool | None = Field(None, description="on a run in a session only (v3)")
 
 
 class ErrorAnswer(_Wire):
@@ -251,11 +312,53 @@ class ErrorAnswer(_Wire):
     code: ErrorCode
 
 
+class RuntimeLimits(_Wire):
+    """A runtime's own limits (this server's addition to v2's list)."""
+
+    memory_mb: int
+    pids: int
+
+
 class RuntimeInfo(_Wire):
-    """One entry of ``GET /runtimes`` (v2)."""
+    """One entry of ``GET /runtimes`` (v2). A runtime whose image is missing on the engine is
+    listed too, with ``available`` false and ``python`` null: its versions cannot be read."""
 
     name: str
     default: bool
-    python: str
+    python: str | None = Field(description="the interpreter's version; null when the image is missing")
     description: str
     packages: dict[str, str] = Field(description="importable beyond the standard library, with versions")
+    available: bool = Field(True, description="false when the runtime's image is missing on the engine")
+    limits: RuntimeLimits | None = Field(None, description="this runtime's memory and process limits")
+
+
+# --- sessions (v3) ----------------------------------------------------------------------------
+
+
+class SessionLimits(Limits):
+    """A session's limits: ``memory_mb`` is the whole session's, ``timeout_s`` each run's."""
+
+    idle_timeout_s: float
+    max_lifetime_s: float
+
+
+class SessionCreated(_Wire):
+    """``POST /sessions``'s 201 answer (v3)."""
+
+    id: str = Field(description="names the session, and the server that holds it")
+    token: str = Field(description="a secret of at least 128 random bits; send it with every use")
+    runtime: str
+    limits: SessionLimits
+    expires_at: str = Field(description="RFC 3339, UTC: the earlier of idle and lifetime ends")
+
+
+class SessionInfo(_Wire):
+    """``GET /sessions/{id}``'s 200 answer (v3)."""
+
+    id: str
+    runtime: str
+    state: Literal["idle", "running"]
+    runs: Count
+    created_at: str = Field(description="RFC 3339, UTC")
+    expires_at: str = Field(description="RFC 3339, UTC")
+    memory_bytes: Count | None = Field(description="the session's memory now; null if unknown")

@@ -9,12 +9,17 @@ from typing import Any
 import jsonschema
 import pytest
 
-from app.protocol import parse_client_frame, parse_server_frame
+from app.protocol import RuntimeInfo, parse_client_frame, parse_server_frame
 from app.schema import CLIENT_FRAMES, SERVER_FRAMES, json_schema, openapi
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "docs" / "PROTOCOL.md", ROOT.parent / "shared" / "PROTOCOL.md"]
+# the project's own description, and the contract where a checkout sits beside it (/work/shared)
+DOCS = [
+    d
+    for d in (ROOT / "docs" / "PROTOCOL.md", ROOT.parent / "shared" / "PROTOCOL.md", Path("/work/shared/PROTOCOL.md"))
+    if d.exists()
+]
 
 SCHEMA = json_schema()
 FRAMES = jsonschema.Draft202012Validator(SCHEMA)
@@ -84,6 +89,13 @@ CONCRETE: list[dict[str, Any]] = [
             {"path": "img/x.bin", "content": "AAE=", "encoding": "base64"},
         ],
     },
+    {
+        "type": "run",
+        "code": "x = 1\nx",
+        "filename": "hottest.py",
+        "session": "s-5f0c",
+        "session_token": "s" * 32,
+    },
     {"type": "stdin", "data": "Ada\n", "eof": True},
     {"type": "stdin"},
     {"type": "kill"},
@@ -104,6 +116,24 @@ CONCRETE: list[dict[str, Any]] = [
     {"type": "file", "path": "out/result.csv", "size": 4, "mime": "text/csv", "data": "YSxiCg==", "seq": 5},
     {"type": "file", "path": "big.bin", "size": 99999999, "mime": "application/octet-stream", "omitted": "too_large"},
     {"type": "stats", "memory_bytes": 1024, "memory_limit_bytes": 134217728, "cpu_ms": 12, "pids": 3, "seq": 6},
+    {"type": "input", "data": "yes\n", "eof": False, "seq": 6},
+    {"type": "input", "data": "", "eof": True, "seq": 6},
+    {"type": "result", "text": "42", "seq": 6},
+    {
+        "type": "exit",
+        "reason": "exit",
+        "exit_code": 1,
+        "signal": None,
+        "duration_ms": 41,
+        "stdout_bytes": 0,
+        "stderr_bytes": 120,
+        "truncated": False,
+        "cpu_ms": 30,
+        "memory_peak_bytes": 1048576,
+        "exception": {"name": "ZeroDivisionError", "value": "division by zero", "line": 3},
+        "session_alive": True,
+        "seq": 7,
+    },
     {
         "type": "exit",
         "reason": "exit",
@@ -228,3 +258,49 @@ def test_python_m_app_schema_prints_the_documents(flag: list[str], capsys: pytes
     assert main(["schema", *flag]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == (openapi() if flag else json_schema())
+
+
+STRICT = json_schema(strict=True)
+
+
+def _strict(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": STRICT["$defs"]})
+
+
+def test_the_strict_schema_refuses_an_undeclared_field_and_a_missing_one() -> None:
+    """What the conformance tests hold real frames to: closed objects, every always-sent field required."""
+    exit_ = next(f for f in CONCRETE if f["type"] == "exit")
+    assert not list(_strict("ExitFrame").iter_errors(exit_))
+    assert list(_strict("ExitFrame").iter_errors({**exit_, "colour": "red"}))
+    assert list(_strict("ExitFrame").iter_errors({k: v for k, v in exit_.items() if k != "cpu_ms"}))
+    # fields left out when they do not apply stay optional; nested objects are closed too
+    assert not list(_strict("ExitFrame").iter_errors({k: v for k, v in exit_.items() if k != "files_truncated"}))
+    bad_exception = {**exit_, "exception": {"name": "E", "value": "", "line": None, "extra": 1}}
+    assert list(_strict("ExitFrame").iter_errors(bad_exception))
+    # the lenient document still lets a client read a newer server's frames
+    assert not list(SERVER.iter_errors({**exit_, "colour": "red"}))
+
+
+def test_the_strict_openapi_closes_every_answer() -> None:
+    schemas = openapi(strict=True)["components"]["schemas"]
+    for name in ("RunAnswer", "ErrorAnswer", "RuntimeInfo", "SessionCreated", "SessionInfo", "AnswerImage"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert "result" not in schemas["RunAnswer"]["required"]  # only on runs in a session
+    paths = openapi()["paths"]
+    assert {"/sessions", "/sessions/{id}", "/mcp"} <= set(paths)
+    assert {p["name"] for p in paths["/healthz"]["get"]["parameters"]} == {"deep", "balancer"}
+
+
+def test_a_runtime_whose_image_is_missing_is_read_by_the_client() -> None:
+    listed = {
+        "name": "scientific",
+        "default": False,
+        "python": None,
+        "description": "numpy and friends",
+        "packages": {},
+        "available": False,
+        "limits": {"memory_mb": 512, "pids": 64},
+    }
+    info = RuntimeInfo.model_validate(listed)
+    assert info.available is False and info.python is None and info.limits is not None
+    assert info.wire() == listed
