@@ -8,14 +8,15 @@ STAMP   := $(VENV)/.installed
 UI_OUT  := static/dist/app.js
 PYTEST_ARGS ?=
 
-.PHONY: install run image test test-runsc lint typecheck unit bench security-report clean engine
+.PHONY: install run image test test-runsc lint typecheck unit bench security-report clean engine wheel server-image
 
 install: $(STAMP) $(UI_OUT)
 
-$(STAMP): pyproject.toml
+# development: the server's dependencies ([server]) and the tools ([dev]), the project editable
+$(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[server,dev]'
 	touch $(STAMP)
 
 $(UI_OUT): static/package.json static/package-lock.json $(wildcard static/src/*)
@@ -24,6 +25,15 @@ $(UI_OUT): static/package.json static/package-lock.json $(wildcard static/src/*)
 
 engine:
 	@scripts/engine-up
+
+# dist/safe_code_executor-*.whl: the client, the server (its [server] extra) and the UI bundle
+wheel: install
+	rm -rf build/lib  # else setuptools packs modules removed since the last build
+	$(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
+
+# sce-server:latest, the server as an image (deploy/server-image; docs/DEPLOY.md), offline
+server-image: install image
+	$(BIN)/python scripts/server-image
 
 image: install
 	$(BIN)/python -m app image ensure
@@ -61,7 +71,7 @@ security-report: install image
 	$(BIN)/python -m tests.security.report
 
 clean:
-	rm -rf $(VENV) static/node_modules static/dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) static/node_modules static/dist build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # A scale-out trial on loopback (docs/DEPLOY.md): a second Docker engine, two servers using both
 # engines, HAProxy on 127.0.0.1:5100 in front; `make cluster-stop` stops all of it by pid.

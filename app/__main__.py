@@ -9,13 +9,17 @@
     sce watch ID TOKEN          follow another run's output
 
 Every server-side subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
-way everywhere: one line per problem, naming the variable, exit 2.
+way everywhere: one line per problem (an unknown name and a bad value alike), naming the variable, exit 2.
+
+A plain install is the client (``run``, ``watch``, ``schema``); ``serve`` and ``image`` need the
+``[server]`` extra, and say so in one line when it is missing (exit 1) rather than with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -23,11 +27,14 @@ from typing import cast
 
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.settings import Settings, unknown_settings
 
 EXIT_FAILURE = 1
 EXIT_BAD_SETTINGS = 2
 EXIT_NOT_CURRENT = 3
+
+SERVER_MODULES = {"serve": ("quart", "hypercorn", "docker", "prometheus_client"), "image": ("docker",)}
+"""What each server-side subcommand imports from the [server] extra (a plain install lacks them)."""
 
 
 def _settings_problems(exc: ValidationError) -> list[str]:
@@ -45,7 +52,28 @@ def _settings_problems(exc: ValidationError) -> list[str]:
         value = err.get("input")
         shown = f" (got {value!r})" if field and isinstance(value, str | int | float) else ""
         lines.append(msg if not field and "SCE_" in msg else f"{name}: {msg}{shown}")
+    unknown = unknown_settings()  # checked only once every value parses: say it here too
+    if unknown and not any("unknown setting" in line for line in lines):
+        lines.insert(0, f"unknown setting(s): {', '.join(unknown)}")
     return lines
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a finder that refuses it
+        return False
+
+
+def _missing_server_extra(command: str) -> str | None:
+    """One sentence if ``command`` needs the [server] extra and it is not installed."""
+    missing = [name for name in SERVER_MODULES.get(command, ()) if not _importable(name)]
+    if not missing:
+        return None
+    return (
+        f"`sce {command}` needs the server's dependencies ({', '.join(missing)} missing): "
+        "pip install 'safe-code-executor[server]'"
+    )
 
 
 def _load_settings(**overrides: str) -> Settings:
@@ -126,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("run", "watch", "schema"):  # client side: the server's settings do not apply
         return _client_side(args)
+    missing = _missing_server_extra(args.command)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         overrides = {"bind": args.bind} if getattr(args, "bind", None) else {}
         settings = _load_settings(**overrides)

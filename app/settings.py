@@ -160,11 +160,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        unknown = sorted(
-            name
-            for name in os.environ
-            if name.upper().startswith("SCE_") and name.upper()[4:].lower() not in type(self).model_fields
-        )
+        unknown = unknown_settings()
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         if self.timeout_s > self.timeout_max_s:
@@ -184,3 +180,16 @@ class Settings(BaseSettings):
         if ":" not in self.bind:
             raise ValueError("SCE_BIND must be HOST:PORT")
         return self
+
+
+def unknown_settings() -> list[str]:
+    """``SCE_`` variables in the environment that name no setting (a typo, a removed setting).
+
+    Also called on its own when a value is bad: the check above runs only once every value parses,
+    and a user should hear of both problems at once.
+    """
+    return sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith("SCE_") and name.upper()[4:].lower() not in Settings.model_fields
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,10 +24,10 @@ from app.server.context import ServerContext
 from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
+from app.server.ui import FIX, locate, missing_page
 from app.server.ws import CLIENT_CLOSE_KEY, CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 CLIENT_QUEUE_DEPTH = 8
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,8 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
     prober = Prober(ctx, settings.health_probe_interval_s)
     schema_documents = {"frames": json_schema(), "openapi": openapi()}  # built once: they never change
 
-    app = Quart(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    ui = locate()  # the package's UI (a wheel), or the checkout's static/ folder
+    app = Quart(__name__, static_folder=str(ui.root), static_url_path="/static")
     app.asgi_websocket_class = BoundedWebsocketConnection
     app.config["MAX_CONTENT_LENGTH"] = None  # the run handler enforces its own limit with our error shape
     app.extensions["sce"] = ctx
@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
 
     @app.before_serving
     async def _start() -> None:
+        if not ui.complete:
+            log.warning("%s (looked in %s)", FIX, ui.root)
         await service.start()
 
     @app.after_serving
@@ -108,7 +110,9 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
 
     @app.get("/ui")
     async def _ui() -> ResponseReturnValue:
-        response = await send_file(STATIC_DIR / "index.html", mimetype="text/html")
+        if not ui.complete:
+            return Response(missing_page(), status=503, mimetype="text/html", headers={"Cache-Control": "no-cache"})
+        response = await send_file(ui.index, mimetype="text/html")
         response.headers["Cache-Control"] = "no-cache"
         return response
 

@@ -1,6 +1,8 @@
 """The files in deploy/ are what they claim: HAProxy accepts its config, the server accepts the
-settings example, systemd accepts the units. No engine needed; each check is skipped where its
-tool is missing (haproxy, systemd-analyze)."""
+settings example, systemd accepts the units, Compose its file. And they agree with each other and
+with docs/DEPLOY.md: the measured churn, how remote engines are reached, how the server is
+installed and run. No engine needed; each tool check is skipped where its tool is missing
+(haproxy, systemd-analyze, docker-compose)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,17 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.cluster
 
 DEPLOY = ROOT / "deploy"
+DOC = ROOT / "docs" / "DEPLOY.md"
+UNIT = DEPLOY / "systemd" / "sce.service"
+ENV_EXAMPLE = DEPLOY / "sce.env.example"
+RUN_LINE = DEPLOY / "server-image" / "docker-run.sh"
+COMPOSE = DEPLOY / "server-image" / "compose.yaml"
+INSTALLED_SCE = "/opt/sce/venv/bin/sce"
+
+
+def _flat(text: str) -> str:
+    """Markdown or comments as one line of words (figures and phrases may wrap anywhere)."""
+    return re.sub(r"[#\s*]+", " ", text)
 
 
 def test_haproxy_accepts_the_config_and_its_loopback_rendering(tmp_path: Path) -> None:
@@ -73,7 +86,88 @@ def test_systemd_accepts_the_units(unit: str, tmp_path: Path) -> None:
     text = (DEPLOY / "systemd" / unit).read_text()
     copy = tmp_path / unit
     # the server's venv lives in /opt/sce on a real host: check the unit with an interpreter that exists
-    copy.write_text(text.replace("/opt/sce/.venv/bin/python", shutil.which("python3") or "/usr/bin/python3"))
+    copy.write_text(text.replace(INSTALLED_SCE, sys.executable))
     done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (done.stdout + done.stderr).splitlines() if unit in line]
     assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+def test_the_churn_figures_agree() -> None:
+    """sce.env.example sizes engines with DEPLOY's measured figures (runc range, runsc)."""
+    doc = _flat(DOC.read_text())
+    example = _flat(ENV_EXAMPLE.read_text())
+    measured = re.search(
+        r"about (\d+-\d+) of our sandbox containers a second on 2 cores under runc, ~(\d+) under runsc", doc
+    )
+    assert measured, "DEPLOY.md's sizing lost its churn figures"
+    said = re.search(r"about (\d+-\d+) containers a second under runc, ~(\d+) under runsc", example)
+    assert said, "sce.env.example lost its churn figures"
+    assert said.groups() == measured.groups() == ("10-13", "6")
+    assert not re.search(r"about \d+ containers a second", example + doc)  # no older single figure left
+
+
+def test_remote_engines_are_offered_the_way_they_work() -> None:
+    """TLS with client certificates (tcp://HOST:2376 + SCE_DOCKER_TLS_DIR) everywhere; no ssh://
+    offered (not enabled), no page still saying TLS runs are refused."""
+    doc = _flat(DOC.read_text())
+    example = ENV_EXAMPLE.read_text()
+    unit = UNIT.read_text()
+    for name, text in (("DEPLOY.md", doc), ("sce.env.example", example), ("sce.service", unit)):
+        for url in re.findall(r"tcp://(?!0\.0\.0\.0)[\w.-]+:(\d+)", text):
+            assert url == "2376", f"{name} offers a tcp:// engine on {url}, not Docker's TLS port"
+        assert "SCE_DOCKER_TLS_DIR" in text, f"{name} offers tcp:// engines without naming SCE_DOCKER_TLS_DIR"
+    assert "ssh://" not in unit
+    for sentence in re.split(r"(?<=[.:;])\s", example + " " + doc):
+        if "ssh://" in sentence:
+            assert "not supported" in sentence, sentence
+    assert "runs are refused" not in doc and "refused (`unavailable`" not in doc
+    assert re.search(r"^#SCE_DOCKER_HOSTS=unix:///var/run/docker.sock,tcp://[\w.-]+:2376$", example, re.M)
+    assert re.search(r"^#SCE_DOCKER_TLS_DIR=/", example, re.M)
+
+
+def test_the_unit_runs_the_installed_package() -> None:
+    """No checkout, no working directory: the console script of the venv DEPLOY.md installs."""
+    unit = UNIT.read_text()
+    assert re.search(rf"^ExecStart={re.escape(INSTALLED_SCE)} serve$", unit, re.M)
+    assert not re.search(r"^WorkingDirectory=", unit, re.M)
+    assert "python -m app" not in unit
+    doc = DOC.read_text()
+    assert "python3 -m venv /opt/sce/venv" in doc and "/opt/sce/venv/bin/pip install" in doc and "[server]" in doc
+    env_file = re.search(r"^EnvironmentFile=(\S+)$", unit, re.M).group(1)  # type: ignore[union-attr]
+    assert f"deploy/sce.env.example {env_file}" in doc  # where the install step puts it
+    assert env_file in RUN_LINE.read_text() and env_file in COMPOSE.read_text()
+
+
+def test_the_container_files_start_the_same_container() -> None:
+    """docker-run.sh and compose.yaml: the same image, namespaces, mounts and stop timeout (the
+    container tests/integration/test_server_image.py runs), and the unit's stop timeout."""
+    run = RUN_LINE.read_text()
+    compose = COMPOSE.read_text()
+    pairs = [
+        ("--network host", "network_mode: host"),
+        ("--pid host", "pid: host"),
+        ("--user 0", 'user: "0"'),
+        ("--volume /var/run/docker.sock:/var/run/docker.sock", "- /var/run/docker.sock:/var/run/docker.sock"),
+        ("--volume /sys/fs/cgroup:/sys/fs/cgroup", "- /sys/fs/cgroup:/sys/fs/cgroup"),
+        ("sce-server:latest", "image: sce-server:latest"),
+        ("--restart unless-stopped", "restart: unless-stopped"),
+    ]
+    for in_run, in_compose in pairs:
+        assert in_run in run and in_compose in compose, (in_run, in_compose)
+    unit_stop = re.search(r"^TimeoutStopSec=(\d+)s$", UNIT.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    assert f"--stop-timeout {unit_stop}" in run and f"stop_grace_period: {unit_stop}s" in compose
+
+
+def test_compose_accepts_its_file(tmp_path: Path) -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is not installed")
+    env = tmp_path / "sce.env"
+    env.write_text("SCE_BIND=127.0.0.1:5000\n")
+    copy = tmp_path / "compose.yaml"
+    copy.write_text(COMPOSE.read_text().replace("/etc/sce/sce.env", str(env)))
+    done = subprocess.run(
+        [compose, "-f", str(copy), "-p", "scecheck", "config"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "network_mode: host" in done.stdout and "SCE_BIND: 127.0.0.1:5000" in done.stdout
