@@ -35,7 +35,7 @@ EXIT_FAILURE = 1
 EXIT_BAD_SETTINGS = 2
 EXIT_NOT_CURRENT = 3
 
-SERVER_MODULES = {"serve": ("quart", "hypercorn", "docker", "prometheus_client"), "image": ("docker",)}
+SERVER_MODULES = {"serve": ("quart", "hypercorn", "docker", "prometheus_client", "mcp"), "image": ("docker",)}
 """What each server-side subcommand imports from the [server] extra (a plain install lacks them)."""
 
 

@@ -52,6 +52,20 @@ class Remote:
         self._stop: asyncio.Event | None = None
         self._holder: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.refusal: str | None = None  # the server's last refusal (401, 403...), said with the error
+
+    async def _note_refusal(self, response: httpx2.Response) -> None:
+        """The SDK reports a refused request without its status: keep what the server said."""
+        if response.status_code < 400:
+            return
+        await response.aread()
+        try:
+            said = response.json().get("error")
+        except ValueError:
+            said = None
+        if isinstance(said, dict):  # a JSON-RPC error object
+            said = said.get("message")
+        self.refusal = f"the server answered {response.status_code}" + (f": {said}" if isinstance(said, str) else "")
 
     def server(self) -> Server[Any]:
         return Server(
@@ -70,13 +84,15 @@ class Remote:
             return await self._open()
 
     async def _open(self) -> Client:
+        self.refusal = None
         ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
         stop = asyncio.Event()
 
         async def hold() -> None:
             try:
                 timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
-                http = httpx2.AsyncClient(headers=self.headers, timeout=timeout)
+                hooks = {"response": [self._note_refusal]}
+                http = httpx2.AsyncClient(headers=self.headers, timeout=timeout, event_hooks=hooks)
                 transport = streamable_http_client(self.url, http_client=http)
                 async with http, Client(transport, mode=MODE) as client:
                     ready.set_result(client)
@@ -108,7 +124,7 @@ class Remote:
     def _unreachable(self, exc: BaseException) -> str:
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # the task group's: say the cause
             exc = exc.exceptions[0]
-        return f"cannot reach the code server at {self.url}: {str(exc) or type(exc).__name__}"
+        return f"cannot reach the code server at {self.url}: {self.refusal or str(exc) or type(exc).__name__}"
 
     async def _list_tools(
         self, rctx: ServerRequestContext[Any, Any], params: mt.PaginatedRequestParams | None
