@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from app.errors import SCEError
@@ -65,15 +66,18 @@ class NoSessions:
 @dataclass
 class _Kept:
     handle: SessionHandle
-    last_seen: float = field(default_factory=time.monotonic)
+    last_seen: float
 
 
 class KeptState:
     """The code sessions MCP sessions own, each ended with its owner."""
 
-    def __init__(self, backend: SessionBackend, idle_timeout_s: float) -> None:
+    def __init__(
+        self, backend: SessionBackend, idle_timeout_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.backend = backend
         self.idle_timeout_s = idle_timeout_s
+        self.clock = clock
         self._kept: dict[Owner, _Kept] = {}
         self._making: dict[Owner, asyncio.Lock] = {}
 
@@ -89,7 +93,7 @@ class KeptState:
         """A request of this MCP session: its state is not idle."""
         kept = self._kept.get(owner)
         if kept is not None:
-            kept.last_seen = time.monotonic()
+            kept.last_seen = self.clock()
 
     async def session_for(self, owner: Owner, runtime: str | None) -> SessionHandle:
         """The owner's code session, made now if it has none (one at a time per owner)."""
@@ -97,9 +101,9 @@ class KeptState:
         async with lock:
             kept = self._kept.get(owner)
             if kept is None:
-                kept = _Kept(await self.backend.create(owner[0], runtime))
+                kept = _Kept(await self.backend.create(owner[0], runtime), self.clock())
                 self._kept[owner] = kept
-            kept.last_seen = time.monotonic()
+            kept.last_seen = self.clock()
             return kept.handle
 
     def forget(self, owner: Owner, handle: SessionHandle) -> None:
@@ -122,7 +126,7 @@ class KeptState:
 
     async def sweep(self) -> None:
         """End the state of MCP sessions idle past the timeout (the SDK ends those sessions then)."""
-        cutoff = time.monotonic() - self.idle_timeout_s
+        cutoff = self.clock() - self.idle_timeout_s
         for owner in [owner for owner, kept in self._kept.items() if kept.last_seen < cutoff]:
             await self.end(owner)
 

@@ -22,7 +22,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import ServerProcess, module_server, server_containers, until
+from tests.conftest import ServerFactory, ServerProcess, module_server, server_containers, until
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
@@ -255,3 +255,18 @@ async def test_an_mcp_session_id_is_not_an_authority(guarded: ServerProcess) -> 
     assert notified.status_code == 202
     own = await post(guarded.url, listing, {**common, "Authorization": "Bearer t1"})
     assert own.status_code == 200 and "run_python" in own.text
+
+
+async def test_limits_are_the_clients_own_across_mcp_and_post_run(server_factory: ServerFactory) -> None:
+    """One client's rate limit counts its MCP runs and its POST /run runs together."""
+    limited = server_factory(SCE_RATE_RUNS_PER_MINUTE="1", SCE_POOL_SIZE="0")
+    async with connect(limited.url) as client:
+        first = await client.call_tool("run_python", {"code": "print('one')"})
+        second = await client.call_tool("run_python", {"code": "print('two')"})
+    assert first.is_error is False and text_of(first).startswith("one\n")
+    assert second.is_error is True and second.structured_content is not None
+    assert second.structured_content["code"] == "busy" and second.structured_content["retry_after_s"] >= 1
+    assert "rate limit" in text_of(second)
+    async with httpx.AsyncClient(timeout=20) as http:
+        plain = await http.post(limited.url + "/run", json={"code": "print('three')"})
+    assert plain.status_code == 503 and plain.json()["code"] == "busy"
