@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +24,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import ServerFactory, ServerProcess, module_server, server_containers, until
+from tests.conftest import ROOT, ServerFactory, ServerProcess, module_server, server_containers, until
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
@@ -270,3 +272,31 @@ async def test_limits_are_the_clients_own_across_mcp_and_post_run(server_factory
     async with httpx.AsyncClient(timeout=20) as http:
         plain = await http.post(limited.url + "/run", json={"code": "print('three')"})
     assert plain.status_code == 503 and plain.json()["code"] == "busy"
+
+
+def documented(kind: str) -> list[str]:
+    """The ``kind`` code blocks of PROTOCOL.md's MCP section, as an agent developer pastes them."""
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    section = doc[doc.index("## MCP, for AI agents") :]
+    return re.findall(rf"```{kind}\n(.*?)```", section, flags=re.DOTALL)
+
+
+async def test_the_documented_python_example_prints_what_the_doc_says(mcp_server: ServerProcess) -> None:
+    [example] = documented("python")
+    code = example.replace("http://127.0.0.1:5000", mcp_server.url)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == "['run_python', 'reset_state', 'list_runtimes']"
+    assert lines[1] == "live: 45"
+    assert "True" in lines and "ZeroDivisionError: division by zero" in lines
+    assert re.fullmatch(r"\[the program exited with code 1 in \d+\.\d\d s\]", lines[-2]) and lines[-1] == "1"
+
+
+def test_the_documented_configurations_are_json_naming_this_server() -> None:
+    remote, local = (json.loads(block) for block in documented("json"))
+    assert remote["mcpServers"]["python-sandbox"]["url"].endswith("/mcp")
+    assert local["mcpServers"]["python-sandbox"]["args"][:2] == ["mcp", "--url"]
