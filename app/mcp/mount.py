@@ -65,6 +65,7 @@ class McpEndpoint:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,6 +85,12 @@ class McpEndpoint:
         self._sweeper = asyncio.create_task(self.state.sweep_forever(SWEEP_EVERY_S), name="mcp-sweeper")
 
     async def stop(self) -> None:
+        """At the end of the drain (the runs are over) and again at shutdown: it stops once."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop_now())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_now(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +154,7 @@ def mount_mcp(app: Quart, ctx: ServerContext, backend: SessionBackend | None = N
     app.asgi_app = endpoint.wrap(app.asgi_app)  # type: ignore[method-assign,arg-type,assignment]
     app.before_serving(endpoint.start)
     app.after_serving(endpoint.stop)
+    ctx.after_drain.append(endpoint.stop)  # open event streams would hold hypercorn's graceful stop
     app.extensions["sce_mcp"] = endpoint
     return endpoint
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import re
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -300,3 +301,17 @@ def test_the_documented_configurations_are_json_naming_this_server() -> None:
     remote, local = (json.loads(block) for block in documented("json"))
     assert remote["mcpServers"]["python-sandbox"]["url"].endswith("/mcp")
     assert local["mcpServers"]["python-sandbox"]["args"][:2] == ["mcp", "--url"]
+
+
+async def test_an_open_mcp_session_does_not_hold_the_servers_stop(server_factory: ServerFactory) -> None:
+    """SIGTERM: the runs drain, then the MCP sessions (and their event streams) end, so the
+    server is gone long before hypercorn's graceful timeout (grace + 5 s) would let it go."""
+    server = server_factory(SCE_POOL_SIZE="0", SCE_SHUTDOWN_GRACE_S="10")
+    async with connect(server.url, mode="legacy") as client:
+        await client.list_tools()  # the handshake era: a session with its standing event stream
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(server.proc.wait, 30)
+        took = time.monotonic() - started
+    assert server.proc.returncode == 0
+    assert took < 8, f"the server took {took:.1f} s to stop"
