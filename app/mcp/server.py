@@ -17,6 +17,7 @@ import mcp_types as mt
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
 from app.errors import BadMessage, SCEError
@@ -83,7 +84,10 @@ class McpTools:
         if not isinstance(request, Request):
             raise MCPError(code=mt.INTERNAL_ERROR, message="the tools are served over HTTP only")
         client = client_of(request)
-        mcp_session = request.headers.get(MCP_SESSION_HEADER)
+        # an MCP session id is honoured only where the SDK routed the request by it (the
+        # handshake era): a 2026-07-28 request is served without looking at that header
+        sessions = rctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        mcp_session = request.headers.get(MCP_SESSION_HEADER) if sessions else None
         owner: Owner | None = (client, mcp_session) if mcp_session else None
         arguments = params.arguments or {}
         if params.name == results.RUN_PYTHON:
