@@ -191,15 +191,17 @@ async def test_bad_arguments_are_the_runs_own_refusals(mcp_server: ServerProcess
     assert bad_path.structured_content["code"] == "bad_message"
 
 
-async def test_a_vanished_agent_does_not_hold_a_sandbox(mcp_server: ServerProcess) -> None:
-    """The agent leaves mid-run: the run ends (its MCP session ended) and its sandbox goes."""
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_vanished_agent_does_not_hold_a_sandbox(mcp_server: ServerProcess, mode: str) -> None:
+    """The agent leaves mid-run: the run ends (its request's stream closed, or its MCP session
+    ended) and its sandbox goes."""
     started = asyncio.Event()
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         started.set()
 
     async def agent() -> None:
-        async with connect(mcp_server.url, mode="legacy") as client:
+        async with connect(mcp_server.url, mode=mode) as client:
             code = "import time\nprint('up', flush=True)\ntime.sleep(60)"
             await client.call_tool("run_python", {"code": code, "timeout": 20}, progress_callback=on_progress)
 
