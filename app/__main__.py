@@ -7,12 +7,14 @@
     sce schema [--openapi]      print the protocol's JSON Schema (or the OpenAPI document)
     sce run FILE.py | -c CODE   run a program on a server in this terminal (see app/client/cli.py)
     sce watch ID TOKEN          follow another run's output
+    sce mcp --url URL           the server's MCP tools over stdio, for AI agents (see app/mcp/bridge.py)
 
 Every server-side subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
 way everywhere: one line per problem (an unknown name and a bad value alike), naming the variable, exit 2.
 
-A plain install is the client (``run``, ``watch``, ``schema``); ``serve`` and ``image`` need the
-``[server]`` extra, and say so in one line when it is missing (exit 1) rather than with a traceback.
+A plain install is the client (``run``, ``watch``, ``schema``; ``mcp`` with the ``[mcp]`` extra); ``serve``
+and ``image`` need the ``[server]`` extra, and say so in one line when it is missing (exit 1) rather than
+with a traceback.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ EXIT_FAILURE = 1
 EXIT_BAD_SETTINGS = 2
 EXIT_NOT_CURRENT = 3
 
-SERVER_MODULES = {"serve": ("quart", "hypercorn", "docker", "prometheus_client"), "image": ("docker",)}
+SERVER_MODULES = {"serve": ("quart", "hypercorn", "docker", "prometheus_client", "mcp"), "image": ("docker",)}
 """What each server-side subcommand imports from the [server] extra (a plain install lacks them)."""
 
 
@@ -152,7 +154,7 @@ def _client_side(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for ``python -m app`` and the ``sce`` console script."""
     args = _parser().parse_args(argv)
-    if args.command in ("run", "watch", "schema"):  # client side: the server's settings do not apply
+    if args.command in ("run", "watch", "mcp", "schema"):  # client side: the server's settings do not apply
         return _client_side(args)
     missing = _missing_server_extra(args.command)
     if missing:

@@ -133,6 +133,13 @@ class Settings(BaseSettings):
         5.0, gt=0, description="deep health probes share one result for this long (one probe sandbox at most)"
     )
 
+    # --- MCP (/mcp, v3) ------------------------------------------------------------------------
+    mcp_enabled: bool = Field(True, description="serve the Model Context Protocol at /mcp")
+    mcp_idle_timeout_s: float = Field(
+        1800.0, gt=0, description="an MCP session with no request for this long ends (and its kept state with it)"
+    )
+    mcp_max_sessions: int = Field(1000, ge=1, description="MCP sessions open at once; past it a new one gets 503")
+
     # --- warm pool -----------------------------------------------------------------------------
     pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
     pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 from app.client.aio import AsyncClient, AsyncRun
 from app.client.errors import ClientError, ConnectionLost, InvalidRequest, ServerError
+from app.mcp import cli as mcp_cli
 from app.protocol import ExitFrame, FileFrame, ImageFrame, Limits, ServerFrame, StderrFrame, StdoutFrame
 from app.protocol.files import path_problem
 
@@ -91,6 +92,7 @@ def add_parsers(sub: Any) -> None:
     watch.add_argument("token", help="its watch_token (or token)")
     watch.add_argument("--out", type=Path, metavar="DIR", help="write the files and images the program made here")
     _common(watch)
+    mcp_cli.add_parser(sub)  # sce mcp: the MCP tools over stdio (app/mcp)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +106,8 @@ def say(message: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``sce run`` / ``sce watch``; returns the exit status."""
+    if args.command == "mcp":
+        return mcp_cli.main(args)
     client = AsyncClient(args.url, args.token)
     try:
         if args.command == "watch":

@@ -17,6 +17,7 @@ from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Internal
+from app.mcp.mount import mount_mcp
 from app.protocol import RuntimeInfo
 from app.sandbox.service import SandboxService
 from app.schema import json_schema, openapi
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
     async def _stop() -> None:
         await ctx.drain()
         await service.stop()
+
+    mount_mcp(app, ctx)  # /mcp: the same runs as tools for AI agents (app/mcp)
 
     @app.websocket("/run")
     async def _ws_run() -> ResponseReturnValue | None:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.errors import Busy
@@ -41,6 +42,9 @@ class ServerContext:
     refusing: bool = False  # new runs are refused (after the drain notice)
     rate: RateLimiter = field(default_factory=lambda: RateLimiter(0, 0))
     _draining: asyncio.Task[None] | None = field(default=None, repr=False)
+    # called once the runs are over: what else holds connections open (MCP's event streams) ends
+    # then, so hypercorn's graceful stop does not wait for it
+    after_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
@@ -110,3 +114,5 @@ class ServerContext:
         for live in list(self.registry.active):
             live.kill()
         await self.registry.until_idle(KILL_WAIT_S)
+        for hook in self.after_drain:
+            await hook()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from quart import Response, request
 
@@ -13,6 +13,8 @@ from app.protocol import (
     FileFrame,
     ImageFrame,
     ResultFrame,
+    RunAnswer,
+    RunRequest,
     StderrFrame,
     StdoutFrame,
     load_json_object,
@@ -23,7 +25,7 @@ from app.server import frames
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
-from app.server.runs import check_session
+from app.server.runs import Transport, check_session
 
 # A request refused before its body was read must not be answered with an unread body left in
 # the socket: closing then makes the kernel reset the connection and the client loses the answer
@@ -69,22 +71,25 @@ async def _refuse(ctx: ServerContext, error: SCEError, body_read: bool) -> Respo
     return streamed
 
 
-async def http_run(ctx: ServerContext) -> Response:
-    settings = ctx.settings
-    body_read = False
-    live = None
+OutputHook = Callable[[str, str], Awaitable[None]]
+"""Told each piece of output as it is read: (``"stdout"`` or ``"stderr"``, the text)."""
+
+
+async def run_to_answer(
+    ctx: ServerContext,
+    run_request: RunRequest,
+    client: str,
+    transport: Transport,
+    on_output: OutputHook | None = None,
+) -> RunAnswer:
+    """One run through the one lifecycle, gathered into the ``POST /run`` answer.
+
+    Shared by ``POST /run`` and MCP's ``run_python``. Raises the run's ``SCEError`` (already
+    counted by the run) when it did not run; if the caller goes away (cancelled), the run ends now.
+    """
+    live = ctx.new_run(run_request, client, transport)
     try:
-        check_origin(request.headers, settings)
-        check_token(request.headers, request.args, settings)
-        if request.mimetype != "application/json":
-            raise UnsupportedMediaType(f"the body must be application/json, not {request.mimetype or 'nothing'!r}")
-        raw = await _read_body(ctx)
-        body_read = True
-        run_request = parse_run_fields(load_json_object(raw, settings), settings)
-        check_session(run_request)
-        client = client_key(request.headers, request.args, request.remote_addr, settings)
-        live = ctx.new_run(run_request, client, "http")
-        live.write_stdin(None, eof=True)  # nothing can follow the body's stdin: the program reads it, then end of file
+        live.write_stdin(None, eof=True)  # nothing follows the request's stdin: the program reads it, then end of file
         live.start()
         output: list[str] = []
         streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -98,6 +103,8 @@ async def http_run(ctx: ServerContext) -> Response:
             if isinstance(frame, StdoutFrame | StderrFrame):
                 output.append(frame.data)
                 streams[frame.type].append(frame.data)
+                if on_output is not None:
+                    await on_output(frame.type, frame.data)
             elif isinstance(frame, ImageFrame):
                 images.append(frames.answer_image(frame))
             elif isinstance(frame, FileFrame):
@@ -108,7 +115,7 @@ async def http_run(ctx: ServerContext) -> Response:
             raise live.error
         exit_ = live.exit
         assert exit_ is not None and live.run is not None
-        answer = frames.run_answer(
+        return frames.run_answer(
             exit_,
             live.run.limits,
             output="".join(output),
@@ -118,12 +125,30 @@ async def http_run(ctx: ServerContext) -> Response:
             files=files,
             result=result,
         )
+    finally:
+        if not live.done:
+            live.kill()  # the caller went away: its run ends now
+            await live.wait_done()
+
+
+async def http_run(ctx: ServerContext) -> Response:
+    settings = ctx.settings
+    body_read = False
+    started = False
+    try:
+        check_origin(request.headers, settings)
+        check_token(request.headers, request.args, settings)
+        if request.mimetype != "application/json":
+            raise UnsupportedMediaType(f"the body must be application/json, not {request.mimetype or 'nothing'!r}")
+        raw = await _read_body(ctx)
+        body_read = True
+        run_request = parse_run_fields(load_json_object(raw, settings), settings)
+        check_session(run_request)
+        client = client_key(request.headers, request.args, request.remote_addr, settings)
+        started = True
+        answer = await run_to_answer(ctx, run_request, client, "http")
         return Response(answer.model_dump_json(), content_type="application/json")
     except SCEError as error:
-        if live is None:
+        if not started:
             ctx.metrics.errors.labels(error.code).inc()  # a run's own errors are counted by the run
         return await _refuse(ctx, error, body_read)
-    finally:
-        if live is not None and not live.done:
-            live.kill()  # the client went away: its run ends now
-            await live.wait_done()

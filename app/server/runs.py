@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 run_log = logging.getLogger("sce.run")
 log = logging.getLogger(__name__)
 
-Transport = Literal["websocket", "http", "probe"]
+Transport = Literal["websocket", "http", "mcp", "probe"]
 CLOSE_NORMAL = 1000
 
 
