@@ -33,6 +33,7 @@ from app.client import (
     RunNotFound,
     ServerError,
     SessionBusy,
+    cli,
     parse_watch_link,
     watch_link,
 )
@@ -501,3 +502,18 @@ def test_watch_links_round_trip_in_the_editors_form() -> None:
 
 def test_input_frames_are_typed() -> None:
     assert InputFrame(data="yes\n", eof=True, seq=3).wire() == {"type": "input", "data": "yes\n", "eof": True, "seq": 3}
+
+
+def test_sce_watch_shows_typed_input_in_its_place_and_sce_run_leaves_it_to_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    frames: list[StdoutFrame | InputFrame] = [
+        StdoutFrame(data="more? ", seq=1),
+        InputFrame(data="yes\n", eof=False, seq=2),
+        StdoutFrame(data="got yes\n", seq=3),
+    ]
+    for echo in (True, False):
+        output = cli.Output(None, echo_input=echo)
+        for frame in frames:
+            output.show(frame)
+        assert capsys.readouterr().out == ("more? yes\ngot yes\n" if echo else "more? got yes\n")
