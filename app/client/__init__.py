@@ -21,11 +21,13 @@ from app.client.errors import (
 )
 from app.client.requests import parse_watch_link, watch_link
 from app.client.result import Callbacks, Execution, File, Image
-from app.client.sync import Client, Run
+from app.client.session import AsyncSession
+from app.client.sync import Client, Run, Session
 
 __all__ = [
     "AsyncClient",
     "AsyncRun",
+    "AsyncSession",
     "Busy",
     "Callbacks",
     "CannotResume",
@@ -41,6 +43,7 @@ __all__ = [
     "Run",
     "RunNotFound",
     "ServerError",
+    "Session",
     "SessionBusy",
     "parse_watch_link",
     "watch_link",

@@ -30,15 +30,19 @@ import json
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from app.client.answers import not_the_service, raise_for_error, seconds
 from app.client.errors import CannotResume, ClientError, ConnectionLost, server_error
 from app.client.requests import Files, endpoints, run_fields, run_frame
 from app.client.result import Callback, Callbacks, Collector, Execution
+
+if TYPE_CHECKING:
+    from app.client.session import AsyncSession
 from app.protocol import ErrorFrame, ExitFrame, RunAnswer, RuntimeInfo, ServerFrame, StartedFrame, parse_server_frame
 
 
@@ -159,6 +163,16 @@ class AsyncClient:
         )
 
     # -- HTTP ----------------------------------------------------------------------------------
+    def session(self, *, runtime: str | None = None, files: Files | None = None) -> AsyncSession:
+        """A session (v3), made on ``async with`` (or ``await session.open()``), ended on leaving it."""
+        from app.client.session import AsyncSession  # it builds AsyncRuns: imported here, not in a cycle
+
+        return AsyncSession(self, runtime=runtime, files=files)
+
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP connection pool for this server's plain endpoints."""
+        return self._client()
+
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
@@ -192,34 +206,6 @@ class AsyncClient:
             raise ConnectionLost(f"GET /runtimes failed: {exc}") from exc
         raise_for_error(response)
         return [RuntimeInfo.model_validate(item) for item in response.json()]
-
-
-def raise_for_error(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        body = response.json()
-        code, message = str(body["code"]), str(body["error"])
-    except (ValueError, KeyError, TypeError):
-        if response.status_code == 404:  # not the service: some other page, or a wrong prefix
-            code, message = "internal", not_the_service(str(response.request.url))
-        else:
-            code, message = "internal", f"HTTP {response.status_code}: {response.text[:200]}"
-    retry = _seconds(response.headers.get("Retry-After"))
-    raise server_error(code, message, status=response.status_code, retry_after=retry)
-
-
-def _seconds(retry_after: str | None) -> float | None:
-    """A Retry-After header given in seconds (the only form this server sends), else None."""
-    return float(retry_after) if retry_after and retry_after.strip().isdigit() else None
-
-
-def not_the_service(url: str) -> str:
-    """The words for a 404 that is not the service's own (no JSON error in it)."""
-    return (
-        f"nothing at {url} speaks the run protocol (HTTP 404): "
-        "pass the server's base URL, the address its editor's /ui is under (e.g. http://host:5000)"
-    )
 
 
 def answer(response: httpx.Response, model: type[RunAnswer]) -> RunAnswer:
@@ -298,7 +284,7 @@ class AsyncRun:
                 if status == 404:  # not the service's own refusal: the URL is not the service
                     code, message = "internal", not_the_service(self._client.ws_url)
             retry = exc.response.headers.get("Retry-After")
-            raise server_error(code, message, status=status, retry_after=_seconds(retry)) from None
+            raise server_error(code, message, status=status, retry_after=seconds(retry)) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             raise ConnectionLost(f"cannot connect to {self._client.ws_url}: {exc}") from exc
 

@@ -45,10 +45,19 @@ def run_fields(
     timeout: float | None = None,
     filename: str | None = None,
     stats: bool = False,
+    session: str | None = None,
+    session_token: str | None = None,
 ) -> dict[str, Any]:
     """The run's fields as JSON, validated by ``RunFields``: the ``POST /run`` body, or a run frame without type."""
     raw: dict[str, Any] = {"code": code}
-    fields = (("stdin", stdin), ("files", file_list(files)), ("runtime", runtime), ("filename", filename))
+    fields = (
+        ("stdin", stdin),
+        ("files", file_list(files)),
+        ("runtime", runtime),
+        ("filename", filename),
+        ("session", session),
+        ("session_token", session_token),
+    )
     for key, value in fields:
         if value is not None:
             raw[key] = value

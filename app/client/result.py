@@ -94,6 +94,11 @@ class Execution:
         return bool(self.exit and self.exit.truncated)
 
     @property
+    def session_alive(self) -> bool | None:
+        """For a run in a session: False once the session is gone (v3); None for other runs."""
+        return self.exit.session_alive if self.exit else None
+
+    @property
     def ok(self) -> bool:
         """True when the program ended by itself with status 0."""
         return self.reason == "exit" and self.exit_code == 0

@@ -23,7 +23,8 @@ from typing import Any, Self, TypeVar
 from app.client.aio import DEFAULT_RECONNECT, AsyncClient, AsyncRun, Reconnect
 from app.client.requests import Files
 from app.client.result import Callback, Execution
-from app.protocol import ExitFrame, RunAnswer, RuntimeInfo, ServerFrame, StartedFrame
+from app.client.session import AsyncSession
+from app.protocol import ExitFrame, RunAnswer, RuntimeInfo, ServerFrame, SessionInfo, StartedFrame
 
 T = TypeVar("T")
 
@@ -137,6 +138,13 @@ class Client:
         )  # fmt: skip
         return Run(self, arun)
 
+    def session(self, *, runtime: str | None = None, files: Files | None = None) -> Session:
+        """A session (v3): one sandbox kept for a sequence of runs. Made now; ``close()`` (or
+        leaving ``with``) ends it."""
+        session = Session(self, self._aio.session(runtime=runtime, files=files))
+        self.call(session._asession.open())
+        return session
+
     def post_run(
         self,
         code: str,
@@ -225,3 +233,45 @@ class Run:
     @property
     def resumes(self) -> int:
         return self._arun.resumes
+
+
+class Session:
+    """The blocking face of an ``AsyncSession``: ``run()`` gives an ``Execution``, ``start()`` a ``Run``."""
+
+    def __init__(self, client: Client, asession: AsyncSession) -> None:
+        self._client = client
+        self._asession = asession
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(self, code: str, **kwargs: Any) -> Execution:
+        """Run ``code`` in the session to its end (``result`` holds its last expression's repr).
+
+        Takes what ``Client.run`` takes, less ``runtime`` (the session's)."""
+        return Run(self._client, self._asession.run(code, **kwargs)).wait()
+
+    def start(self, code: str, **kwargs: Any) -> Run:
+        """A live run in the session, as ``Client.start``."""
+        return Run(self._client, self._asession.run(code, **kwargs))
+
+    def info(self) -> SessionInfo:
+        return self._client.call(self._asession.info())
+
+    def close(self) -> None:
+        self._client.call(self._asession.close())
+
+    @property
+    def id(self) -> str | None:
+        return self._asession.id
+
+    @property
+    def runtime(self) -> str | None:
+        return self._asession.runtime
+
+    @property
+    def alive(self) -> bool:
+        return self._asession.alive
