@@ -2,9 +2,9 @@
 
 `live_server` (from tests/conftest.py) is the base URL of a running server with a Docker engine.
 
-Screenshots go to /tmp/sce-ui-shots (or $SCE_UI_SHOTS), never into the tracked docs/images. The
+Screenshots go to /tmp/sce-ui-shots (or $UI_SCREENSHOTS_DIR), never into the tracked docs/images. The
 README's pictures are refreshed on purpose, by naming that folder:
-`SCE_UI_SHOTS=docs/images pytest tests/ui/test_ui.py -k screenshot`.
+`UI_SCREENSHOTS_DIR=docs/images pytest tests/ui/test_ui.py -k screenshot`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
 RUN_TIMEOUT = 30_000  # ms: a program's outcome, including a sandbox start on a slow machine
 NewPage = Callable[..., Page]
-IMAGES = Path(os.environ.get("SCE_UI_SHOTS", "/tmp/sce-ui-shots"))
+IMAGES = Path(os.environ.get("UI_SCREENSHOTS_DIR", "/tmp/sce-ui-shots"))
 
 
 def code_fragment(code: str) -> str:

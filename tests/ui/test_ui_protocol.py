@@ -818,7 +818,7 @@ def test_watch_link_opens_a_read_only_live_view(ui: OpenUI) -> None:
 
 # --- #27: the editor as a newcomer meets it ------------------------------------------------------------
 
-SHOTS = Path(os.environ.get("SCE_UI_SHOTS", "/tmp/sce-ui-shots"))  # never the tracked docs/images
+SHOTS = Path(os.environ.get("UI_SCREENSHOTS_DIR", "/tmp/sce-ui-shots"))  # never the tracked docs/images
 
 
 def editor_text(page: Page) -> str:
