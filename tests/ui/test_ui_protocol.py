@@ -1011,3 +1011,23 @@ def test_desktop_dark_theme_screenshot(ui: OpenUI) -> None:
     assert _cut(page) == []
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "desktop-dark.png"))
+
+
+def test_a_phone_watch_view_and_share_panel_fit(ui: OpenUI) -> None:
+    viewer, server = ui(fragment="#watch=r1%3Aw1", width=390, height=844)
+    server.wait_until(lambda: len(server.sockets) == 1 and len(server.sent()) >= 1)
+    server.send({"type": "started", "id": "r1", "limits": LIMITS, "watch_token": "w1"})
+    server.send({"type": "stdout", "data": "more? ", "seq": 1})
+    server.send({"type": "input", "data": "yes\n", "eof": False, "seq": 2})
+    expect(viewer.get_by_test_id("watch-badge")).to_be_visible()
+    expect(viewer.get_by_test_id("console").locator(".line")).to_have_text(["more? yes"])
+    assert _cut(viewer) == []
+    assert viewer.evaluate("document.documentElement.scrollWidth") <= 390
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=str(SHOTS / "phone-watch.png"))
+    page, _ = ui("print(1)\n", width=390, height=844)
+    page.get_by_test_id("share").click()
+    expect(page.get_by_test_id("share-link")).to_have_value(re.compile("#z="))
+    assert _cut(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert _box(page, "#share-link")["width"] >= 300  # the link itself can be read
+    page.screenshot(path=str(SHOTS / "phone-share.png"))
