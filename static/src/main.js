@@ -656,6 +656,7 @@ async function showLink(link, copiedNote, { openable = false } = {}) {
 
 ui.share.addEventListener("click", async () => {
   const runtime = runtimeField(runtimes, ui.runtime.value) || null;
+  ui.shareLink.value = ""; // never a previous link while this one is made
   const link = await shareUrl(location, editor.getCode(), { runtime, files: filesIn.files });
   let note = "Link copied to the clipboard.";
   if (filesIn.files.length && !filesFitInLink(filesIn.files)) note += " The files are too large for a link: add them again after opening it.";
@@ -663,6 +664,7 @@ ui.share.addEventListener("click", async () => {
 });
 ui.watchLink.addEventListener("click", async () => {
   if (!run || !run.id || !run.watchToken) return;
+  ui.shareLink.value = "";
   const link = await watchUrl(location, run.id, run.watchToken, { code: run.code, runtime: run.runtime });
   showLink(link, "Watch link copied: it shows this run live, read-only.", { openable: true });
 });

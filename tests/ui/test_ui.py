@@ -58,6 +58,12 @@ def run(page: Page) -> None:
     page.get_by_test_id("run").click()
 
 
+def link_value(page: Page) -> str:
+    """The link in the share panel, once it is made (compressing it takes a moment)."""
+    expect(page.get_by_test_id("share-link")).to_have_value(re.compile(r"^https?://.+#"))
+    return page.get_by_test_id("share-link").input_value()
+
+
 def editor_text(page: Page) -> str:
     """The editor's document (CodeMirror draws one .cm-line per line)."""
     return "\n".join(page.get_by_test_id("editor").locator(".cm-line").all_text_contents())
@@ -388,7 +394,7 @@ def test_watch_link_shows_the_same_run_read_only(new_page: NewPage, live_server:
     run(page)
     expect(page.get_by_test_id("console")).to_contain_text("tick 3", timeout=RUN_TIMEOUT)
     page.get_by_test_id("watch-link").click()
-    url = page.get_by_test_id("share-link").input_value()
+    url = link_value(page)
     assert "#watch=" in url
     viewer = new_page(base_url=live_server)  # a fresh context: another person
     viewer.goto(url)
@@ -500,7 +506,7 @@ def test_a_watcher_sees_the_typed_answer_and_the_driver_sees_it_once(new_page: N
     run(page)
     expect(page.get_by_test_id("watch-link")).to_be_visible(timeout=RUN_TIMEOUT)
     page.get_by_test_id("watch-link").click()
-    url = page.get_by_test_id("share-link").input_value()
+    url = link_value(page)
     viewer = new_page(base_url=live_server)
     viewer.goto(url)
     expect(viewer.get_by_test_id("console")).to_contain_text("more?", timeout=RUN_TIMEOUT)
