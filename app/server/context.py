@@ -11,6 +11,8 @@ from app.errors import Busy
 from app.protocol import RunRequest
 from app.sandbox.service import EngineSlot, SandboxService
 from app.server.admission import Admission
+from app.server.cookies import ClientCookies
+from app.server.guards import address_ceiling
 from app.server.metrics import Metrics
 from app.server.ratelimit import RateLimiter, retry_after_s
 from app.server.runs import LiveRun, RunRegistry, Transport
@@ -37,16 +39,29 @@ class ServerContext:
     draining: bool = False  # said on /healthz from the first moment of a shutdown
     refusing: bool = False  # new runs are refused (after the drain notice)
     rate: RateLimiter = field(default_factory=lambda: RateLimiter(0, 0))
+    cookies: ClientCookies = field(default_factory=lambda: ClientCookies(None))
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
         ctx = cls(
             settings=settings,
             service=service,
-            admission=Admission(settings.max_concurrent_runs, settings.queue_size, settings.per_client_runs),
+            admission=Admission(
+                settings.max_concurrent_runs,
+                settings.queue_size,
+                settings.per_client_runs,
+                per_ceiling=settings.per_address_runs,
+                ceiling_of=address_ceiling,
+            ),
             metrics=Metrics(),
             registry=RunRegistry(keep_finished_s=settings.resume_grace_s, on_forget=service.trim_heap_when_idle),
-            rate=RateLimiter(settings.rate_runs_per_minute, settings.rate_code_bytes_per_minute),
+            rate=RateLimiter(
+                settings.rate_runs_per_minute,
+                settings.rate_code_bytes_per_minute,
+                settings.rate_address_runs_per_minute,
+                settings.rate_address_code_bytes_per_minute,
+            ),
+            cookies=ClientCookies(settings.client_cookie_key),
         )
         ctx.metrics.bind(
             active=lambda: len(ctx.registry.active),
@@ -73,7 +88,8 @@ class ServerContext:
         Called once per run at the start of its lifecycle (both transports); health probes never."""
         if not self.rate.enabled:
             return
-        wait = self.rate.admit(client, len(request.code.encode("utf-8", "surrogatepass")), time.monotonic())
+        code_bytes = len(request.code.encode("utf-8", "surrogatepass"))
+        wait = self.rate.admit(client, code_bytes, time.monotonic(), address_ceiling(client))
         if wait > 0:
             seconds = retry_after_s(wait)
             self.metrics.rate_limited.inc()

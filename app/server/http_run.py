@@ -69,7 +69,7 @@ async def http_run(ctx: ServerContext) -> Response:
         raw = await _read_body(ctx)
         body_read = True
         run_request = parse_run_fields(load_json_object(raw, settings), settings)
-        client = client_key(request.headers, request.args, request.remote_addr, settings)
+        client = client_key(request.headers, request.args, request.remote_addr, settings, ctx.cookies)
         live = ctx.new_run(run_request, client, "http")
         live.stdin.close()  # nothing can follow the body's stdin: the program reads it, then end of file
         live.start()

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from app.core.budget import FrameBudget
 from app.core.events import Event, Exit, Started
 from app.errors import Internal, NotFound, SCEError, Unavailable
 from app.protocol import RunRequest
@@ -79,6 +80,8 @@ class LiveRun:
         self.watchers = 0
         self.killing = False
         self._orphan_timer: asyncio.TimerHandle | None = None
+        self.budget = FrameBudget(self.ctx.settings.frame_budget_bytes())  # what is kept, as sent
+        self._budget_stopped = False
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,8 +192,21 @@ class LiveRun:
         self._append(self._seq, frame)
 
     def _append(self, seq: int | None, frame: dict[str, Any]) -> None:
-        self._entries.append(Entry(seq, frame["type"], json.dumps(frame)))
+        text = json.dumps(frame)
+        if not self.budget.keep(frame, text):
+            self._over_budget(seq)
+            return
+        self._entries.append(Entry(seq, frame["type"], text))
         self._changed.set()
+
+    def _over_budget(self, seq: int | None) -> None:
+        """A refused frame takes back its number (sequence numbers stay gapless); the first one
+        ends the run as ``output_limit`` (see app/core/budget.py)."""
+        if seq is not None and seq == self._seq:
+            self._seq -= 1
+        if self.run is not None and not self._budget_stopped:
+            self._budget_stopped = True
+            self.run.over_budget()
 
     def _end_with_error(self, error: SCEError) -> None:
         self.error = error
