@@ -21,7 +21,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'none'",
         "script-src 'self'",  # the bundle only: no inline script, no eval
-        "style-src 'self'",  # the editor's own styles are constructed sheets, which CSP allows
+        # CodeMirror puts its styles in a <style> element it makes: inline style is allowed (it
+        # runs no script, and with img/font/connect limited to us it cannot send anything away)
+        "style-src 'self' 'unsafe-inline'",
         "img-src 'self' blob: data:",  # program images are blob: URLs; the icon is a data: URL
         "connect-src 'self'",  # the WebSocket to this server ('self' covers ws:/wss: of this host)
         "font-src 'self'",
