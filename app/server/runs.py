@@ -192,21 +192,15 @@ class LiveRun:
         self._append(self._seq, frame)
 
     def _append(self, seq: int | None, frame: dict[str, Any]) -> None:
-        text = json.dumps(frame)
-        if not self.budget.keep(frame, text):
-            self._over_budget(seq)
-            return
-        self._entries.append(Entry(seq, frame["type"], text))
-        self._changed.set()
-
-    def _over_budget(self, seq: int | None) -> None:
-        """A refused frame takes back its number (sequence numbers stay gapless); the first one
-        ends the run as ``output_limit`` (see app/core/budget.py)."""
-        if seq is not None and seq == self._seq:
-            self._seq -= 1
-        if self.run is not None and not self._budget_stopped:
+        text = self.budget.keep(frame, json.dumps(frame))  # the run's frames as sent: app/core/budget.py
+        if text is not None:
+            self._entries.append(Entry(seq, frame["type"], text))
+            self._changed.set()
+        elif seq is not None and seq == self._seq:
+            self._seq -= 1  # a refused frame gives its number back: sequence numbers stay gapless
+        if self.budget.exhausted and self.run is not None and not self._budget_stopped:
             self._budget_stopped = True
-            self.run.over_budget()
+            self.run.over_budget()  # ends as output_limit, truncated
 
     def _end_with_error(self, error: SCEError) -> None:
         self.error = error

@@ -933,17 +933,23 @@ add(
 add(
     "binary",
     "import os\nwhile True:\n    os.write(1, os.urandom(65536))\n",
-    output_limited(check=lambda o, c: check_output_cap(o, c) or (None if "\ufffd" in o.stdout else "no U+FFFD")),
+    output_limited(check=lambda o, c: check_frame_budget(o, c) or (None if "\ufffd" in o.stdout else "no U+FFFD")),
+    proves="random bytes arrive as text with U+FFFD; mostly escapes as sent, so the frame budget may end the run "
+    "before output_bytes raw bytes: output_limit, truncated, within the budget either way",
 )
 add(
     "invalid_utf8",
     "import os\nwhile True:\n    os.write(1, b'\\xff\\xfe\\xc3(\\xa0\\xa1\\xed\\xa0\\x80\\n')\n",
-    output_limited(require=("\ufffd",)),
+    output_limited(require=("\ufffd",), check=check_frame_budget),
+    proves="invalid UTF-8 arrives as U+FFFD; six bytes as sent for each, so the run's frame budget (2 x "
+    "output_bytes as sent) may end it before output_bytes raw bytes: output_limit either way",
 )
 add(
     "nul_bytes",
     "import os\nwhile True:\n    os.write(1, b'\\0' * 4096)\n",
-    output_limited(check=all_of(EXACT, lambda o, c: None if set(o.stdout) == {"\0"} else "not only NULs")),
+    output_limited(check=all_of(check_frame_budget, lambda o, c: None if set(o.stdout) == {"\0"} else "not only NULs")),
+    proves="NULs pass through as data; each is six bytes as sent (\\u0000), so the frame budget (2 x output_bytes "
+    "as sent) ends the run at about a third of output_bytes raw: output_limit, truncated",
 )
 add(
     "ansi_and_carriage_returns",

@@ -575,7 +575,8 @@ def protection_rows(
         ),
         (
             "Output cap",
-            "the reader cuts at exactly output_bytes (here 65 536) and kills the run: `output_limit`",
+            "the reader cuts at exactly output_bytes (here 65 536) and kills the run: `output_limit`; output that is "
+            "mostly JSON escapes (NUL, invalid UTF-8: six bytes as sent each) ends earlier, at the frame budget",
             ["output/many_lines", "output/one_endless_line", "output/binary", "output/exactly_the_cap"],
             lambda r: "; ".join(
                 f"{k.split('/')[1]}: {output_bytes(r.out(k))} B {outcome_short(r.out(k))}"
@@ -720,7 +721,7 @@ def protection_rows(
         ),
         (
             "Frames as sent, one budget a run",
-            "every frame a run causes (any type, omitted images included) counts its JSON size plus 128 bytes "
+            "every frame a run causes (any type, omitted images included) counts its JSON size as sent "
             "against SCE_FRAMES_MAX_BYTES (2 x output_bytes); image and file data count against rich_output_bytes "
             "instead; past it the run ends as `output_limit`, truncated, and nothing more is kept",
             [

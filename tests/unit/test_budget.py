@@ -8,7 +8,7 @@ from app.core.budget import FRAME_OVERHEAD_BYTES, FrameBudget
 
 
 def keep(budget: FrameBudget, frame: dict[str, object]) -> bool:
-    return budget.keep(frame, json.dumps(frame))
+    return budget.keep(frame, json.dumps(frame)) is not None
 
 
 def test_output_counts_as_sent_not_as_raw_bytes() -> None:
@@ -24,7 +24,7 @@ def test_omitted_images_count_and_end_the_budget() -> None:
     kept = 0
     while keep(budget, omitted):
         kept += 1
-    assert 0 < kept < 2_000 // FRAME_OVERHEAD_BYTES and budget.exhausted
+    assert 0 < kept <= 2_000 // (len(json.dumps(omitted)) + FRAME_OVERHEAD_BYTES) and budget.exhausted
     assert not keep(budget, {"type": "stdout", "data": "x", "seq": 9})  # nothing more once spent
     assert keep(budget, {"type": "exit", "reason": "output_limit", "seq": 9})  # the end always is
 
@@ -34,3 +34,13 @@ def test_image_data_is_counted_by_the_rich_budget_instead() -> None:
     image = {"type": "image", "mime": "image/png", "width": 1, "height": 1, "data": "A" * 50_000, "seq": 1}
     assert keep(budget, image)
     assert budget.spent < 300
+
+
+def test_the_frame_that_crosses_the_limit_is_cut_to_it() -> None:
+    budget = FrameBudget(1_000)
+    frame = {"type": "stdout", "data": "\0" * 1_000, "seq": 1}  # 6,000 bytes as sent
+    kept = budget.keep(frame, json.dumps(frame))
+    assert kept is not None and budget.exhausted
+    assert 950 < len(kept) <= 1_000 and set(json.loads(kept)["data"]) == {"\0"}
+    assert budget.spent == len(kept)
+    assert budget.keep(frame, json.dumps(frame)) is None
