@@ -152,11 +152,9 @@ def client_key(
 
 
 def address_ceiling(client: str) -> str | None:
-    """The key of the ceiling a client's runs also count against: its address's, all its browsers
-    and cookie-less runs together (a key of its own, so a class's runs never eat into the share
-    of a cookie-less client there). None for token clients."""
+    """The key of the ceiling a browser's runs also count against: its address's, all its cookies
+    together (cookies are free to get, so this is the real bound on them). None for the rest: a
+    cookie-less client is its address, bounded by its own share, apart from the class's runs."""
     if client.startswith("cookie:") and CEILING_SEP in client:
         return "ceiling:" + client.rsplit(CEILING_SEP, 1)[1]
-    if client.startswith("addr:"):
-        return "ceiling:" + client[5:]
     return None
