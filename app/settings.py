@@ -20,6 +20,16 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def host_of(value: str) -> str:
+    """``Host``-style ``name[:port]`` -> ``name`` in lower case (``[v6]`` keeps its brackets)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value.split("]", 1)[0] + "]"
+    if value.count(":") > 1:  # a bare IPv6 address (SCE_ALLOWED_HOSTS=::1)
+        return f"[{value}]"
+    return value.split(":", 1)[0]
+
+
 class Settings(BaseSettings):
     """Everything configurable, with the defaults a public playground would want."""
 
@@ -36,7 +46,23 @@ class Settings(BaseSettings):
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="addresses/networks whose X-Forwarded-For or Forwarded header is believed (comma-separated)",
+        description="addresses/networks whose X-Forwarded-For is believed: the client is the rightmost entry "
+        "that is not one of them (comma-separated; a client's own Forwarded header is never read)",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names served, port optional (comma-separated; `*`: any); default: localhost, "
+        "127.0.0.1, [::1] and SCE_BIND's host. Others get 400 (DNS rebinding)",
+    )
+    admin_token: str | None = Field(
+        None,
+        description="bearer token for /metrics, /healthz details and ?deep=1; unset: only loopback callers "
+        "with no forwarding header get them",
+    )
+    client_cookie_key: str | None = Field(
+        None,
+        description="key that signs the browser cookie shares and rate limits are counted by; unset: random "
+        "per start (give every server behind a balancer the same one)",
     )
     shutdown_grace_s: float = Field(10.0, ge=0, description="runs may finish this long on shutdown")
     drain_notice_s: float = Field(
@@ -99,6 +125,12 @@ class Settings(BaseSettings):
     rich_output_bytes: int = Field(
         4 * 1_048_576, ge=0, description="images and files out together, per run; past it: omitted"
     )
+    frames_max_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="a run's frames as sent (JSON), image and file data aside (rich_output_bytes counts it); "
+        "past it: output_limit. Default: 2 x SCE_OUTPUT_BYTES",
+    )
     code_max_bytes: int = Field(65_536, ge=1, description="largest program, in UTF-8 bytes")
     max_message_bytes: int = Field(1_048_576, ge=1024, le=8 * 1024 * 1024, description="largest frame or body")
     stdin_max_bytes: int = Field(
@@ -116,12 +148,21 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(4, ge=1, description="runs executing at once")
     queue_size: int = Field(16, ge=0, description="runs waiting for a slot; past this: busy")
     per_client_runs: int = Field(2, ge=1, description="running+waiting runs one client may hold")
+    per_address_runs: int = Field(
+        60, ge=1, description="running+waiting runs from one address, all its browsers (cookies) together"
+    )
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with HTTP 503 busy")
     rate_runs_per_minute: int = Field(
         30, ge=0, description="runs one client may start a minute (a minute's worth at once, then steadily); 0 = off"
     )
     rate_code_bytes_per_minute: int = Field(
         1_048_576, ge=0, description="bytes of code one client may send a minute (as runs per minute); 0 = off"
+    )
+    rate_address_runs_per_minute: int = Field(
+        300, ge=0, description="runs one address may start a minute, all its browsers (cookies) together; 0 = off"
+    )
+    rate_address_code_bytes_per_minute: int = Field(
+        10_485_760, ge=0, description="bytes of code one address may send a minute, all its browsers together; 0 = off"
     )
 
     # --- runs that outlive their connection ---------------------------------------------------
@@ -160,10 +201,37 @@ class Settings(BaseSettings):
             return self.executor_threads
         return min(1024, self.max_concurrent_runs + 2 * self.pool_size + 8)
 
-    @field_validator("allowed_origins", "api_tokens", "docker_hosts", "trusted_proxies", mode="before")
+    @field_validator("allowed_origins", "docker_hosts", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: object) -> object:
+        """A list that is set but holds no token (``" , "``) would turn authentication off unseen."""
+        tokens = _split_csv(value)
+        if isinstance(value, str) and value and not tokens:
+            raise ValueError(
+                f"SCE_API_TOKENS is set ({value!r}) but holds no token: name at least one, or unset it "
+                "(an empty value) to run without tokens"
+            )
+        return tokens
+
+    def host_names(self) -> frozenset[str] | None:
+        """The Host names this server answers to, lower case, without ports; None: any (``*``)."""
+        if "*" in self.allowed_hosts:
+            return None
+        if self.allowed_hosts:
+            return frozenset(host_of(h) for h in self.allowed_hosts)
+        names = {"localhost", "127.0.0.1", "[::1]"}
+        bound = host_of(self.bind)
+        if bound not in ("0.0.0.0", "[::]", ""):
+            names.add(bound)
+        return frozenset(names)
+
+    def frame_budget_bytes(self) -> int:
+        return self.frames_max_bytes if self.frames_max_bytes is not None else 2 * self.output_bytes
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -144,6 +144,8 @@ def free_port() -> int:
 SUITE_SERVER_DEFAULTS = {
     "SCE_RATE_RUNS_PER_MINUTE": "0",
     "SCE_RATE_CODE_BYTES_PER_MINUTE": "0",
+    "SCE_RATE_ADDRESS_RUNS_PER_MINUTE": "0",
+    "SCE_RATE_ADDRESS_CODE_BYTES_PER_MINUTE": "0",
     "SCE_SCIENTIFIC_POOL_SIZE": "0",
 }
 
@@ -162,6 +164,8 @@ class ServerProcess:
         full_env["SCE_BIND"] = f"127.0.0.1:{self.port}"
         self.log_path = Path(f"/tmp/sce-test-server-{self.port}.log")
         self._log = self.log_path.open("wb")
+        admin = full_env.get("SCE_ADMIN_TOKEN")  # the pool's state is a detail only the operator sees
+        self.admin_headers = {"Authorization": f"Bearer {admin}"} if admin else {}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -173,7 +177,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                r = httpx.get(self.url + "/healthz", timeout=2)
+                r = httpx.get(self.url + "/healthz", timeout=2, headers=self.admin_headers)
                 if not self.healthy and r.status_code in (200, 503):
                     return
                 if r.status_code == 200 and r.json()["pool"]["ready"] >= r.json()["pool"]["size"]:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from app.core.sidechannel import Record, png_size
 from app.protocol.files import path_problem
 
-IMAGE_MIMES = ("image/png", "image/svg+xml")
+IMAGE_MIMES = ("image/png",)
+"""Raster only: an SVG is a document that runs script when opened as a page (the console shows
+images as same-origin blob: URLs). The bootstrap makes PNGs; any other image record is forged
+and is dropped like an unknown kind (no frame), which every client already handles."""
 MAX_DIMENSION = 1_000_000
 MAX_PATH_CHARS = 1024
 MAX_MIME_CHARS = 128

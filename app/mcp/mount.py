@@ -31,7 +31,8 @@ from app.errors import SCEError
 from app.mcp.server import MCP_SESSION_HEADER, McpTools
 from app.mcp.state import KeptState, NoSessions, SessionBackend
 from app.server.context import ServerContext
-from app.server.guards import check_origin, check_token, client_key
+from app.server.guards import check_host, check_origin, check_token, client_key
+from app.server.responses import SECURITY_HEADERS
 
 PATH = "/mcp"
 SWEEP_EVERY_S = 30.0
@@ -114,7 +115,9 @@ class McpEndpoint:
         settings = self.ctx.settings
         headers = _headers(scope)
         args = _args(scope)
+        send = _with_security_headers(send)
         try:
+            check_host(headers, settings)
             check_origin(headers, settings)
             check_token(headers, args, settings)
         except SCEError as error:
@@ -123,7 +126,7 @@ class McpEndpoint:
             await response(scope, receive, send)
             return
         peer = scope.get("client")
-        client = client_key(headers, args, peer[0] if peer else None, settings)
+        client = client_key(headers, args, peer[0] if peer else None, settings, self.ctx.cookies)
         # the SDK ties each MCP session to the user that opened it: here, the client's key
         scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=client, scopes=[]))
         mcp_session = headers.get(MCP_SESSION_HEADER)
@@ -143,6 +146,19 @@ class McpEndpoint:
             self.state.touch(owner)
             if scope["method"] == "DELETE" and status is not None and status < 300:
                 await self.state.end(owner)  # the client ended its MCP session: its state goes with it
+
+
+def _with_security_headers(send: Send) -> Send:
+    """The SDK's answers carry the same security headers as every other answer of the server."""
+    extra = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            message = {**message, "headers": [*message.get("headers", []), *(h for h in extra if h[0] not in present)]}
+        await send(message)
+
+    return sending
 
 
 def mount_mcp(app: Quart, ctx: ServerContext, backend: SessionBackend | None = None) -> McpEndpoint | None:

@@ -162,6 +162,12 @@ class Run:
     def kill(self) -> None:
         self._request_stop("killed")
 
+    def over_budget(self) -> None:
+        """The server's budget for this run's frames is spent (app/core/budget.py): the run ends
+        as ``output_limit``, truncated, as at the output cap."""
+        self.assembler.truncated = True
+        self._request_stop("output_limit")
+
     def _request_stop(self, reason: Reason) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason

@@ -1,8 +1,9 @@
 """Admission: how many runs execute at once, who waits, and who is turned away.
 
 A fixed number of slots, a bounded FIFO wait queue and a per-client share (running plus
-waiting). A waiter is told its 1-based position each time it changes, so the WebSocket can
-send ``queued`` frames. Pure asyncio, no I/O: unit-tested on its own.
+waiting), and for browsers told apart by cookie a larger share of their address as a ceiling
+(``ceiling_of(client)`` names it). A waiter is told its 1-based position each time it changes,
+so the WebSocket can send ``queued`` frames. Pure asyncio, no I/O: unit-tested on its own.
 """
 
 from __future__ import annotations
@@ -23,11 +24,25 @@ class _Waiter:
     moved: asyncio.Event = field(default_factory=asyncio.Event)  # set on a new position or the grant
 
 
+def _no_ceiling(client: str) -> str | None:
+    return None
+
+
 class Admission:
-    def __init__(self, max_running: int, queue_size: int, per_client: int) -> None:
+    def __init__(
+        self,
+        max_running: int,
+        queue_size: int,
+        per_client: int,
+        *,
+        per_ceiling: int | None = None,
+        ceiling_of: Callable[[str], str | None] = _no_ceiling,
+    ) -> None:
         self.max_running = max_running
         self.queue_size = queue_size
         self.per_client = per_client
+        self.per_ceiling = per_ceiling  # None: no ceiling
+        self.ceiling_of = ceiling_of
         self.running = 0
         self._waiting: deque[_Waiter] = deque()
         self._held: Counter[str] = Counter()
@@ -47,25 +62,33 @@ class Admission:
         """Hold one run slot for the block; raises ``Busy`` when the client must come back later."""
         if self._held[client] >= self.per_client:
             raise Busy(f"this client already has {self.per_client} run(s) running or waiting")
+        ceiling = self.ceiling_of(client)
+        if ceiling is not None and self.per_ceiling is not None and self._held[ceiling] >= self.per_ceiling:
+            raise Busy(f"this address already has {self.per_ceiling} run(s) running or waiting")
+        keys = (client,) if ceiling is None else (client, ceiling)
         if self.running < self.max_running and not self._waiting:
             self.running += 1
         else:
             if len(self._waiting) >= self.queue_size:
                 raise Busy("all sandboxes are busy and the wait queue is full")
-            await self._wait_turn(client, on_position)
-        self._held[client] += 1
+            await self._wait_turn(keys, on_position)
+        self._hold(keys, 1)
         try:
             yield
         finally:
-            self._held[client] -= 1
-            if not self._held[client]:
-                del self._held[client]
+            self._hold(keys, -1)
             self._release()
 
-    async def _wait_turn(self, client: str, on_position: Callable[[int], Awaitable[None]] | None) -> None:
-        waiter = _Waiter(client)
+    def _hold(self, keys: tuple[str, ...], change: int) -> None:
+        for key in keys:
+            self._held[key] += change
+            if not self._held[key]:
+                del self._held[key]
+
+    async def _wait_turn(self, keys: tuple[str, ...], on_position: Callable[[int], Awaitable[None]] | None) -> None:
+        waiter = _Waiter(keys[0])
         self._waiting.append(waiter)
-        self._held[client] += 1  # a waiting run counts against the client's share
+        self._hold(keys, 1)  # a waiting run counts against the client's share (and its address's)
         try:
             last = 0
             while not waiter.granted:
@@ -84,9 +107,7 @@ class Admission:
                 self._release()  # we were handed a slot as we left: pass it on
             raise
         finally:
-            self._held[client] -= 1
-            if not self._held[client]:
-                del self._held[client]
+            self._hold(keys, -1)
 
     def _release(self) -> None:
         if self._waiting:

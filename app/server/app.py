@@ -11,20 +11,22 @@ import logging
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Quart, Response, jsonify, redirect, request, send_file
+from quart import Quart, Response, jsonify, redirect, request, send_file, websocket
 from quart.asgi import ASGIWebsocketConnection
 from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from app.errors import Internal
+from app.errors import Internal, SCEError
 from app.mcp.mount import mount_mcp
 from app.protocol import RuntimeInfo
 from app.sandbox.service import SandboxService
 from app.schema import json_schema, openapi
 from app.server.context import ServerContext
+from app.server.cookies import COOKIE_MAX_AGE_S, COOKIE_NAME
+from app.server.guards import check_admin, check_host
 from app.server.health import Prober, health_body
 from app.server.http_run import http_run
-from app.server.responses import error_response
+from app.server.responses import add_security_headers, error_response
 from app.server.ui import FIX, locate, missing_page
 from app.server.ws import CLIENT_CLOSE_KEY, CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
@@ -86,6 +88,34 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
         ctx.metrics.errors.labels("internal").inc()
         return error_response(Internal(f"internal error: {type(exc).__name__}"))
 
+    @app.before_request
+    async def _known_host() -> ResponseReturnValue | None:
+        try:
+            check_host(request.headers, settings)
+        except SCEError as error:
+            return error_response(error)
+        return None
+
+    @app.before_websocket
+    async def _known_host_ws() -> ResponseReturnValue | None:
+        try:
+            check_host(websocket.headers, settings)
+        except SCEError as error:
+            ctx.metrics.errors.labels(error.code).inc()
+            return error_response(error)
+        return None
+
+    @app.after_request
+    async def _headers(response: Response) -> Response:
+        return add_security_headers(response)
+
+    def admin_refusal() -> Response | None:
+        try:
+            check_admin(request.headers, request.remote_addr, settings)
+        except SCEError as error:
+            return error_response(error)
+        return None
+
     @app.before_serving
     async def _start() -> None:
         if not ui.complete:
@@ -117,6 +147,15 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
             return Response(missing_page(), status=503, mimetype="text/html", headers={"Cache-Control": "no-cache"})
         response = await send_file(ui.index, mimetype="text/html")
         response.headers["Cache-Control"] = "no-cache"
+        if ctx.cookies.client_id(request.headers) is None:  # each browser its own share (see cookies.py)
+            response.set_cookie(
+                COOKIE_NAME,
+                ctx.cookies.issue(),
+                max_age=COOKIE_MAX_AGE_S,
+                httponly=True,
+                samesite="Lax",
+                secure=request.scheme == "https",
+            )
         return response
 
     @app.get("/healthz")
@@ -124,7 +163,12 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
         def flag(name: str) -> bool:
             return request.args.get(name, "") not in ("", "0", "false")
 
-        status, body = await health_body(ctx, prober, deep=flag("deep"), balancer=flag("balancer"))
+        refusal = admin_refusal()
+        if refusal is not None and flag("deep"):
+            return refusal
+        status, body = await health_body(
+            ctx, prober, deep=flag("deep"), balancer=flag("balancer"), details=refusal is None
+        )
         response = jsonify(body)
         response.status_code = status
         return response
@@ -144,6 +188,9 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
 
     @app.get("/metrics")
     async def _metrics() -> ResponseReturnValue:
+        refusal = admin_refusal()
+        if refusal is not None:
+            return refusal
         return Response(generate_latest(ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -13,6 +13,8 @@ from app.errors import Busy
 from app.protocol import RunRequest
 from app.sandbox.service import EngineSlot, SandboxService
 from app.server.admission import Admission
+from app.server.cookies import ClientCookies
+from app.server.guards import address_ceiling
 from app.server.metrics import Metrics
 from app.server.ratelimit import RateLimiter, retry_after_s
 from app.server.runs import LiveRun, RunRegistry, Transport
@@ -45,16 +47,29 @@ class ServerContext:
     # called once the runs are over: what else holds connections open (MCP's event streams) ends
     # then, so hypercorn's graceful stop does not wait for it
     after_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
+    cookies: ClientCookies = field(default_factory=lambda: ClientCookies(None))
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
         ctx = cls(
             settings=settings,
             service=service,
-            admission=Admission(settings.max_concurrent_runs, settings.queue_size, settings.per_client_runs),
+            admission=Admission(
+                settings.max_concurrent_runs,
+                settings.queue_size,
+                settings.per_client_runs,
+                per_ceiling=settings.per_address_runs,
+                ceiling_of=address_ceiling,
+            ),
             metrics=Metrics(),
             registry=RunRegistry(keep_finished_s=settings.resume_grace_s, on_forget=service.trim_heap_when_idle),
-            rate=RateLimiter(settings.rate_runs_per_minute, settings.rate_code_bytes_per_minute),
+            rate=RateLimiter(
+                settings.rate_runs_per_minute,
+                settings.rate_code_bytes_per_minute,
+                settings.rate_address_runs_per_minute,
+                settings.rate_address_code_bytes_per_minute,
+            ),
+            cookies=ClientCookies(settings.client_cookie_key),
         )
         ctx.metrics.bind(
             active=lambda: len(ctx.registry.active),
@@ -83,7 +98,8 @@ class ServerContext:
         Called once per run at the start of its lifecycle (both transports); health probes never."""
         if not self.rate.enabled:
             return
-        wait = self.rate.admit(client, len(request.code.encode("utf-8", "surrogatepass")), time.monotonic())
+        code_bytes = len(request.code.encode("utf-8", "surrogatepass"))
+        wait = self.rate.admit(client, code_bytes, time.monotonic(), address_ceiling(client))
         if wait > 0:
             seconds = retry_after_s(wait)
             self.metrics.rate_limited.inc()

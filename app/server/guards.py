@@ -1,6 +1,7 @@
-"""Checks made before any run starts: origin, token, and who the client is.
+"""Checks made before any run starts: host, origin, token, and who the client is.
 
-Shared by the WebSocket and ``POST /run`` so the two transports can never disagree.
+Shared by the WebSocket and ``POST /run`` (and, for the host, every request) so the transports
+can never disagree.
 """
 
 from __future__ import annotations
@@ -11,9 +12,23 @@ from urllib.parse import urlsplit
 
 from werkzeug.datastructures import Headers, MultiDict
 
-from app.errors import Forbidden, Unauthorized
+from app.errors import BadMessage, Forbidden, Unauthorized
+from app.server.cookies import ClientCookies
 from app.server.runs import token_hash
-from app.settings import Settings
+from app.settings import Settings, host_of
+
+CEILING_SEP = "@"
+"""A browser's key is ``cookie:ID@ADDRESS``: counted by its cookie, ceilinged by its address."""
+
+
+def check_host(headers: Headers, settings: Settings) -> None:
+    """Only the configured host names (DNS rebinding: a page on evil.example whose name now points
+    at 127.0.0.1 sends ``Host: evil.example``). No Host at all is not a browser: allowed."""
+    names = settings.host_names()
+    host = headers.get("Host")
+    if names is None or host is None or host_of(host) in names:
+        return
+    raise BadMessage(f"host {host!r} is not a name this server answers to (SCE_ALLOWED_HOSTS)")
 
 
 def check_origin(headers: Headers, settings: Settings) -> None:
@@ -57,25 +72,20 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _forwarded_chain(headers: Headers) -> list[str]:
-    """Client addresses the proxies in front recorded, nearest last (RFC 7239 first, then XFF)."""
-    forwarded = headers.get_all("Forwarded")
-    if forwarded:
-        chain = []
-        for element in ",".join(forwarded).split(","):
-            for pair in element.split(";"):
-                key, _, value = pair.strip().partition("=")
-                if key.lower() == "for":
-                    chain.append(value)
-        return chain
+    """Client addresses the proxies in front appended to ``X-Forwarded-For``, nearest last.
+
+    ``Forwarded`` (RFC 7239) is never read: a proxy that only appends to X-Forwarded-For passes a
+    client's own ``Forwarded`` through untouched, and the client would pick its own address.
+    """
     return [part for value in headers.get_all("X-Forwarded-For") for part in value.split(",") if part.strip()]
 
 
 def client_address(headers: Headers, remote_addr: str | None, settings: Settings) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy.
 
-    Behind trusted proxies the forwarded chain is read from the nearest hop backwards, and the
-    first address that is not itself a trusted proxy is the client: a client cannot push its own
-    made-up address past a proxy that appends the real one. Nothing is believed by default.
+    Behind trusted proxies the X-Forwarded-For chain is read from the nearest hop backwards, and
+    the first address that is not itself a trusted proxy is the client: a client cannot push its
+    own made-up address past a proxy that appends the real one. Nothing is believed by default.
     """
     peer = remote_addr or "unknown"
     if not settings.trusted_proxies:
@@ -96,8 +106,37 @@ def client_address(headers: Headers, remote_addr: str | None, settings: Settings
     return peer
 
 
-def client_key(headers: Headers, args: MultiDict[str, str], remote_addr: str | None, settings: Settings) -> str:
-    """A client's share is counted by its token where tokens are in use, else by address.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def is_local_admin(headers: Headers, remote_addr: str | None) -> bool:
+    """A caller on this host talking to the server directly: a loopback peer with no forwarding
+    header (a proxy on the same host adds one, so the internet behind it is never local)."""
+    addr = _address(remote_addr or "")
+    return addr is not None and addr.is_loopback and not any(h in headers for h in FORWARDING_HEADERS)
+
+
+def check_admin(headers: Headers, remote_addr: str | None, settings: Settings) -> None:
+    """Details, metrics and deep probes: the admin token when one is set, else local callers only."""
+    if settings.admin_token:
+        auth = headers.get("Authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+            return
+        raise Unauthorized("this needs the admin token (SCE_ADMIN_TOKEN) as a bearer token")
+    if not is_local_admin(headers, remote_addr):
+        raise Forbidden("only callers on the server's own host see this (or set SCE_ADMIN_TOKEN)")
+
+
+def client_key(
+    headers: Headers,
+    args: MultiDict[str, str],
+    remote_addr: str | None,
+    settings: Settings,
+    cookies: ClientCookies | None = None,
+) -> str:
+    """A client's share is counted by its token where tokens are in use; else by the browser's
+    signed cookie, with its address as a ceiling (``cookie:ID@ADDRESS``); else by address.
 
     The token itself never appears: the key (which reaches logs) holds a short hash of it.
     """
@@ -105,4 +144,17 @@ def client_key(headers: Headers, args: MultiDict[str, str], remote_addr: str | N
         token = presented_token(headers, args)
         if token:
             return "token:" + token_hash(token)
-    return "addr:" + client_address(headers, remote_addr, settings)
+    address = client_address(headers, remote_addr, settings)
+    browser = cookies.client_id(headers) if cookies is not None else None
+    if browser is not None:
+        return f"cookie:{browser}{CEILING_SEP}{address}"
+    return "addr:" + address
+
+
+def address_ceiling(client: str) -> str | None:
+    """The key of the ceiling a browser's runs also count against: its address's, all its cookies
+    together (cookies are free to get, so this is the real bound on them). None for the rest: a
+    cookie-less client is its address, bounded by its own share, apart from the class's runs."""
+    if client.startswith("cookie:") and CEILING_SEP in client:
+        return "ceiling:" + client.rsplit(CEILING_SEP, 1)[1]
+    return None

@@ -1,5 +1,10 @@
 """``GET /healthz``: the engine's state, the server's load, and a shared deep probe.
 
+Anyone may ask whether the server is ok; only an operator (the admin token, or a caller on the
+server's own host: ``guards.check_admin``) sees why, with engine URLs, pools and load, or may
+start a deep probe. The public answer is ``{"status"}`` alone, from the engine watchers' last
+reading (asking no engine, like a balancer's check), so it costs nothing to ask often.
+
 A deep probe runs a real program through the one run lifecycle (admission included), so it can
 never start more sandboxes than a client could. Concurrent and frequent callers share one
 result: at most one probe sandbox per ``health_probe_interval_s``, however many ask.
@@ -65,7 +70,7 @@ class Prober:
 
 
 async def health_body(
-    ctx: ServerContext, prober: Prober, *, deep: bool, balancer: bool = False
+    ctx: ServerContext, prober: Prober, *, deep: bool, balancer: bool = False, details: bool = True
 ) -> tuple[int, dict[str, Any]]:
     """200 while an engine answers and has the default image; 503 otherwise (the protocol's rule).
 
@@ -73,7 +78,7 @@ async def health_body(
     also while the server is draining or full (no free slot and the wait queue full), so new
     runs go to another server before this one would refuse them. ``reason`` says which.
     """
-    service = await ctx.service.health(cached=balancer)
+    service = await ctx.service.health(cached=balancer or not details)
     admission = ctx.admission
     free_slots = max(0, admission.max_running - admission.running)
     queue_free = max(0, admission.queue_size - admission.queued)
@@ -100,4 +105,7 @@ async def health_body(
         body["probe"] = await prober.result()
         if body["probe"]["ok"] is False:
             body["status"], body["reason"] = "unavailable", "probe"
-    return (200 if body["status"] == "ok" else 503), body
+    status = 200 if body["status"] == "ok" else 503
+    if not details:
+        return status, {"status": body["status"]}
+    return status, body

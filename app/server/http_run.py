@@ -144,7 +144,7 @@ async def http_run(ctx: ServerContext) -> Response:
         body_read = True
         run_request = parse_run_fields(load_json_object(raw, settings), settings)
         check_session(run_request)
-        client = client_key(request.headers, request.args, request.remote_addr, settings)
+        client = client_key(request.headers, request.args, request.remote_addr, settings, ctx.cookies)
         started = True
         answer = await run_to_answer(ctx, run_request, client, "http")
         return Response(answer.model_dump_json(), content_type="application/json")

@@ -12,6 +12,10 @@ as its program has UTF-8 bytes; a run that would overdraw either bucket takes no
 told how many seconds until it would fit. A burst of a whole minute's allowance is allowed, then
 the steady rate.
 
+Browsers told apart by cookie behind one address each have their own buckets, and the address
+has a second, larger pair for all of them together (its ceiling, ``ceiling`` in ``admit``): a
+client that asks for new cookies still gets no more than its address's allowance.
+
 Pure: no I/O, no clock of its own (``now`` is passed in), unit-tested on its own. Memory is
 bounded: a bucket that has refilled is the same as no bucket and is dropped on the periodic prune.
 """
@@ -68,37 +72,52 @@ class TokenBucket:
             del self._buckets[key]
 
 
-class RateLimiter:
-    """Runs per minute and code bytes per minute, per client; a limit of 0 is off."""
+def _bucket(per_minute: int) -> TokenBucket | None:
+    return TokenBucket(per_minute) if per_minute > 0 else None
 
-    def __init__(self, runs_per_minute: int, code_bytes_per_minute: int) -> None:
-        self.runs = TokenBucket(runs_per_minute) if runs_per_minute > 0 else None
-        self.code = TokenBucket(code_bytes_per_minute) if code_bytes_per_minute > 0 else None
+
+class RateLimiter:
+    """Runs per minute and code bytes per minute, per client and per address ceiling; 0 is off."""
+
+    def __init__(
+        self,
+        runs_per_minute: int,
+        code_bytes_per_minute: int,
+        ceiling_runs_per_minute: int = 0,
+        ceiling_code_bytes_per_minute: int = 0,
+    ) -> None:
+        self.runs = _bucket(runs_per_minute)
+        self.code = _bucket(code_bytes_per_minute)
+        self.ceiling_runs = _bucket(ceiling_runs_per_minute)
+        self.ceiling_code = _bucket(ceiling_code_bytes_per_minute)
         self._checks = 0
 
     @property
     def enabled(self) -> bool:
-        return self.runs is not None or self.code is not None
+        return any(b is not None for b in (self.runs, self.code, self.ceiling_runs, self.ceiling_code))
 
-    def admit(self, client: str, code_bytes: int, now: float) -> float:
+    def admit(self, client: str, code_bytes: int, now: float, ceiling: str | None = None) -> float:
         """0.0 when the run may go (its tokens are taken); else the seconds until it could, and
-        nothing is taken (a refused attempt does not push the client's next chance further out)."""
+        nothing is taken (a refused attempt does not push the client's next chance further out).
+        ``ceiling``: the key of the address the client's runs also count against."""
         self._checks += 1
+        every = (self.runs, self.code, self.ceiling_runs, self.ceiling_code)
         if self._checks % PRUNE_EVERY == 0:
-            for bucket in (self.runs, self.code):
+            for bucket in every:
                 if bucket is not None:
                     bucket.prune(now)
+        charges = [(self.runs, client, 1), (self.code, client, code_bytes)]
+        if ceiling is not None:
+            charges += [(self.ceiling_runs, ceiling, 1), (self.ceiling_code, ceiling, code_bytes)]
         wait = 0.0
-        if self.runs is not None:
-            wait = max(wait, self.runs.wait_s(client, 1, now))
-        if self.code is not None:
-            wait = max(wait, self.code.wait_s(client, code_bytes, now))
+        for bucket, key, cost in charges:
+            if bucket is not None:
+                wait = max(wait, bucket.wait_s(key, cost, now))
         if wait > 0:
             return wait
-        if self.runs is not None:
-            self.runs.take(client, 1, now)
-        if self.code is not None:
-            self.code.take(client, code_bytes, now)
+        for bucket, key, cost in charges:
+            if bucket is not None:
+                bucket.take(key, cost, now)
         return 0.0
 
 

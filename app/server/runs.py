@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from app.core.budget import FrameBudget
 from app.core.events import Event, Exit, Input, Started
 from app.errors import BadMessage, Internal, NotFound, SCEError, Unavailable
 from app.protocol import QueuedFrame, RunRequest, StartedFrame
@@ -92,6 +93,8 @@ class LiveRun:
         self._stdin_bytes = len(self.request.stdin.encode("utf-8", "surrogatepass")) if self.request.stdin else 0
         self._stdin_closed = False
         self._echo_pending: list[Input] = []  # input accepted before ``started``: echoed right after it
+        self.budget = FrameBudget(self.ctx.settings.frame_budget_bytes())  # what is kept, as sent
+        self._budget_stopped = False
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -235,8 +238,21 @@ class LiveRun:
         self._append(self._seq, frames.sequenced(event, self._seq))
 
     def _append(self, seq: int | None, frame: QueuedFrame | StartedFrame | SequencedFrame) -> None:
-        self._entries.append(Entry(seq, frame.type, frame.model_dump_json()))
-        self._changed.set()
+        data = getattr(frame, "data", None)
+        text = self.budget.keep(  # the run's frames as sent: app/core/budget.py
+            frame.type,
+            frame.model_dump_json(),
+            data if isinstance(data, str) else None,
+            lambda cut: frame.model_copy(update={"data": cut}).model_dump_json(),
+        )
+        if text is not None:
+            self._entries.append(Entry(seq, frame.type, text))
+            self._changed.set()
+        elif seq is not None and seq == self._seq:
+            self._seq -= 1  # a refused frame gives its number back: sequence numbers stay gapless
+        if self.budget.exhausted and self.run is not None and not self._budget_stopped:
+            self._budget_stopped = True
+            self.run.over_budget()  # ends as output_limit, truncated
 
     def _end_with_error(self, error: SCEError) -> None:
         self.error = error

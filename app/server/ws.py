@@ -277,7 +277,7 @@ async def websocket_run(ctx: ServerContext) -> Response | None:
     await websocket.accept()
     ctx.metrics.websockets.inc()
     try:
-        client = client_key(websocket.headers, websocket.args, websocket.remote_addr, ctx.settings)
+        client = client_key(websocket.headers, websocket.args, websocket.remote_addr, ctx.settings, ctx.cookies)
         await WebSocketSession(ctx, QuartConnection(), client).serve()
     finally:
         ctx.metrics.websockets.dec()

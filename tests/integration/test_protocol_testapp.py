@@ -166,7 +166,10 @@ async def test_http_post_refusals(client: QuartClient) -> None:
 
 
 async def test_healthz(client: QuartClient) -> None:
-    response = await client.get("/healthz")
+    local = {"client": ("127.0.0.1", 40000)}  # details are for callers on the server's host
+    response = await client.get("/healthz", scope_base=local)
     assert response.status_code == 200
     body = await response.get_json()
     assert body["status"] == "ok" and body["image"] == Settings().image
+    public = await (await client.get("/healthz")).get_json()  # no peer address: the public answer
+    assert public == {"status": "ok"}

@@ -235,6 +235,24 @@ def check_output_cap(out: Outcome, ctx: Ctx) -> str | None:
     return None
 
 
+def check_frame_budget(out: Outcome, ctx: Ctx) -> str | None:
+    """The run's frames as sent stayed within its frame budget (2 x output_bytes by default, see
+    app/core/budget.py), it was cut there (truncated), and its stream ended properly."""
+    from app.core.budget import ALWAYS_KEPT, FrameBudget
+
+    budget = FrameBudget(2 * ctx.output_bytes)
+
+    def as_sent(frame: dict[str, Any]) -> str:  # the server's compact JSON (pydantic's)
+        return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+    spent = sum(budget.cost(f["type"], as_sent(f), f.get("data")) for f in out.frames if f["type"] not in ALWAYS_KEPT)
+    if not (out.exit or {}).get("truncated"):
+        return "truncated is not true"
+    if spent > budget.limit_bytes:
+        return f"{spent} bytes of frames as sent, over the budget of {budget.limit_bytes}"
+    return None
+
+
 def check_ascii_received_exactly_cap(out: Outcome, ctx: Ctx) -> str | None:
     received = len(out.output.encode("utf-8"))
     cap = out.limits.get("output_bytes", ctx.output_bytes)
@@ -922,17 +940,23 @@ add(
 add(
     "binary",
     "import os\nwhile True:\n    os.write(1, os.urandom(65536))\n",
-    output_limited(check=lambda o, c: check_output_cap(o, c) or (None if "\ufffd" in o.stdout else "no U+FFFD")),
+    output_limited(check=lambda o, c: check_frame_budget(o, c) or (None if "\ufffd" in o.stdout else "no U+FFFD")),
+    proves="random bytes arrive as text with U+FFFD; mostly escapes as sent, so the frame budget may end the run "
+    "before output_bytes raw bytes: output_limit, truncated, within the budget either way",
 )
 add(
     "invalid_utf8",
     "import os\nwhile True:\n    os.write(1, b'\\xff\\xfe\\xc3(\\xa0\\xa1\\xed\\xa0\\x80\\n')\n",
-    output_limited(require=("\ufffd",)),
+    output_limited(require=("\ufffd",), check=check_frame_budget),
+    proves="invalid UTF-8 arrives as U+FFFD; six bytes as sent for each, so the run's frame budget (2 x "
+    "output_bytes as sent) may end it before output_bytes raw bytes: output_limit either way",
 )
 add(
     "nul_bytes",
     "import os\nwhile True:\n    os.write(1, b'\\0' * 4096)\n",
-    output_limited(check=all_of(EXACT, lambda o, c: None if set(o.stdout) == {"\0"} else "not only NULs")),
+    output_limited(check=all_of(check_frame_budget, lambda o, c: None if set(o.stdout) == {"\0"} else "not only NULs")),
+    proves="NULs pass through as data; each is six bytes as sent (\\u0000), so the frame budget (2 x output_bytes "
+    "as sent) ends the run at about a third of output_bytes raw: output_limit, truncated",
 )
 add(
     "ansi_and_carriage_returns",
@@ -1870,7 +1894,7 @@ add(
                 (
                     f"image {i}"
                     for i in o.of("image")
-                    if i.get("mime") not in ("image/png", "image/svg+xml")
+                    if i.get("mime") != "image/png"
                     or not 0 <= i.get("width", 0) <= 10**6
                     or not 0 <= i.get("height", 0) <= 10**6
                 ),
@@ -1898,19 +1922,51 @@ add(
     "    Image.frombytes('RGB', (64, 64), os.urandom(64 * 64 * 3)).show()\n"
     "print('SHOWN', flush=True)\n",
     Expect(
-        reasons=("exit", "timeout"),
-        exit_codes=(0, None),
+        reasons=("output_limit",),
+        exit_codes=(None,),
         within_s=40.0,
-        check=lambda o, c: (
-            None
-            if sum(len(base64.b64decode(i["data"])) for i in o.of("image") if "data" in i) <= 4 * 1_048_576
-            and any(i.get("omitted") == "too_large" for i in o.of("image"))
-            else "images beyond the run's budget were sent"
+        check=all_of(
+            lambda o, c: (
+                None
+                if sum(len(base64.b64decode(i["data"])) for i in o.of("image") if "data" in i) <= 4 * 1_048_576
+                and any(i.get("omitted") == "too_large" for i in o.of("image"))
+                else "images beyond the run's budget were sent"
+            ),
+            check_frame_budget,
         ),
     ),
     runtime="scientific",
     timeout=30,
-    proves="3,000 incompressible images: the first fill the run's budget (rich_output_bytes), the rest are omitted",
+    proves="3,000 incompressible images: the first fill the run's budget (rich_output_bytes), the rest are omitted, "
+    "and their frames count against the run's frame budget: past it the run ends (output_limit)",
+)
+add(
+    "omitted_record_loop",
+    FORGE + "while True:\n"
+    "    ch.emit(b'image', {'mime': 'image/png', 'width': 1, 'height': 1, 'omitted': 'too_large'})\n",
+    Expect(reasons=("output_limit",), exit_codes=(None,), within_s=QUICK_S, check=check_frame_budget),
+    proves="issue 30.1: a forged `omitted` image record in a loop (no data, so no rich budget) still costs a frame "
+    "each, counted against the run's frame budget: the run ends as output_limit within it, not at its timeout",
+)
+add(
+    "show_loop",
+    "from PIL import Image\nim = Image.new('RGB', (1, 1))\nwhile True:\n    im.show()\n",
+    Expect(reasons=("output_limit",), exit_codes=(None,), within_s=20.0, check=check_frame_budget),
+    runtime="scientific",
+    timeout=30,
+    proves="issue 30.1: `while True: im.show()` (no forgery) ends as output_limit at the frame budget",
+)
+add(
+    "svg_is_never_sent",
+    FORGE + "svg = b'<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(localStorage)</script></svg>'\n"
+    "ch.emit(b'image', {'mime': 'image/svg+xml', 'width': 10, 'height': 10}, svg)\nprint('SENT', flush=True)\n",
+    exits(
+        0,
+        require=("SENT",),
+        check=lambda o, c: f"image frames sent: {o.of('image')}" if o.of("image") else None,
+    ),
+    proves="issue 30.2: images are raster only: a forged SVG (a document that runs script when opened as a page) "
+    "is dropped by the server, never sent",
 )
 add(
     "mpl_flood_after_the_budget",

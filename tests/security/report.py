@@ -335,6 +335,10 @@ def surface(r: RuntimeResults, *names: str) -> str:
     return "; ".join(parts)
 
 
+def frame_count(out: Outcome | None) -> int:
+    return len(out.frames) if out is not None else 0
+
+
 def count_outcomes(r: RuntimeResults, cls: str) -> str:
     """``N refused with bad_message, M exit 0 …`` over a class's cases, and how many passed."""
     counts: dict[str, int] = {}
@@ -571,7 +575,8 @@ def protection_rows(
         ),
         (
             "Output cap",
-            "the reader cuts at exactly output_bytes (here 65 536) and kills the run: `output_limit`",
+            "the reader cuts at exactly output_bytes (here 65 536) and kills the run: `output_limit`; output that is "
+            "mostly JSON escapes (NUL, invalid UTF-8: six bytes as sent each) ends earlier, at the frame budget",
             ["output/many_lines", "output/one_endless_line", "output/binary", "output/exactly_the_cap"],
             lambda r: "; ".join(
                 f"{k.split('/')[1]}: {output_bytes(r.out(k))} B {outcome_short(r.out(k))}"
@@ -634,7 +639,8 @@ def protection_rows(
         ),
         (
             "Images",
-            "PNG size from its own header, mime allow-list, per-image and per-run byte budgets (omitted past them)",
+            "PNG only (a forged SVG, a document that can run script, is dropped), size from its own header, "
+            "per-image and per-run byte budgets (omitted past them)",
             [
                 "images/pil_flood",
                 "images/mpl_flood_after_the_budget",
@@ -683,8 +689,10 @@ def protection_rows(
         ),
         (
             "Rate limits and client identity",
-            "per client (address, the real one only behind SCE_TRUSTED_PROXIES; or the token's hash): runs and "
-            "code bytes per minute (token buckets); past them `busy` with Retry-After; health probes exempt",
+            "per client (the token's hash; else the browser's signed cookie under its address's ceiling; else the "
+            "address, the real one only behind SCE_TRUSTED_PROXIES, from X-Forwarded-For, never a client's own "
+            "Forwarded): runs and code bytes per minute (token buckets); past them `busy` with Retry-After; health "
+            "probes exempt",
             [
                 "test_surfaces.py::test_forwarded_headers_from_an_untrusted_peer_change_nothing",
                 "test_behind_a_trusted_proxy_each_real_client_has_its_own_allowance",
@@ -696,7 +704,84 @@ def protection_rows(
                 "test_forwarded_headers_from_an_untrusted_peer_change_nothing",
                 "test_behind_a_trusted_proxy_each_real_client_has_its_own_allowance",
                 "test_code_bytes_per_minute",
+                "test_a_clients_forwarded_header_does_not_pick_its_rate_limit_key",
             ),
+        ),
+        (
+            "A class behind one address",
+            "`/ui` gives each browser a signed (HMAC-SHA256), HTTP-only, SameSite=Lax cookie; shares (2 at once) and "
+            "rate limits (30 a minute) count by it, the address's by SCE_PER_ADDRESS_RUNS (60) and "
+            "SCE_RATE_ADDRESS_RUNS_PER_MINUTE (300); a cookie-less client is its address, with its own share",
+            [
+                "test_surfaces.py::test_a_class_behind_one_address_is_served_by_cookie",
+                "tests/unit/test_admission.py",
+                "tests/unit/test_ratelimit.py",
+            ],
+            lambda r: surface(r, "test_a_class_behind_one_address_is_served_by_cookie"),
+        ),
+        (
+            "Frames as sent, one budget a run",
+            "every frame a run causes (any type, omitted images included) counts its JSON size as sent "
+            "against SCE_FRAMES_MAX_BYTES (2 x output_bytes); image and file data count against rich_output_bytes "
+            "instead; past it the run ends as `output_limit`, truncated, and nothing more is kept",
+            [
+                "images/omitted_record_loop",
+                "images/show_loop",
+                "images/pil_flood",
+                "test_surfaces.py::test_binary_output_is_kept_within_its_frame_budget_as_sent",
+            ],
+            lambda r: (
+                "forged omitted records in a loop: "
+                + outcome_short(r.out("images/omitted_record_loop"))
+                + f" after {frame_count(r.out('images/omitted_record_loop'))} frames"
+                + "; `while True: im.show()`: "
+                + outcome_short(r.out("images/show_loop"))
+                + f" after {frame_count(r.out('images/show_loop'))} frames; "
+                + surface(r, "test_binary_output_is_kept_within_its_frame_budget_as_sent")
+            ),
+        ),
+        (
+            "Pages: CSP, no framing, no sniffing",
+            "every answer: `Content-Security-Policy` (default-src 'none'; script-src 'self'; img-src 'self' blob: "
+            "data:; connect-src 'self'; frame-ancestors 'none'; …), X-Frame-Options DENY, nosniff; images raster only",
+            [
+                "test_surfaces.py::test_every_answer_carries_the_security_headers",
+                "images/svg_is_never_sent",
+                "tests/ui/test_ui_csp.py",
+            ],
+            lambda r: (
+                surface(r, "test_every_answer_carries_the_security_headers")
+                + "; forged SVG: "
+                + outcome_short(r.out("images/svg_is_never_sent"))
+                + f", {len((r.out('images/svg_is_never_sent') or Outcome()).of('image'))} image frames sent"
+            ),
+        ),
+        (
+            "Host names (DNS rebinding)",
+            "the Host of every request and WebSocket upgrade must be one of SCE_ALLOWED_HOSTS (default the loopback "
+            "names and SCE_BIND's host), else 400",
+            ["test_surfaces.py::test_dns_rebinding_a_foreign_host_name_is_refused", "tests/unit/test_guards.py"],
+            lambda r: surface(r, "test_dns_rebinding_a_foreign_host_name_is_refused"),
+        ),
+        (
+            "Operator details",
+            'the public `/healthz` is `{"status"}` alone; details, `/metrics` and `?deep=1` need SCE_ADMIN_TOKEN '
+            "(an API token is not enough), or without one a loopback caller with no forwarding header",
+            [
+                "test_surfaces.py::test_health_details_metrics_and_deep_probes_need_the_admin_token",
+                "test_without_an_admin_token_only_direct_local_callers_see_details",
+            ],
+            lambda r: surface(
+                r,
+                "test_health_details_metrics_and_deep_probes_need_the_admin_token",
+                "test_without_an_admin_token_only_direct_local_callers_see_details",
+            ),
+        ),
+        (
+            "Configuration that would fail open",
+            'SCE_API_TOKENS set but naming no token (`" , "`) stops the server at start, saying why',
+            ["test_surfaces.py::test_a_token_list_that_holds_no_token_refuses_to_start", "tests/unit/test_guards.py"],
+            lambda r: surface(r, "test_a_token_list_that_holds_no_token_refuses_to_start"),
         ),
         (
             "Engines that cannot be reached",
@@ -780,8 +865,11 @@ the sandbox, and the bytes it reads from the attach stream, which it treats as d
 files on the side channel included: the program can forge those, so each is checked again).
 Two runtimes are supported: `runc` (Linux namespaces, cgroups, our seccomp profile, no
 capabilities) and `runsc` (gVisor: the program talks to a user-space kernel, not the host's).
-Clients are identified by address (the real one only behind trusted proxies) or token hash, for
-admission and rate limits alike.
+Clients are identified by token hash, else by the signed cookie `/ui` gives each browser (with
+their address as a ceiling), else by address (the real one only behind trusted proxies: the
+rightmost X-Forwarded-For entry that is not one of them), for admission and rate limits alike.
+Only the configured host names are served (DNS rebinding); pages carry a strict CSP; the public
+`/healthz` says ok or not and nothing more.
 
 **Out of scope.** Kernel or runtime zero-days beyond what these layers mitigate; side channels
 (Spectre-class, timing); denial of service at the network level in front of the server; the
@@ -1133,11 +1221,13 @@ KNOWN_SERVER_BUGS = [
         "tree in sight) only the engine's flag is left, and gVisor's missing flag shows again as `exit` 137.",
     ),
     (
-        "Rate limits are per server process and per address",
+        "Rate limits are per server process, and a browser's cookie is free to get",
         "`test_surfaces.py` rate-limit tests; `app/server/ratelimit.py`",
-        "Behind a balancer with N servers a client gets N times the allowance (no shared store); clients behind "
-        "one NAT share one allowance, and an IPv6 client can rotate addresses within its prefix (the key is the "
-        "whole address). A refused attempt spends nothing, so hammering does not lock a client out for longer.",
+        "Behind a balancer with N servers a client gets N times the allowance (no shared store). Browsers behind "
+        "one NAT are told apart by the cookie `/ui` issues, but anyone can fetch new cookies: the address's ceiling "
+        "(SCE_PER_ADDRESS_RUNS, SCE_RATE_ADDRESS_*) is then the real limit, and an IPv6 client can rotate addresses "
+        "within its prefix (the key is the whole address). A refused attempt spends nothing, so hammering does not "
+        "lock a client out for longer.",
     ),
     (
         "The program can reach the bootstrap's side channel",

@@ -347,3 +347,210 @@ async def test_the_log_holds_no_secret_and_no_code(logged: ServerProcess) -> Non
     assert all("code" not in entry for entry in lines)
     for secret in (API_TOKEN, started["token"], started["watch_token"], "logged-program-text"):
         assert secret not in text
+
+
+# --- round three (issue 30): frames as sent, pages, host names, health details, configuration ------------
+
+plain = module_server({"SCE_PER_CLIENT_RUNS": "8"})  # default output_bytes: 1,000,000
+
+
+MEGABYTE_OF_FF = (  # written to the end: gVisor's pipe takes 64 KiB a write
+    "import os\nview = memoryview(b'\\xff' * 1_000_000)\nwhile view:\n    view = view[os.write(1, view):]\n"
+)
+
+
+async def test_binary_output_is_kept_within_its_frame_budget_as_sent(plain: ServerProcess) -> None:
+    """Issue 30.3: a megabyte of 0xff is within output_bytes, but as JSON (``\\ufffd``) it was 6 MB of
+    frames, all kept for the resume grace. Frames as sent now stop at the run's budget (2 x
+    output_bytes): the run ends as output_limit, truncated, and the bytes sent are bounded."""
+    sent = 0
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(60), websockets.connect(plain.ws_url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "run", "code": MEGABYTE_OF_FF}))
+        async for message in ws:
+            frame = json.loads(message)
+            frames.append(frame)
+            if frame["type"] in ("stdout", "stderr"):
+                sent += len(message)
+    exit_ = frames[-1]
+    assert exit_["type"] == "exit" and exit_["reason"] == "output_limit" and exit_["truncated"], exit_
+    assert sent <= 2 * 1_000_000, f"{sent} bytes of output frames as sent"
+    assert sent >= 1_500_000, f"only {sent} bytes sent: the budget cut far too early"
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == list(range(1, len(seqs) + 1)), "sequence numbers have gaps"
+
+
+PAGES = ("/ui", "/healthz", "/openapi.json", "/runtimes", "/nope")
+
+
+async def test_every_answer_carries_the_security_headers(plain: ServerProcess) -> None:
+    """Issue 30.2: pages, JSON, errors and POST /run answers: a strict CSP with frame-ancestors
+    'none', X-Frame-Options DENY, nosniff."""
+    async with httpx.AsyncClient(base_url=plain.url, timeout=60) as http:
+        answers = [await http.get(path) for path in PAGES]
+        answers.append(await http.post("/run", json={"code": "print(1)"}))
+        answers.append(await http.post("/run", content=b"nope", headers={"Content-Type": "text/plain"}))
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 404, 200, 415]
+    for answer in answers:
+        csp = answer.headers.get("Content-Security-Policy", "")
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp, (answer.url, csp)
+        assert "frame-ancestors 'none'" in csp and "'unsafe-eval'" not in csp
+        assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
+        assert answer.headers.get("X-Frame-Options") == "DENY", answer.url
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", answer.url
+
+
+def _raw_upgrade(port: int, host: str, origin: str | None = None) -> str:
+    """A WebSocket upgrade with a Host of our choosing: the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        extra = f"Origin: {origin}\r\n" if origin else ""
+        sock.sendall(
+            (
+                f"GET /run HTTP/1.1\r\nHost: {host}\r\n{extra}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        return sock.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+async def test_dns_rebinding_a_foreign_host_name_is_refused(plain: ServerProcess) -> None:
+    """Issue 30.5: the curl from the report (Host and Origin both evil.example, so the Origin check
+    alone passed) now gets 400 on POST /run, /ui and the WebSocket upgrade; loopback names work."""
+    evil = {"Host": f"evil.example:{plain.port}", "Origin": f"http://evil.example:{plain.port}"}
+    async with httpx.AsyncClient(base_url=plain.url, timeout=60) as http:
+        run = await http.post("/run", json={"code": "print(1)"}, headers=evil)
+        page = await http.get("/ui", headers={"Host": "evil.example"})
+        local = await http.post("/run", json={"code": "print(1)"}, headers={"Host": f"localhost:{plain.port}"})
+    assert run.status_code == 400 and run.json()["code"] == "bad_message", run.text
+    assert "SCE_ALLOWED_HOSTS" in run.json()["error"]
+    assert page.status_code == 400
+    assert local.status_code == 200 and local.json()["output"] == "1\n"
+    refused = await asyncio.to_thread(_raw_upgrade, plain.port, f"evil.example:{plain.port}", evil["Origin"])
+    accepted = await asyncio.to_thread(_raw_upgrade, plain.port, f"127.0.0.1:{plain.port}")
+    assert refused.startswith("HTTP/1.1 400"), refused
+    assert accepted.startswith("HTTP/1.1 101"), accepted
+
+
+ADMIN_TOKEN = "sce-admin-" + secrets.token_hex(16)
+admin_server = module_server({"SCE_ADMIN_TOKEN": ADMIN_TOKEN, "SCE_API_TOKENS": API_TOKEN})
+
+
+async def test_health_details_metrics_and_deep_probes_need_the_admin_token(admin_server: ServerProcess) -> None:
+    """Issue 30.6: anyone learns ok or not, and nothing else (no engine URL, no pool); details,
+    /metrics and ?deep=1 need the admin token (an API token is not enough)."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    user = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with httpx.AsyncClient(base_url=admin_server.url, timeout=60) as http:
+        public = await http.get("/healthz")
+        as_user = await http.get("/healthz", headers=user)
+        balancer = await http.get("/healthz", params={"balancer": "1"})
+        deep = await http.get("/healthz", params={"deep": "1"}, headers=user)
+        metrics = await http.get("/metrics", headers=user)
+        details = await http.get("/healthz", headers=admin)
+        deep_admin = await http.get("/healthz", params={"deep": "1"}, headers=admin)
+        metrics_admin = await http.get("/metrics", headers=admin)
+    assert public.status_code == 200 and public.json() == {"status": "ok"}, public.text
+    assert as_user.json() == {"status": "ok"} and balancer.json() == {"status": "ok"}
+    assert "docker" not in public.text and "unix" not in public.text
+    assert deep.status_code == 401 and metrics.status_code == 401
+    assert details.status_code == 200 and "engines" in details.json() and "free_slots" in details.json()
+    assert deep_admin.status_code == 200 and deep_admin.json()["probe"]["ok"] is True
+    assert metrics_admin.status_code == 200 and "sce_runs_total" in metrics_admin.text
+
+
+async def test_without_an_admin_token_only_direct_local_callers_see_details(plain: ServerProcess) -> None:
+    """With no admin token the details are for callers on the server's host: a request that came
+    through a proxy (it carries X-Forwarded-For) gets the public answer, and no metrics."""
+    via_proxy = {"X-Forwarded-For": "203.0.113.9"}
+    async with httpx.AsyncClient(base_url=plain.url, timeout=60) as http:
+        local = await http.get("/healthz")
+        proxied = await http.get("/healthz", headers=via_proxy)
+        deep = await http.get("/healthz", params={"deep": "1"}, headers=via_proxy)
+        metrics = await http.get("/metrics", headers=via_proxy)
+    assert "engines" in local.json()
+    assert proxied.json() == {"status": "ok"}
+    assert deep.status_code == 403 and metrics.status_code == 403
+
+
+def test_a_token_list_that_holds_no_token_refuses_to_start() -> None:
+    """Issue 30.9: ``SCE_API_TOKENS=" , "`` turned authentication off unseen; now the server will
+    not start, and says why."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCE_")}
+    env.update({"SCE_API_TOKENS": " , ", "SCE_BIND": f"127.0.0.1:{free_port()}"})
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "SCE_API_TOKENS" in done.stderr and "holds no token" in done.stderr, done.stderr[-2000:]
+
+
+async def test_a_clients_forwarded_header_does_not_pick_its_rate_limit_key(trusting: ServerProcess) -> None:
+    """Issue 30.9: behind a trusted proxy that appends to X-Forwarded-For, a client that sends a new
+    ``Forwarded: for=`` each time is still counted by the address the proxy appended."""
+    answers = []
+    for i in range(4):
+        headers = {"Forwarded": f"for=6.6.6.{i}", "X-Forwarded-For": "203.0.113.77"}
+        answers.append(await _http_run(trusting, "print(1)", headers))
+    assert [a.status_code for a in answers] == [200, 200, 200, 503], [a.text for a in answers]
+
+
+# --- a classroom behind one address (issue 29.6) ------------------------------------------------------------
+
+CLASS = 30
+classroom = module_server(
+    {
+        "SCE_MAX_CONCURRENT_RUNS": "4",
+        "SCE_QUEUE_SIZE": "40",
+        "SCE_POOL_SIZE": "4",
+        "SCE_RATE_RUNS_PER_MINUTE": "30",
+        "SCE_RATE_ADDRESS_RUNS_PER_MINUTE": "300",
+    }
+)
+LESSON = "import time\ntime.sleep(0.5)\nprint('done')\n"
+
+
+async def _browser_cookie(http: httpx.AsyncClient) -> str:
+    http.cookies.clear()  # a new browser
+    page = await http.get("/ui")
+    cookie = page.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie, cookie
+    return cookie.split(";", 1)[0]
+
+
+@pytest.mark.timeout(240)
+async def test_a_class_behind_one_address_is_served_by_cookie(classroom: ServerProcess) -> None:
+    """30 browsers behind one address (each with the cookie /ui gave it) press Run together: all
+    are served (queued, not refused) by an engine carrying 4 at once. A cookie-less client at that
+    address still gets its own share of 2 meanwhile (the address's ceiling is unit-tested:
+    tests/unit/test_admission.py, test_ratelimit.py)."""
+    async with httpx.AsyncClient(base_url=classroom.url, timeout=60) as http:
+        cookies = [await _browser_cookie(http) for _ in range(CLASS)]
+    assert len(set(cookies)) == CLASS
+
+    async def pupil(cookie: str) -> WsResult:
+        return await run_ws(classroom.ws_url, LESSON, within=180, additional_headers={"Cookie": cookie})
+
+    pupils = [asyncio.ensure_future(pupil(c)) for c in cookies[:CLASS]]
+    async with httpx.AsyncClient(base_url=classroom.url, timeout=60) as http:
+        deadline = time.monotonic() + 60
+        while True:  # polled: the queue's length is only visible on /healthz
+            health = (await http.get("/healthz")).json()
+            if health["queued"] + health["active_runs"] >= CLASS - 4:
+                break
+            assert time.monotonic() < deadline, health
+            await asyncio.sleep(0.1)
+    # meanwhile the cookie-less client at the same address: two runs, the third is over its share
+    bare = await asyncio.gather(*(run_ws(classroom.ws_url, LESSON, within=180) for _ in range(3)))
+    served = await asyncio.gather(*pupils)
+    assert [r.exit.get("reason") if r.of("exit") else r.error for r in served] == ["exit"] * CLASS
+    assert all(r.text() == "done\n" for r in served)
+    assert sum(1 for r in served if r.of("queued")) >= CLASS - 8, "the class was not queued"
+    outcomes = ["exit" if r.of("exit") else r.error["message"] for r in bare]
+    assert outcomes.count("exit") == 2, outcomes
+    assert any("this client already has 2" in o for o in outcomes), outcomes

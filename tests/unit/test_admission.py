@@ -300,3 +300,27 @@ async def test_many_waiters_all_get_through_in_order() -> None:
         await asyncio.gather(*tasks)
     assert order == list(range(40))
     assert admission.running == 0 and admission.queued == 0
+
+
+async def test_browsers_behind_one_address_have_their_own_shares_under_its_ceiling() -> None:
+    """Issue 29.6: cookie clients (``cookie:ID@ADDR``) each get the per-client share; together they
+    stop at the address's ceiling; a cookie-less client there keeps its own share all along."""
+    from app.server.guards import address_ceiling
+
+    admission = Admission(2, 16, per_client=1, per_ceiling=4, ceiling_of=address_ceiling)
+    browsers = [Holder(admission, f"cookie:{i:032x}@203.0.113.1") for i in range(4)]
+    await asyncio.wait_for(asyncio.gather(*(b.entered.wait() for b in browsers[:2])), WAIT_S)
+    await asyncio.wait_for(asyncio.gather(*(b._position_seen.wait() for b in browsers[2:])), WAIT_S)
+    with pytest.raises(Busy, match="this address already has 4"):
+        async with admission.slot("cookie:" + "f" * 32 + "@203.0.113.1"):
+            pass
+    with pytest.raises(Busy, match="this client already has 1"):
+        async with admission.slot(browsers[0].client):
+            pass
+    other = Holder(admission, "cookie:" + "e" * 32 + "@198.51.100.1")  # another address: its own ceiling
+    await asyncio.wait_for(other._position_seen.wait(), WAIT_S)
+    assert admission.queued == 3
+    for holder in [*browsers, other]:
+        holder.release.set()
+    await asyncio.wait_for(asyncio.gather(*(h.task for h in [*browsers, other])), WAIT_S)
+    assert admission.running == 0 and admission.queued == 0 and not admission._held

@@ -84,3 +84,18 @@ def test_retry_after_is_whole_seconds_rounded_up() -> None:
 def test_a_bucket_needs_a_positive_size() -> None:
     with pytest.raises(ValueError):
         TokenBucket(0)
+
+
+def test_an_address_ceiling_bounds_all_its_clients_together() -> None:
+    """Issue 29.6: each browser has its own runs a minute, their address a larger allowance for all."""
+    limiter = RateLimiter(2, 0, ceiling_runs_per_minute=5)
+    admitted = [limiter.admit(f"cookie:{i}@a", 10, 0.0, ceiling="ceiling:a") for i in range(3) for _ in range(2)]
+    assert admitted == [0.0] * 5 + [pytest.approx(12.0)]  # the sixth run waits for the address (5 a minute)
+    assert limiter.admit("cookie:0@b", 10, 0.0, ceiling="ceiling:b") == 0.0  # another address
+    assert limiter.admit("cookie:9@a", 10, 0.0, ceiling="ceiling:a") > 0  # a fresh cookie gains nothing
+
+
+def test_an_address_ceiling_on_code_bytes() -> None:
+    limiter = RateLimiter(0, 1000, ceiling_code_bytes_per_minute=1500)
+    assert limiter.admit("cookie:1@a", 1000, 0.0, ceiling="ceiling:a") == 0.0
+    assert limiter.admit("cookie:2@a", 1000, 0.0, ceiling="ceiling:a") == pytest.approx(20.0)
