@@ -23,6 +23,9 @@ costs in Python) a flood of short lines on both streams (~1.9x as sent) ended at
 ALWAYS_KEPT = frozenset({"queued", "started", "exit", "error"})
 RICH_KINDS = frozenset({"image", "file"})
 TEXT_KINDS = frozenset({"stdout", "stderr"})
+OWN_LIMIT = frozenset({"input"})
+"""Kept and not charged: the echo of what the client typed is bounded by ``SCE_STDIN_MAX_BYTES``, and
+typing must not end a run as ``output_limit``."""
 
 Remake = Callable[[str], str]
 """The frame's text as sent with its ``data`` replaced (to cut an output frame to what fits)."""
@@ -47,6 +50,8 @@ class FrameBudget:
         """Charge the frame; the text to keep, or None to drop it. The output frame that crosses
         the limit is kept up to it (its data cut short, through ``remake``); after that every frame
         but the run's framing ones is refused, and ``exhausted`` says the run must end."""
+        if kind in OWN_LIMIT:
+            return text
         cost = self.cost(kind, text, data)
         if kind in ALWAYS_KEPT or (not self.exhausted and self.spent + cost <= self.limit_bytes):
             self.spent += cost

@@ -54,3 +54,9 @@ def test_the_frame_that_crosses_the_limit_is_cut_to_it() -> None:
     assert 950 < len(kept) <= 1_000 and set(json.loads(kept)["data"]) == {"\0"}
     assert budget.spent == len(kept)
     assert keep_text(budget, frame) is None
+
+
+def test_typed_input_is_kept_and_not_charged() -> None:
+    budget = FrameBudget(1_000)
+    assert keep(budget, {"type": "input", "data": "z" * 5_000, "eof": False, "seq": 1})
+    assert budget.spent == 0 and not budget.exhausted
