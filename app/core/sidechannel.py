@@ -1,6 +1,7 @@
 """The server's side of the in-band side channel: images and files inside a program's stdout.
 
-The bootstrap (``app.sandbox.bootstrap``) writes each image or file as one record on stdout::
+The bootstrap (``app.sandbox.inside.bootstrap``, which defines the marker and the record kinds
+used here) writes each image or file as one record on stdout::
 
     b"\\x1eSCE:" + nonce + b":" + kind + b":" + meta_len + b":" + data_len + b"\\n" + meta_json + data
 
@@ -21,7 +22,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-MARKER = b"\x1eSCE:"
+from app.sandbox.inside import bootstrap as _inside
+from app.sandbox.inside.bootstrap import MARKER
+
+__all__ = ["MARKER", "Item", "Record", "SideChannelDemux", "png_size"]
+
+# the record kinds, as ``Record.kind`` holds them
+KIND_IMAGE = _inside.KIND_IMAGE.decode("ascii")
+KIND_FILE = _inside.KIND_FILE.decode("ascii")
+KIND_FILES_END = _inside.KIND_FILES_END.decode("ascii")
+KIND_STDERR = _inside.KIND_STDERR.decode("ascii")
+KIND_EXIT = _inside.KIND_EXIT.decode("ascii")
 MAX_HEADER_BYTES = 48
 """``kind:meta_len:data_len\\n`` after the nonce; longer is not a header."""
 MAX_META_BYTES = 65_536

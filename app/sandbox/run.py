@@ -26,7 +26,15 @@ from app.core.events import Event, Exit, Output, RunLimits, Started, Stats
 from app.core.exits import ExitObservation, Reason, classify_exit
 from app.core.lines import OutputAssembler, coalesce
 from app.core.rich import FileOut, Image, RichLimits, RichOutput
-from app.core.sidechannel import Record, SideChannelDemux
+from app.core.sidechannel import (
+    KIND_EXIT,
+    KIND_FILE,
+    KIND_FILES_END,
+    KIND_IMAGE,
+    KIND_STDERR,
+    Record,
+    SideChannelDemux,
+)
 from app.core.streams import Stream
 from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest
@@ -269,21 +277,21 @@ class Run:
             if isinstance(item, bytes):
                 chunks.extend(self.assembler.feed("stdout", item, now))
                 continue
-            if item.kind == "image":
+            if item.kind == KIND_IMAGE:
                 image = self.rich.image(item)
                 if image is not None:
                     self._emit(chunks + self.assembler.release("stdout"))
                     chunks.clear()
                     self._events.put_nowait(image)
-            elif item.kind == "file":
+            elif item.kind == KIND_FILE:
                 self.rich.file(item)
-            elif item.kind == "files_end":
+            elif item.kind == KIND_FILES_END:
                 self.rich.files_end(item)
-            elif item.kind == "stderr":  # sys.stderr's text, in its place among stdout's
+            elif item.kind == KIND_STDERR:  # sys.stderr's text, in its place among stdout's
                 if item.data is not None:
                     chunks.extend(self.assembler.release("stdout"))
                     chunks.extend(self.assembler.feed("stderr", item.data, now))
-            elif item.kind == "exit":
+            elif item.kind == KIND_EXIT:
                 code = item.meta.get("code")
                 if type(code) is int and 0 <= code <= 255:
                     self._end_code = code
@@ -294,7 +302,7 @@ class Run:
         for item in items:
             if isinstance(item, bytes):
                 chunks.extend(self.assembler.feed("stderr", item, now))
-            elif item.kind == "exit":
+            elif item.kind == KIND_EXIT:
                 self._end_marker = True
                 self._check_end()
 

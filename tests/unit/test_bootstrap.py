@@ -90,6 +90,33 @@ def test_the_loader_runs_the_compiled_bootstrap_only_on_the_python_it_was_compil
 STDERR_RECORD = re.compile(rb"\x1eSCE:" + NONCE.encode() + rb":stderr:2:([0-9]+)\n\{\}")
 
 
+def test_the_bootstrap_is_a_module_sent_without_what_only_checkers_read() -> None:
+    """ruff and mypy see a real module; the sandbox gets the same code without docstrings,
+    annotations or TYPE_CHECKING imports (each would cost every container something at start)."""
+    import ast
+
+    from app.sandbox.inside import bootstrap as inside
+
+    source = Path(inside.__file__).read_text()
+    assert inside._channel is None and not isinstance(sys.stderr, inside._Stderr)  # importing it ran nothing
+    sent = ast.parse(BOOTSTRAP)
+
+    def names(tree: ast.AST) -> list[str]:
+        return sorted(n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef))
+
+    assert names(sent) == names(ast.parse(source))
+    assert not [n for n in ast.walk(sent) if isinstance(n, ast.AnnAssign) or getattr(n, "returns", None)]
+    assert "typing" not in BOOTSTRAP and '"""' not in BOOTSTRAP
+    assert len(preamble()) < 60_000  # no more than the string program it replaced
+
+
+def test_the_program_starts_with_no_module_loaded_beyond_a_plain_interpreters() -> None:
+    probe = "import sys\nprint(sorted(sys.modules))"
+    plain = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, timeout=60, check=True)
+    p = run(probe)
+    assert set(eval(p.stdout.split(b"\n")[0])) - set(eval(plain.stdout)) <= {"atexit"}
+
+
 def take_stderr(stdout: bytes) -> tuple[bytes, bytes]:
     """stdout without the ``stderr`` records, and their text in order."""
     out, err, pos = [], [], 0
