@@ -25,6 +25,7 @@ ERROR_TABLE: dict[str, ErrorMapping] = {
     "unavailable": ErrorMapping(1011, 503),
     "internal": ErrorMapping(1011, 500),
     "not_found": ErrorMapping(1008, 404),  # v2: resume/watch of an unknown or expired run, or a wrong token
+    "session_busy": ErrorMapping(1013, 409),  # v3: a run for a session that is already running one
     # HTTP-only refusals before any run (no WebSocket is accepted for these)
     "unsupported_media_type": ErrorMapping(1008, 415),
     "unauthorized": ErrorMapping(1008, 401),
@@ -87,6 +88,13 @@ class NotFound(SCEError):
 
     code = "not_found"
     default_message = "no such run (unknown, expired, or the token does not match)"
+
+
+class SessionBusy(SCEError):
+    """A run for a session that is already running one (v3); the run in progress goes on."""
+
+    code = "session_busy"
+    default_message = "this session is already running a program; wait for its exit, then run again"
 
 
 class Internal(SCEError):

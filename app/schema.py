@@ -22,13 +22,18 @@ from app.protocol import (
     ExitFrame,
     FileFrame,
     ImageFrame,
+    InputFrame,
     KillFrame,
     QueuedFrame,
+    ResultFrame,
     ResumeFrame,
     RunAnswer,
     RunFields,
     RunFrame,
     RuntimeInfo,
+    SessionCreated,
+    SessionInfo,
+    SessionRequest,
     StartedFrame,
     StatsFrame,
     StderrFrame,
@@ -37,7 +42,7 @@ from app.protocol import (
     WatchFrame,
 )
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 FRAMES_SCHEMA_PATH = "/schema/frames.json"
 OPENAPI_PATH = "/openapi.json"
 
@@ -50,10 +55,20 @@ SERVER_FRAMES: tuple[type[BaseModel], ...] = (
     ImageFrame,
     FileFrame,
     StatsFrame,
+    InputFrame,
+    ResultFrame,
     ExitFrame,
     ErrorFrame,
 )
-HTTP_MODELS: tuple[type[BaseModel], ...] = (RunFields, RunAnswer, ErrorAnswer, RuntimeInfo)
+HTTP_MODELS: tuple[type[BaseModel], ...] = (
+    RunFields,
+    RunAnswer,
+    ErrorAnswer,
+    RuntimeInfo,
+    SessionRequest,
+    SessionCreated,
+    SessionInfo,
+)
 
 
 def _defs(models: tuple[type[BaseModel], ...], ref_template: str) -> dict[str, Any]:

@@ -74,6 +74,36 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class Input:
+    """Standard input the server accepted for the run, echoed to everyone following it (v3)."""
+
+    data: str
+    eof: bool
+
+    def to_frame(self) -> dict[str, Any]:
+        return {"type": "input", "data": self.data, "eof": self.eof}
+
+
+@dataclass(frozen=True)
+class Result:
+    """In a session, the ``repr`` of the run's last expression when it is not ``None`` (v3)."""
+
+    text: str
+
+    def to_frame(self) -> dict[str, Any]:
+        return {"type": "result", "text": self.text}
+
+
+@dataclass(frozen=True)
+class RunException:
+    """The uncaught exception a program ended by (v3): type name, message, line in its own code."""
+
+    name: str
+    value: str
+    line: int | None
+
+
+@dataclass(frozen=True)
 class Exit:
     reason: Reason
     exit_code: int | None
@@ -85,20 +115,35 @@ class Exit:
     cpu_ms: int | None = None
     memory_peak_bytes: int | None = None
     files_truncated: bool = False
+    exception: RunException | None = None  # v3: only when it ended by an uncaught exception
+    session_alive: bool | None = None  # v3: only on a run in a session
 
     def to_frame(self) -> dict[str, Any]:
-        return {
-            "type": "exit",
-            "reason": self.reason,
-            "exit_code": self.exit_code,
-            "signal": self.signal,
-            "duration_ms": self.duration_ms,
-            "stdout_bytes": self.stdout_bytes,
-            "stderr_bytes": self.stderr_bytes,
-            "truncated": self.truncated,
-            "cpu_ms": self.cpu_ms,
-            "memory_peak_bytes": self.memory_peak_bytes,
-        } | ({"files_truncated": True} if self.files_truncated else {})
+        return (
+            {
+                "type": "exit",
+                "reason": self.reason,
+                "exit_code": self.exit_code,
+                "signal": self.signal,
+                "duration_ms": self.duration_ms,
+                "stdout_bytes": self.stdout_bytes,
+                "stderr_bytes": self.stderr_bytes,
+                "truncated": self.truncated,
+                "cpu_ms": self.cpu_ms,
+                "memory_peak_bytes": self.memory_peak_bytes,
+            }
+            | ({"files_truncated": True} if self.files_truncated else {})
+            | self._v3_fields()
+        )
+
+    def _v3_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.exception is not None:
+            e = self.exception
+            fields["exception"] = {"name": e.name, "value": e.value, "line": e.line}
+        if self.session_alive is not None:
+            fields["session_alive"] = self.session_alive
+        return fields
 
     def sentence(self, limits: RunLimits) -> str | None:
         """A sentence for people when the program did not end by itself (HTTP's ``error``)."""
@@ -108,4 +153,4 @@ class Exit:
         return template.format(**limits.to_dict())
 
 
-Event = Started | Output | Image | FileOut | Stats | Exit
+Event = Started | Output | Image | FileOut | Stats | Input | Result | Exit

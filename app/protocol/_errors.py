@@ -36,6 +36,9 @@ MUST_BE: dict[str, str] = {
     "id": "a string",
     "token": "a string",
     "after": "a whole number, 0 or more",
+    "filename": "a string",
+    "session": "a string",
+    "session_token": "a string",
 }
 
 

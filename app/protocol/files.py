@@ -62,6 +62,23 @@ def path_problem(path: str) -> str | None:
     return None
 
 
+def filename_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the code's file name (v3: a plain name, no folders), or None."""
+    if name in ("", ".", ".."):
+        return "it must be a plain file name such as 'main.py'"
+    if "/" in name or "\\" in name:
+        return "it must be a plain file name, without folders"
+    if "\x00" in name:
+        return "it contains a NUL character"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    if size > MAX_PART_BYTES:
+        return f"it is {size} bytes long; the limit is {MAX_PART_BYTES}"
+    return None
+
+
 class FileIn(BaseModel):
     """``{"path", "content", "encoding"?}`` as sent; ``decoded()`` gives the bytes."""
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from app.errors import BadMessage, MessageTooLarge
 from app.protocol._errors import bad, require_type, too_large, translate
-from app.protocol.files import FileIn, InFile, check_files
+from app.protocol.files import FileIn, InFile, check_files, filename_problem, shown
 from app.settings import Settings
 
 
@@ -48,6 +48,19 @@ class RunFields(_ClientModel):
     runtime: str | None = Field(None, description="a runtime's name from GET /runtimes; default: the default one")
     files: list[FileIn] | None = Field(None, description="files written into the working directory before start")
     stats: bool = Field(False, description="also send `stats` frames while the program runs (WebSocket only)")
+    filename: str | None = Field(
+        None, description="the name tracebacks use for the code, a plain name such as `hottest.py` (v3)"
+    )
+    session: str | None = Field(None, description="run in this session, from POST /sessions (v3)")
+    session_token: str | None = Field(None, description="the session's `token`; required with `session` (v3)")
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_filename(cls, name: str) -> str:
+        problem = filename_problem(name)
+        if problem is not None:
+            raise bad(f"filename {shown(name)}: {problem}")
+        return name
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -80,6 +93,12 @@ class RunFields(_ClientModel):
     @model_validator(mode="after")
     def _files(self, info: ValidationInfo) -> RunFields:
         check_files(self.files or [], _settings(info))
+        return self
+
+    @model_validator(mode="after")
+    def _session_pair(self) -> RunFields:
+        if (self.session is None) != (self.session_token is None):
+            raise bad("'session' and 'session_token' go together: send both or neither")
         return self
 
 
@@ -139,6 +158,9 @@ class RunRequest:
     runtime: str | None = None
     files: tuple[InFile, ...] = ()
     stats: bool = False
+    filename: str | None = None  # v3: what tracebacks call the code (None: ``main.py``)
+    session: str | None = None  # v3: the session to run in, with its token
+    session_token: str | None = None
 
     @classmethod
     def from_fields(cls, fields: RunFields) -> RunRequest:
@@ -149,7 +171,27 @@ class RunRequest:
             runtime=fields.runtime,
             files=tuple(InFile(path=f.path, content=f.decoded()) for f in fields.files or ()),
             stats=fields.stats,
+            filename=fields.filename,
+            session=fields.session,
+            session_token=fields.session_token,
         )
+
+
+class SessionRequest(_ClientModel):
+    """``POST /sessions``'s body (v3); ``{}`` asks for the default runtime and no files."""
+
+    runtime: str | None = Field(None, description="a runtime's name from GET /runtimes; default: the default one")
+    files: list[FileIn] | None = Field(None, description="files written into the session's working directory")
+
+    @model_validator(mode="after")
+    def _files(self, info: ValidationInfo) -> SessionRequest:
+        check_files(self.files or [], _settings(info))
+        return self
+
+
+def parse_session_request(obj: dict[str, Any], settings: Settings) -> SessionRequest:
+    """A ``POST /sessions`` body, checked against the server's limits for files."""
+    return _validate(SessionRequest, obj, settings)
 
 
 ClientFrame = RunRequest | StdinFrame | KillFrame | ResumeFrame | WatchFrame

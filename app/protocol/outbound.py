@@ -33,6 +33,7 @@ ErrorCode = Literal[
     "unsupported_media_type",
     "unauthorized",
     "forbidden",
+    "session_busy",
 ]
 Seq = Annotated[int, Field(ge=1, description="counts from 1 with no gaps, on every frame after `started` (v2)")]
 Count = Annotated[int, Field(ge=0)]
@@ -144,8 +145,36 @@ class StatsFrame(_Sequenced):
     pids: Count
 
 
+class InputFrame(_Sequenced):
+    """Standard input the server accepted for the run, echoed to every connection (v3).
+
+    It follows the output that was read before the input was written, so a watcher or a resumed
+    driver sees what was typed where it was typed."""
+
+    type: Literal["input"] = "input"
+    data: str = Field(description="the text written to the program's standard input (may be empty)")
+    eof: bool = Field(description="true when standard input was closed after `data`")
+
+
+class ResultFrame(_Sequenced):
+    """In a session, the ``repr`` of the run's last expression when it is not ``None`` (v3)."""
+
+    type: Literal["result"] = "result"
+    text: str = Field(description="the value's repr, cut to the output limit")
+
+
+class ExceptionInfo(_Wire):
+    """The uncaught exception a program ended by (v3)."""
+
+    name: str = Field(description="the exception's type name, e.g. `ZeroDivisionError`")
+    value: str = Field(description="its message (`str(exc)`)")
+    line: int | None = Field(description="the line of the run's own code where it was raised; null if none is")
+
+
 class ExitFrame(_Sequenced):
     """The run is over; exactly one after ``started`` unless the sandbox itself failed."""
+
+    OMIT_WHEN_NONE = frozenset({"seq", "exception", "session_alive"})
 
     type: Literal["exit"] = "exit"
     reason: ExitReason
@@ -158,6 +187,12 @@ class ExitFrame(_Sequenced):
     cpu_ms: Count | None = Field(None, description="CPU time the program used; null if unknown (v2)")
     memory_peak_bytes: Count | None = Field(None, description="the sandbox's peak memory; null if unknown (v2)")
     files_truncated: bool = Field(False, description="true when files out were cut at the count limit (v2)")
+    exception: ExceptionInfo | None = Field(
+        None, description="the uncaught exception the program ended by; left out for any other end (v3)"
+    )
+    session_alive: bool | None = Field(
+        None, description="on a run in a session only: false once the session is gone (v3)"
+    )
 
 
 class ErrorFrame(_Sequenced):
@@ -176,12 +211,14 @@ ServerFrame = Annotated[
     | ImageFrame
     | FileFrame
     | StatsFrame
+    | InputFrame
+    | ResultFrame
     | ExitFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME_TYPES: tuple[str, ...] = (
-    "queued", "started", "stdout", "stderr", "image", "file", "stats", "exit", "error",
+    "queued", "started", "stdout", "stderr", "image", "file", "stats", "input", "result", "exit", "error",
 )  # fmt: skip
 _SERVER_FRAME: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
 
@@ -226,7 +263,7 @@ class AnswerFile(_Wire):
 class RunAnswer(_Wire):
     """``POST /run``'s 200 answer: the program ran, whatever its outcome."""
 
-    OMIT_WHEN_NONE = frozenset({"error", "files_truncated"})
+    OMIT_WHEN_NONE = frozenset({"error", "files_truncated", "exception", "session_alive"})
 
     output: str = Field(description="stdout and stderr interleaved in the order they were read")
     stdout: str
@@ -242,6 +279,9 @@ class RunAnswer(_Wire):
     cpu_ms: Count | None = Field(None, description="(v2)")
     memory_peak_bytes: Count | None = Field(None, description="(v2)")
     files_truncated: bool | None = Field(None, description="(v2)")
+    exception: ExceptionInfo | None = Field(None, description="as on the `exit` frame; left out when none (v3)")
+    result: str | None = Field(None, description="in a session: the `result` frame's text, or null (v3)")
+    session_alive: bool | None = Field(None, description="on a run in a session only (v3)")
 
 
 class ErrorAnswer(_Wire):
@@ -259,3 +299,35 @@ class RuntimeInfo(_Wire):
     python: str
     description: str
     packages: dict[str, str] = Field(description="importable beyond the standard library, with versions")
+
+
+# --- sessions (v3) ----------------------------------------------------------------------------
+
+
+class SessionLimits(Limits):
+    """A session's limits: ``memory_mb`` is the whole session's, ``timeout_s`` each run's."""
+
+    idle_timeout_s: float
+    max_lifetime_s: float
+
+
+class SessionCreated(_Wire):
+    """``POST /sessions``'s 201 answer (v3)."""
+
+    id: str = Field(description="names the session, and the server that holds it")
+    token: str = Field(description="a secret of at least 128 random bits; send it with every use")
+    runtime: str
+    limits: SessionLimits
+    expires_at: str = Field(description="RFC 3339, UTC: the earlier of idle and lifetime ends")
+
+
+class SessionInfo(_Wire):
+    """``GET /sessions/{id}``'s 200 answer (v3)."""
+
+    id: str
+    runtime: str
+    state: Literal["idle", "running"]
+    runs: Count
+    created_at: str = Field(description="RFC 3339, UTC")
+    expires_at: str = Field(description="RFC 3339, UTC")
+    memory_bytes: Count | None = Field(description="the session's memory now; null if unknown")

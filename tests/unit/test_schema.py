@@ -14,7 +14,12 @@ from app.schema import CLIENT_FRAMES, SERVER_FRAMES, json_schema, openapi
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "docs" / "PROTOCOL.md", ROOT.parent / "shared" / "PROTOCOL.md"]
+# the project's own description, and the contract where a checkout sits beside it (/work/shared)
+DOCS = [
+    d
+    for d in (ROOT / "docs" / "PROTOCOL.md", ROOT.parent / "shared" / "PROTOCOL.md", Path("/work/shared/PROTOCOL.md"))
+    if d.exists()
+]
 
 SCHEMA = json_schema()
 FRAMES = jsonschema.Draft202012Validator(SCHEMA)
@@ -84,6 +89,13 @@ CONCRETE: list[dict[str, Any]] = [
             {"path": "img/x.bin", "content": "AAE=", "encoding": "base64"},
         ],
     },
+    {
+        "type": "run",
+        "code": "x = 1\nx",
+        "filename": "hottest.py",
+        "session": "s-5f0c",
+        "session_token": "s" * 32,
+    },
     {"type": "stdin", "data": "Ada\n", "eof": True},
     {"type": "stdin"},
     {"type": "kill"},
@@ -104,6 +116,24 @@ CONCRETE: list[dict[str, Any]] = [
     {"type": "file", "path": "out/result.csv", "size": 4, "mime": "text/csv", "data": "YSxiCg==", "seq": 5},
     {"type": "file", "path": "big.bin", "size": 99999999, "mime": "application/octet-stream", "omitted": "too_large"},
     {"type": "stats", "memory_bytes": 1024, "memory_limit_bytes": 134217728, "cpu_ms": 12, "pids": 3, "seq": 6},
+    {"type": "input", "data": "yes\n", "eof": False, "seq": 6},
+    {"type": "input", "data": "", "eof": True, "seq": 6},
+    {"type": "result", "text": "42", "seq": 6},
+    {
+        "type": "exit",
+        "reason": "exit",
+        "exit_code": 1,
+        "signal": None,
+        "duration_ms": 41,
+        "stdout_bytes": 0,
+        "stderr_bytes": 120,
+        "truncated": False,
+        "cpu_ms": 30,
+        "memory_peak_bytes": 1048576,
+        "exception": {"name": "ZeroDivisionError", "value": "division by zero", "line": 3},
+        "session_alive": True,
+        "seq": 7,
+    },
     {
         "type": "exit",
         "reason": "exit",
