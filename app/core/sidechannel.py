@@ -25,7 +25,7 @@ from typing import Any
 from app.sandbox.inside import bootstrap as _inside
 from app.sandbox.inside.bootstrap import MARKER
 
-__all__ = ["MARKER", "Item", "Record", "SideChannelDemux", "png_size"]
+__all__ = ["MARKER", "Item", "Record", "SideChannelDemux", "exception_of", "png_size"]
 
 # the record kinds, as ``Record.kind`` holds them
 KIND_IMAGE = _inside.KIND_IMAGE.decode("ascii")
@@ -33,6 +33,8 @@ KIND_FILE = _inside.KIND_FILE.decode("ascii")
 KIND_FILES_END = _inside.KIND_FILES_END.decode("ascii")
 KIND_STDERR = _inside.KIND_STDERR.decode("ascii")
 KIND_EXIT = _inside.KIND_EXIT.decode("ascii")
+KIND_EXCEPTION = _inside.KIND_EXCEPTION.decode("ascii")
+EXCEPTION_NAME_MAX_CHARS = 200
 MAX_HEADER_BYTES = 48
 """``kind:meta_len:data_len\\n`` after the nonce; longer is not a header."""
 MAX_META_BYTES = 65_536
@@ -222,3 +224,17 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     if width == 0 or height == 0:
         return None
     return width, height
+
+
+def exception_of(record: Record) -> tuple[str, str, int | None] | None:
+    """The ``exception`` record's ``(name, value, line)``, or None when it is not well formed.
+
+    The program can write this record itself, so everything is checked and cut to size; at worst
+    a program misreports the exception of its own run."""
+    meta = record.meta
+    name, value, line = meta.get("name"), meta.get("value"), meta.get("line")
+    if not isinstance(name, str) or not name or not isinstance(value, str):
+        return None
+    if line is not None and (type(line) is not int or line < 1):
+        return None
+    return name[:EXCEPTION_NAME_MAX_CHARS], value[: _inside.EXCEPTION_VALUE_MAX_CHARS], line

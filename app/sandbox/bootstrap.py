@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.sandbox.inside import bootstrap as inside
+from app.sandbox.inside.bootstrap import MAIN_FILENAME
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
 
@@ -91,21 +92,26 @@ def encode_program(
     nonce: str,
     files: Sequence[tuple[str, bytes]] = (),
     out: FilesOutLimits | None = None,
+    filename: str = MAIN_FILENAME,
 ) -> bytes:
     """What the server writes first to a waiting bootstrap (see the module's docstring).
 
     ``nonce``: 32 lowercase hex characters, fresh for each run; ``files``: (relative path,
     content) pairs already validated by the server; ``out``: the side channel's limits
-    (``FilesOutLimits()`` when None).
+    (``FilesOutLimits()`` when None); ``filename``: what tracebacks call the code, a plain name
+    the server has validated (``app.protocol``), sent hex-encoded in the header.
     """
     if not _NONCE.fullmatch(nonce):
         raise ValueError("nonce must be 32 lowercase hex characters")
+    name = filename.encode("utf-8", "surrogatepass")
+    if not name or b"/" in name or len(name) > 255:
+        raise ValueError("filename must be a plain name of 1 to 255 bytes")
     limits = out or FilesOutLimits()
     body = code.encode("utf-8", "surrogatepass")
     meta = b""
     if files:
         meta = json.dumps({"files": [[path, len(content)] for path, content in files]}).encode()
-    header = b"%d %d %s %d %d %d %d\n" % (
+    header = b"%d %d %s %d %d %d %d %s\n" % (
         len(body),
         len(meta),
         nonce.encode(),
@@ -113,6 +119,7 @@ def encode_program(
         limits.max_file_bytes,
         limits.max_total_bytes,
         limits.max_image_bytes,
+        name.hex().encode(),
     )
     return b"".join([header, meta, body, *(content for _, content in files)])
 

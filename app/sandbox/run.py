@@ -22,11 +22,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from app.core.events import Event, Exit, Output, RunLimits, Started, Stats
+from app.core.events import Event, Exit, Output, RunException, RunLimits, Started, Stats
 from app.core.exits import ExitObservation, Reason, classify_exit
 from app.core.lines import OutputAssembler, coalesce
 from app.core.rich import FileOut, Image, RichLimits, RichOutput
 from app.core.sidechannel import (
+    KIND_EXCEPTION,
     KIND_EXIT,
     KIND_FILE,
     KIND_FILES_END,
@@ -34,11 +35,13 @@ from app.core.sidechannel import (
     KIND_STDERR,
     Record,
     SideChannelDemux,
+    exception_of,
 )
 from app.core.streams import Stream
 from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest
 from app.sandbox.bootstrap import FilesOutLimits, encode_program
+from app.sandbox.inside.bootstrap import MAIN_FILENAME
 from app.sandbox.interface import Sandbox, Usage
 
 # From a kill (timeout, client, output cap) to the exit frame at most: past it, the outcome is
@@ -151,6 +154,7 @@ class Run:
         self._ended = asyncio.Event()
         self._end_code: int | None = None
         self._end_marker = False
+        self._exception: RunException | None = None  # the program's own word on how it failed
         self.sandbox = sandbox
         self.request = request
         self.limits = limits
@@ -191,6 +195,7 @@ class Run:
                     max_total_bytes=rich.total_bytes,
                     max_image_bytes=rich.image_max_bytes,
                 ),
+                filename=self.request.filename or MAIN_FILENAME,
             )
             await self.sandbox.send(program)
             self.started_at = time.monotonic()
@@ -291,6 +296,9 @@ class Run:
                 if item.data is not None:
                     chunks.extend(self.assembler.release("stdout"))
                     chunks.extend(self.assembler.feed("stderr", item.data, now))
+            elif item.kind == KIND_EXCEPTION:
+                fields = exception_of(item)
+                self._exception = RunException(*fields) if fields is not None else None
             elif item.kind == KIND_EXIT:
                 code = item.meta.get("code")
                 if type(code) is int and 0 <= code <= 255:
@@ -404,6 +412,8 @@ class Run:
             cpu_ms=usage.cpu_ms,
             memory_peak_bytes=usage.memory_peak_bytes,
             files_truncated=ended_by_itself and self.rich.files_truncated,
+            # only a program that ended by itself ended by its exception: an interrupt is not one
+            exception=self._exception if ended_by_itself and verdict.exit_code != 0 else None,
         )
         return self.exit
 

@@ -12,15 +12,18 @@ kinds), which ``app.core.sidechannel`` reads from here.
 
 What the server writes to stdin (``app.sandbox.bootstrap.encode_program``)::
 
-    b"<code_len> <meta_len> <nonce> <max_count> <max_file_bytes> <max_total_bytes> <max_image_bytes>\\n"
+    b"<code_len> <meta_len> <nonce> <max_count> <max_file_bytes> <max_total_bytes> <max_image_bytes>"
+    b" <filename, UTF-8 in hex>\\n"
     + meta (JSON, only when meta_len > 0: {"files": [[path, size], ...]})
     + code + the files' bytes, in meta's order
 
 and everything after those bytes is the program's own standard input, read with ``os.read`` so
 the bootstrap never swallows a byte of it. Files are written under the working directory
 (``/tmp/work``, the program's cwd) before the code runs, which is then run as ``__main__`` from
-``main.py`` the way ``python main.py`` would, with tracebacks showing the user's lines and none
-of ours.
+``main.py`` (or the run's ``filename``) the way ``python main.py`` would, with tracebacks showing
+the user's lines and none of ours. A program that ends by an uncaught exception (a syntax error
+included) sends an ``exception`` record ``{"name", "value", "line"}`` after its traceback: ``line``
+is the innermost line of its own code in the traceback (a syntax error's own line), else null.
 
 **Output.** stdout is block-buffered (as Python's is into a pipe: many prints make one write, one
 attach frame) and a daemon thread (``_thread``, no ``threading`` import) flushes it every
@@ -86,6 +89,8 @@ KIND_FILE = b"file"
 KIND_FILES_END = b"files_end"
 KIND_STDERR = b"stderr"
 KIND_EXIT = b"exit"
+KIND_EXCEPTION = b"exception"
+"""``{"name", "value", "line"}``: the uncaught exception the program ended by, before the end."""
 
 WORKDIR = "/tmp/work"
 """The program's working directory, on the sandbox's tmpfs; files in are written here."""
@@ -93,7 +98,8 @@ MAX_WALK_ENTRIES = 10_000
 """Directory entries the files-out walk looks at before it gives up (files_truncated)."""
 MAX_WALK_DEPTH = 32
 """Sub-folder levels the files-out walk goes down (one open directory each); deeper is truncated."""
-HEADER_MAX_BYTES = 160
+HEADER_MAX_BYTES = 1024
+EXCEPTION_VALUE_MAX_CHARS = 1000
 FLUSH_EVERY_S = 0.010
 STDERR_RECORD_BYTES = 65536
 MAIN_FILENAME = "main.py"
@@ -111,7 +117,7 @@ def _read_exact(n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_header() -> "tuple[int, int, bytes, list[int]]":
+def _read_header() -> "tuple[int, int, bytes, list[int], str]":
     header = b""
     while not header.endswith(b"\n"):
         byte = os.read(0, 1)
@@ -121,9 +127,10 @@ def _read_header() -> "tuple[int, int, bytes, list[int]]":
         if len(header) > HEADER_MAX_BYTES:
             os._exit(70)
     fields = header.split()
-    if len(fields) != 7:
+    if len(fields) != 8:
         os._exit(70)
-    return int(fields[0]), int(fields[1]), fields[2], [int(f) for f in fields[3:]]
+    filename = bytes.fromhex(fields[7].decode()).decode("utf-8", "replace")
+    return int(fields[0]), int(fields[1]), fields[2], [int(f) for f in fields[3:7]], filename
 
 
 class _Source:
@@ -140,6 +147,34 @@ def _print_exception(exc: BaseException) -> None:
     import traceback
 
     traceback.print_exception(exc)
+
+
+def _exception_meta(exc: BaseException, filename: str) -> "dict[str, Any]":
+    # what the exit reports: the type's name, the message, and the line of the run's own code
+    # (compiled as ``filename``) where it was raised: the innermost such frame, or a syntax
+    # error's own line in that code
+    try:
+        value = str(exc)
+    except Exception:
+        value = "<unprintable " + type(exc).__name__ + ">"
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename == filename and isinstance(exc.lineno, int):
+        line = exc.lineno
+    else:
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == filename:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+    return {"name": type(exc).__name__, "value": value[:EXCEPTION_VALUE_MAX_CHARS], "line": line}
+
+
+def _report_exception(exc: BaseException, filename: str) -> None:
+    if _channel is not None and os.getpid() == _PID:
+        try:
+            _channel.emit(KIND_EXCEPTION, _exception_meta(exc, filename))
+        except Exception:
+            pass
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -750,23 +785,24 @@ def main() -> None:
             pass  # the program meets the same error, in its own output, if it imports it
     _prestart_flusher()
     compile("pass", MAIN_FILENAME, "exec", dont_inherit=True)  # a process's first compile costs ~1 ms: paid now
-    code_len, meta_len, nonce, limits = _read_header()
+    code_len, meta_len, nonce, limits, filename = _read_header()
     meta = _read_exact(meta_len) if meta_len else b""
     source_bytes = _read_exact(code_len)
     inputs = _write_files(workdir, meta) if meta_len else {}
     _channel = _Channel(nonce, *limits)
     _setup_output()
     module = type(sys)("__main__")
-    module.__file__ = MAIN_FILENAME
+    module.__file__ = filename
     module.__builtins__ = builtins  # type: ignore[attr-defined]
     module.__loader__ = _Source(source_bytes.decode("utf-8", "replace"))  # type: ignore[assignment]
     sys.modules["__main__"] = module
-    sys.argv[:] = [MAIN_FILENAME]
+    sys.argv[:] = [filename]
     sys.path[0:0] = [workdir]
     try:
-        code: CodeType = compile(source_bytes, MAIN_FILENAME, "exec", dont_inherit=True)
+        code: CodeType = compile(source_bytes, filename, "exec", dont_inherit=True)
     except Exception as exc:  # SyntaxError, ValueError (NUL bytes), MemoryError, RecursionError
         _print_exception(exc.with_traceback(None))
+        _report_exception(exc, filename)
         _exit_code[0] = 1
         _end_records()
         sys.exit(1)
@@ -787,6 +823,7 @@ def main() -> None:
             _print_exception(exc)  # the C hook reads source from disk; traceback asks the loader
         else:
             sys.excepthook(type(exc), exc, tb)
+        _report_exception(exc, filename)
         _exit_code[0] = 1
         _final_figures()
         sys.exit(1)
