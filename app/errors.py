@@ -51,9 +51,6 @@ class SCEError(Exception):
     def http_status(self) -> int:
         return ERROR_TABLE[self.code].http_status
 
-    def to_frame(self) -> dict[str, str]:
-        return {"type": "error", "code": self.code, "message": self.message}
-
 
 class BadMessage(SCEError):
     code = "bad_message"

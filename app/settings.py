@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     )
     code_max_bytes: int = Field(65_536, ge=1, description="largest program, in UTF-8 bytes")
     max_message_bytes: int = Field(1_048_576, ge=1024, le=8 * 1024 * 1024, description="largest frame or body")
+    stdin_max_bytes: int = Field(
+        8 * 1_048_576, ge=1024, description="standard input one run accepts in all (kept to echo it: `input` frames)"
+    )
     send_timeout_s: float = Field(30.0, gt=0, description="a client that takes longer to accept one frame is dropped")
     run_frame_timeout_s: float = Field(5.0, gt=0, description="the run frame must arrive this soon")
     files_in_max_count: int = Field(20, ge=0, description="most files a run may send in")

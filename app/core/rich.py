@@ -9,10 +9,8 @@ appear in its own run. Pure: no clocks, no I/O.
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from app.core.sidechannel import Record, png_size
 from app.protocol.files import path_problem
@@ -31,15 +29,6 @@ class RichLimits:
     total_bytes: int  # images and files together, per run
 
 
-def _with_payload(frame: dict[str, Any], data: bytes | None, omitted: str | None) -> dict[str, Any]:
-    """The bytes as base64, or why they were left out: an image and a file frame alike."""
-    if data is not None:
-        frame["data"] = base64.b64encode(data).decode("ascii")
-    else:
-        frame["omitted"] = omitted or "too_large"
-    return frame
-
-
 @dataclass(frozen=True)
 class Image:
     mime: str
@@ -47,10 +36,6 @@ class Image:
     height: int
     data: bytes | None
     omitted: str | None = None
-
-    def to_frame(self) -> dict[str, Any]:
-        frame = {"type": "image", "mime": self.mime, "width": self.width, "height": self.height}
-        return _with_payload(frame, self.data, self.omitted)
 
 
 @dataclass(frozen=True)
@@ -60,10 +45,6 @@ class FileOut:
     mime: str
     data: bytes | None
     omitted: str | None = None
-
-    def to_frame(self) -> dict[str, Any]:
-        frame = {"type": "file", "path": self.path, "size": self.size, "mime": self.mime}
-        return _with_payload(frame, self.data, self.omitted)
 
 
 def _dimension(value: object) -> int:

@@ -5,8 +5,9 @@ which is the same); the Python client reads frames back with ``parse_server_fram
 contract says are *left out* when they do not apply (``seq`` before ``started``, ``token`` in a
 watcher's copy of ``started``, ``data`` of an omitted image or file, ``error`` of a plain exit)
 are named in each model's ``OMIT_WHEN_NONE`` and dropped from the output when ``None``; fields
-the contract shows as ``null`` (``exit_code``, ``signal``, ``cpu_ms``) are always sent, and so is
-``files_truncated`` (false unless files were cut: a client that does not know it ignores it).
+the contract shows as ``null`` (``exit_code``, ``signal``, ``cpu_ms``) are always sent.
+``files_truncated`` is sent only when true, as the contract says; ``exception`` and
+``session_alive`` (v3) only where they apply.
 
 Reading is lenient, as the contract asks of clients: unknown fields are ignored, and a frame
 of an unknown type is skipped (``parse_server_frame`` answers ``None``).
@@ -17,7 +18,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    field_serializer,
+    model_serializer,
+)
 
 from app.protocol._errors import require_type
 
@@ -45,6 +54,8 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=require_type)
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+    # a field sent only alongside another (``result`` of a run in a session, null or not)
+    ONLY_WITH: ClassVar[dict[str, str]] = {}
 
     @model_serializer(mode="wrap")
     def _omit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -58,6 +69,9 @@ class _Wire(BaseModel):
         for name in self.OMIT_WHEN_NONE:
             if data.get(name, 0) is None:
                 del data[name]
+        for name, other in self.ONLY_WITH.items():
+            if other not in data:
+                data.pop(name, None)
         return data
 
     def wire(self) -> dict[str, Any]:
@@ -66,10 +80,14 @@ class _Wire(BaseModel):
 
 
 class Limits(_Wire):
-    timeout_s: float
+    timeout_s: float = Field(description="seconds of wall clock; a whole number is sent as one (10, not 10.0)")
     memory_mb: int
     output_bytes: int
     pids: int
+
+    @field_serializer("timeout_s")
+    def _whole(self, value: float) -> float | int:
+        return int(value) if float(value).is_integer() else value
 
 
 class QueuedFrame(_Wire):
@@ -174,7 +192,7 @@ class ExceptionInfo(_Wire):
 class ExitFrame(_Sequenced):
     """The run is over; exactly one after ``started`` unless the sandbox itself failed."""
 
-    OMIT_WHEN_NONE = frozenset({"seq", "exception", "session_alive"})
+    OMIT_WHEN_NONE = frozenset({"seq", "files_truncated", "exception", "session_alive"})
 
     type: Literal["exit"] = "exit"
     reason: ExitReason
@@ -186,7 +204,9 @@ class ExitFrame(_Sequenced):
     truncated: bool
     cpu_ms: Count | None = Field(None, description="CPU time the program used; null if unknown (v2)")
     memory_peak_bytes: Count | None = Field(None, description="the sandbox's peak memory; null if unknown (v2)")
-    files_truncated: bool = Field(False, description="true when files out were cut at the count limit (v2)")
+    files_truncated: bool | None = Field(
+        None, description="sent, as true, only when files out were cut at the count limit (v2)"
+    )
     exception: ExceptionInfo | None = Field(
         None, description="the uncaught exception the program ended by; left out for any other end (v3)"
     )
@@ -264,6 +284,7 @@ class RunAnswer(_Wire):
     """``POST /run``'s 200 answer: the program ran, whatever its outcome."""
 
     OMIT_WHEN_NONE = frozenset({"error", "files_truncated", "exception", "session_alive"})
+    ONLY_WITH = {"result": "session_alive"}  # a run in a session: ``result`` is there, null or not
 
     output: str = Field(description="stdout and stderr interleaved in the order they were read")
     stdout: str
@@ -278,9 +299,11 @@ class RunAnswer(_Wire):
     files: list[AnswerFile] = Field(default_factory=list, description="(v2)")
     cpu_ms: Count | None = Field(None, description="(v2)")
     memory_peak_bytes: Count | None = Field(None, description="(v2)")
-    files_truncated: bool | None = Field(None, description="(v2)")
+    files_truncated: bool | None = Field(None, description="as on the `exit` frame: sent only when true (v2)")
     exception: ExceptionInfo | None = Field(None, description="as on the `exit` frame; left out when none (v3)")
-    result: str | None = Field(None, description="in a session: the `result` frame's text, or null (v3)")
+    result: str | None = Field(
+        None, description="on a run in a session only: the `result` frame's text, or null (v3)"
+    )
     session_alive: bool | None = Field(None, description="on a run in a session only (v3)")
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
-from quart import Response, jsonify, request
+from quart import Response, request
 
 from app.errors import MessageTooLarge, SCEError, UnsupportedMediaType
-from app.protocol import load_json_object, parse_run_fields
+from app.protocol import (
+    AnswerFile,
+    AnswerImage,
+    FileFrame,
+    ImageFrame,
+    ResultFrame,
+    StderrFrame,
+    StdoutFrame,
+    load_json_object,
+    parse_run_fields,
+    parse_server_frame,
+)
+from app.server import frames
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
@@ -19,6 +29,7 @@ from app.server.responses import error_response
 # (a 413 for a large body, typically). So the answer is sent at once, with `Connection: close`,
 # and the rest of the body is read and dropped (up to this much) before the connection closes.
 DISCARD_MAX_BYTES = 64 * 1024 * 1024
+ANSWERED = frozenset({"stdout", "stderr", "image", "file", "result"})  # the frames the answer gathers
 
 
 async def _read_body(ctx: ServerContext) -> bytes:
@@ -71,43 +82,41 @@ async def http_run(ctx: ServerContext) -> Response:
         run_request = parse_run_fields(load_json_object(raw, settings), settings)
         client = client_key(request.headers, request.args, request.remote_addr, settings)
         live = ctx.new_run(run_request, client, "http")
-        live.stdin.close()  # nothing can follow the body's stdin: the program reads it, then end of file
+        live.write_stdin(None, eof=True)  # nothing can follow the body's stdin: the program reads it, then end of file
         live.start()
         output: list[str] = []
         streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        rich: dict[str, list[dict[str, Any]]] = {"image": [], "file": []}
+        images: list[AnswerImage] = []
+        files: list[AnswerFile] = []
+        result: str | None = None
         async for entry in live.frames():
-            if entry.kind in streams:
-                data = json.loads(entry.text)["data"]
-                output.append(data)
-                streams[entry.kind].append(data)
-            elif entry.kind in rich:
-                frame = json.loads(entry.text)
-                rich[entry.kind].append({k: v for k, v in frame.items() if k not in ("type", "seq")})
+            if entry.kind not in ANSWERED:
+                continue  # queued, started, stats, input (the caller sent it), exit, error
+            frame = parse_server_frame(entry.text)
+            if isinstance(frame, StdoutFrame | StderrFrame):
+                output.append(frame.data)
+                streams[frame.type].append(frame.data)
+            elif isinstance(frame, ImageFrame):
+                images.append(frames.answer_image(frame))
+            elif isinstance(frame, FileFrame):
+                files.append(frames.answer_file(frame))
+            elif isinstance(frame, ResultFrame):
+                result = frame.text
         if live.error is not None:
             raise live.error
         exit_ = live.exit
         assert exit_ is not None and live.run is not None
-        body: dict[str, Any] = {
-            "output": "".join(output),
-            "stdout": "".join(streams["stdout"]),
-            "stderr": "".join(streams["stderr"]),
-            "exit_code": exit_.exit_code,
-            "signal": exit_.signal,
-            "reason": exit_.reason,
-            "duration_ms": exit_.duration_ms,
-            "truncated": exit_.truncated,
-            "cpu_ms": exit_.cpu_ms,
-            "memory_peak_bytes": exit_.memory_peak_bytes,
-            "images": rich["image"],
-            "files": rich["file"],
-        }
-        if exit_.files_truncated:
-            body["files_truncated"] = True
-        sentence = exit_.sentence(live.run.limits)
-        if sentence:
-            body["error"] = sentence
-        return jsonify(body)
+        answer = frames.run_answer(
+            exit_,
+            live.run.limits,
+            output="".join(output),
+            stdout="".join(streams["stdout"]),
+            stderr="".join(streams["stderr"]),
+            images=images,
+            files=files,
+            result=result,
+        )
+        return Response(answer.model_dump_json(), content_type="application/json")
     except SCEError as error:
         if live is None:
             ctx.metrics.errors.labels(error.code).inc()  # a run's own errors are counted by the run

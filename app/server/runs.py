@@ -4,9 +4,11 @@ A ``LiveRun`` is owned by the server, not by a connection: it takes its admissio
 that the server is not draining, binds a sandbox, registers itself, turns the run's events into
 protocol frames, records its metrics and log line, and releases everything, in one task of its
 own. Connections subscribe to it: the driver from its first frame, a resumed driver after a
-sequence number, a watcher from ``started``. Frames are serialized once and kept in order
-(bounded by the run's own output limit), so a subscriber that falls behind or comes back later
-reads the same bytes.
+sequence number, a watcher from ``started``. Frames are built from the protocol's models
+(``app.server.frames``), serialized once and kept in order (bounded by the run's own output
+limit, and its standard input by ``stdin_max_bytes``), so a subscriber that falls behind or comes
+back later reads the same bytes. Standard input the run accepts is echoed to all of them as
+``input`` frames (v3), in order with the output.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from app.core.events import Event, Exit, Started
-from app.errors import Internal, NotFound, SCEError, Unavailable
-from app.protocol import RunRequest
+from app.core.events import Event, Exit, Input, Started
+from app.errors import BadMessage, Internal, NotFound, SCEError, Unavailable
+from app.protocol import QueuedFrame, RunRequest, StartedFrame
 from app.sandbox.run import Run, StdinBuffer
+from app.server import frames
+from app.server.frames import SequencedFrame
 
 if TYPE_CHECKING:
     from app.server.context import ServerContext
@@ -79,6 +83,9 @@ class LiveRun:
         self.watchers = 0
         self.killing = False
         self._orphan_timer: asyncio.TimerHandle | None = None
+        self._stdin_bytes = len(self.request.stdin.encode("utf-8", "surrogatepass")) if self.request.stdin else 0
+        self._stdin_closed = False
+        self._echo_pending: list[Input] = []  # input accepted before ``started``: echoed right after it
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -98,6 +105,34 @@ class LiveRun:
         elif self._task is not None and not self._killed_early:
             self._killed_early = True
             self._task.cancel()
+
+    def write_stdin(self, data: str | None, *, eof: bool = False) -> None:
+        """Input for the program from its driver, echoed to everyone following the run (v3).
+
+        What is not accepted is not echoed: anything after end of file, or a piece the buffer
+        refuses (``BadMessage``). The total a run accepts is bounded, since it is kept to be
+        echoed to watchers and resumed drivers.
+        """
+        if self._stdin_closed or self.exit is not None:
+            return
+        if data:
+            size = len(data.encode("utf-8", "surrogatepass"))
+            limit = self.ctx.settings.stdin_max_bytes
+            if self._stdin_bytes + size > limit:
+                raise BadMessage(f"this run has been sent more standard input than its limit of {limit} bytes")
+            self.stdin.write(data)
+            self._stdin_bytes += size
+        if eof:
+            self._stdin_closed = True
+            self.stdin.close()
+        if data or eof:
+            self._echo(Input(data or "", eof))
+
+    def _echo(self, event: Input) -> None:
+        if self.started_public is None:
+            self._echo_pending.append(event)
+        else:
+            self._publish_event(event)
 
     # -- who drives it and who watches ---------------------------------------------------------------
     def authorizes(self, token: str, *, watch: bool) -> bool:
@@ -164,7 +199,7 @@ class LiveRun:
                 self._end_with_error(Unavailable("the server stopped the run"))
                 raise
             self.exit = Exit("killed", None, None, 0, 0, 0, False)
-            self._append(None, self.exit.to_frame())
+            self._append(None, frames.exit_frame(self.exit, None))
             self._end(CLOSE_NORMAL)
         except SCEError as error:
             self._end_with_error(error)
@@ -173,35 +208,38 @@ class LiveRun:
             self._end_with_error(Internal(f"internal error: {type(exc).__name__}"))
 
     async def _on_position(self, position: int) -> None:
-        self._append(None, {"type": "queued", "position": position})
+        self._append(None, frames.queued(position))
 
     def _publish_event(self, event: Event) -> None:
-        frame = event.to_frame()
         if isinstance(event, Started):
-            self.started_public = json.dumps({**frame, "watch_token": self.watch_token})
-            frame = {**frame, "token": self.token, "watch_token": self.watch_token}
-            self._append(0, frame)
+            public = frames.started(event, token=None, watch_token=self.watch_token)
+            self.started_public = public.model_dump_json()
+            self._append(0, frames.started(event, token=self.token, watch_token=self.watch_token))
+            # what reached the program before it started: the run frame's stdin first, then what
+            # came while it was queued (the order the sandbox writes them in)
+            if self.request.stdin:
+                self._publish_event(Input(self.request.stdin, False))
+            pending, self._echo_pending = self._echo_pending, []
+            for echo in pending:
+                self._publish_event(echo)
             return
         if isinstance(event, Exit):
             self.exit = event
         self._seq += 1
-        frame["seq"] = self._seq
-        self._append(self._seq, frame)
+        self._append(self._seq, frames.sequenced(event, self._seq))
 
-    def _append(self, seq: int | None, frame: dict[str, Any]) -> None:
-        self._entries.append(Entry(seq, frame["type"], json.dumps(frame)))
+    def _append(self, seq: int | None, frame: QueuedFrame | StartedFrame | SequencedFrame) -> None:
+        self._entries.append(Entry(seq, frame.type, frame.model_dump_json()))
         self._changed.set()
 
     def _end_with_error(self, error: SCEError) -> None:
         self.error = error
         self.ctx.metrics.errors.labels(error.code).inc()
-        frame: dict[str, Any] = dict(error.to_frame())
         if self.started_public is not None:
             self._seq += 1
-            frame["seq"] = self._seq
-            self._append(self._seq, frame)
+            self._append(self._seq, frames.error_frame(error, self._seq))
         else:
-            self._append(None, frame)
+            self._append(None, frames.error_frame(error))
         self._end(error.close_code)
 
     def _end(self, close_code: int) -> None:

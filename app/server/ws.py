@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 from typing import Any, Protocol
 
 from quart import Response, websocket
@@ -27,6 +26,7 @@ from quart import Response, websocket
 from app.errors import BadMessage, Busy, Internal, SCEError
 from app.protocol import KillFrame, ResumeFrame, RunRequest, StdinFrame, WatchFrame, parse_client_frame
 from app.server.context import ServerContext
+from app.server.frames import error_frame
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
 from app.server.runs import LiveRun
@@ -111,7 +111,7 @@ class WebSocketSession:
         self.ctx.metrics.errors.labels(error.code).inc()
         if self.state is not State.CLOSED:
             with contextlib.suppress(Exception):
-                await self.send_text(json.dumps(error.to_frame()))
+                await self.send_text(error_frame(error).model_dump_json())
         await self.close(error.close_code)
 
     # -- frames in -----------------------------------------------------------------------------
@@ -139,10 +139,7 @@ class WebSocketSession:
             raise BadMessage("a watcher cannot send stdin or kill")
         assert live is not None
         if isinstance(frame, StdinFrame):
-            if frame.data:
-                live.stdin.write(frame.data)
-            if frame.eof:
-                live.stdin.close()
+            live.write_stdin(frame.data, eof=frame.eof)
         elif isinstance(frame, KillFrame):
             live.kill()
 

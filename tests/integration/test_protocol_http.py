@@ -163,7 +163,7 @@ async def test_timeout_has_a_sentence(http: httpx.AsyncClient, server: ServerPro
     body = assert_run_body(await post_run(http, server, code="print('start', flush=True)\nwhile True: pass", timeout=1))
     assert body["reason"] == "timeout"
     assert body["exit_code"] is None and body["signal"] is None
-    assert body["error"] == "Execution timed out after 1 seconds."
+    assert body["error"] == "Execution timed out after 1 second."
     assert body["stdout"] == "start\n"  # output before the kill is kept
     assert body["duration_ms"] >= 1000
 

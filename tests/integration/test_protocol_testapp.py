@@ -153,7 +153,7 @@ async def test_http_post_timeout_sentence(client: QuartClient) -> None:
     body = await response.get_json()
     assert response.status_code == 200
     assert body["reason"] == "timeout"
-    assert body["error"] == "Execution timed out after 1 seconds."
+    assert body["error"] == "Execution timed out after 1 second."
 
 
 async def test_http_post_refusals(client: QuartClient) -> None:

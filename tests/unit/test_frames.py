@@ -7,6 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from app.core.events import Exit, RunLimits
 from app.protocol import (
     ErrorFrame,
     ExitFrame,
@@ -28,7 +29,7 @@ def test_started_carries_the_tokens_and_a_watchers_copy_does_not_carry_the_token
     assert started.wire() == {
         "type": "started",
         "id": "r1",
-        "limits": {"timeout_s": 10.0, "memory_mb": 128, "output_bytes": 1_000_000, "pids": 64},
+        "limits": {"timeout_s": 10, "memory_mb": 128, "output_bytes": 1_000_000, "pids": 64},
         "token": "T",
         "watch_token": "W",
     }
@@ -43,13 +44,14 @@ def test_seq_is_sent_when_set_and_last_for_people_reading_logs() -> None:
     assert "seq" not in QueuedFrame(position=1).wire()
 
 
-def test_exit_always_sends_its_nulls() -> None:
+def test_exit_always_sends_its_nulls_and_files_truncated_only_when_true() -> None:
     frame = ExitFrame(
         reason="timeout", exit_code=None, signal=None, duration_ms=10_000, stdout_bytes=0, stderr_bytes=0,
         truncated=False, seq=4,
     ).wire()  # fmt: skip
     assert frame["exit_code"] is None and frame["signal"] is None
-    assert frame["cpu_ms"] is None and frame["memory_peak_bytes"] is None and frame["files_truncated"] is False
+    assert frame["cpu_ms"] is None and frame["memory_peak_bytes"] is None
+    assert "files_truncated" not in frame and "exception" not in frame and "session_alive" not in frame
 
 
 def test_an_omitted_image_or_file_has_no_data() -> None:
@@ -75,7 +77,7 @@ def test_the_http_answer_leaves_out_error_only_for_a_plain_exit() -> None:
     assert "error" not in plain and plain["images"] == [] and plain["files"] == [] and plain["cpu_ms"] is None
     timed = RunAnswer(
         output="", stdout="", stderr="", exit_code=None, signal=None, reason="timeout", duration_ms=1000,
-        truncated=False, error="Execution timed out after 1 seconds.",
+        truncated=False, error="Execution timed out after 1 second.",
     ).wire()  # fmt: skip
     assert timed["error"].startswith("Execution timed out")
 
@@ -95,3 +97,9 @@ def test_reading_frames_back_ignores_what_it_does_not_know() -> None:
 def test_a_frame_that_breaks_the_contract_is_a_value_error(raw: str) -> None:
     with pytest.raises((ValidationError, ValueError)):
         parse_server_frame(raw)
+
+
+@pytest.mark.parametrize(("seconds", "sentence"), [(1, "1 second"), (10, "10 seconds"), (0.5, "0.5 seconds")])
+def test_the_timeout_sentence_counts_its_seconds_right(seconds: float, sentence: str) -> None:
+    exit_ = Exit("timeout", None, None, 1000, 0, 0, False)
+    assert exit_.sentence(RunLimits(seconds, 128, 1000, 64)) == f"Execution timed out after {sentence}."

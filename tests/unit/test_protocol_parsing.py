@@ -25,6 +25,7 @@ from app.protocol import (
     parse_client_frame,
     parse_run_fields,
 )
+from app.server.frames import error_frame
 from app.settings import Settings
 
 
@@ -247,7 +248,7 @@ def test_error_codes_map_to_protocol_close_codes(error: SCEError, code: str, clo
     assert error.code == code
     assert (error.close_code, error.http_status) == (close_code, http_status)
     assert ERROR_TABLE[code].close_code == close_code
-    frame = error.to_frame()
+    frame = error_frame(error).wire()
     assert frame["type"] == "error" and frame["code"] == code
     assert isinstance(frame["message"], str) and frame["message"]
 

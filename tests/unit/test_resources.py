@@ -17,6 +17,7 @@ from app.protocol.outbound import StatsFrame
 from app.sandbox.docker.cgroups import CgroupTree, parent_name, parent_owner
 from app.sandbox.interface import SandboxSpec, Usage
 from app.sandbox.run import FINAL_USAGE_S, Run
+from app.server.frames import sequenced
 from app.server.metrics import Metrics
 from tests.fakes import FakeSandbox
 
@@ -183,7 +184,7 @@ async def test_stats_come_twice_a_second_in_order_with_output_and_never_after_ex
     # interleaved with the output, not bunched at the end
     kinds = ["stats" if isinstance(e, Stats) else "out" for e in events if isinstance(e, Stats | Output)]
     assert "out" in kinds[kinds.index("stats") :]
-    StatsFrame.model_validate({**stats[0].to_frame(), "seq": 1})  # what the protocol promises
+    assert isinstance(sequenced(stats[0], 1), StatsFrame)  # what the protocol promises
 
 
 async def test_no_stats_unless_asked() -> None:

@@ -7,6 +7,7 @@ import zlib
 
 from app.core.rich import RichLimits, RichOutput
 from app.core.sidechannel import Record
+from app.server.frames import sequenced
 
 
 def png(width: int, height: int) -> bytes:
@@ -23,14 +24,14 @@ def test_png_size_comes_from_the_png_not_the_record() -> None:
         Record("image", {"mime": "image/png", "width": 1, "height": 1}, png(640, 480), None)
     )
     assert image is not None and (image.width, image.height) == (640, 480)
-    assert image.to_frame()["data"]
+    assert image.data and sequenced(image, 1).wire()["data"]
 
 
 def test_images_past_the_budget_are_omitted_and_the_rest_still_counts() -> None:
     rich = RichOutput(LIMITS)
     frames = [rich.image(Record("image", {"mime": "image/png"}, png(2, 2) + b"x" * 500, None)) for _ in range(4)]
-    assert [f is not None and "data" in f.to_frame() for f in frames] == [True, True, False, False]
-    assert frames[3] is not None and frames[3].to_frame()["omitted"] == "too_large"
+    assert [f is not None and "data" in sequenced(f, 1).wire() for f in frames] == [True, True, False, False]
+    assert frames[3] is not None and sequenced(frames[3], 1).wire()["omitted"] == "too_large"
 
 
 def test_not_a_png_or_an_unknown_mime_shows_nothing() -> None:

@@ -97,7 +97,7 @@ async def test_a_run_moves_through_running_to_closed() -> None:
         conn.push({"type": "run", "code": "x", "stdin": "hi\n"})
         assert await conn.closed == 1000
         await serving
-        assert conn.types() == ["started", "stdout", "exit"]
+        assert conn.types() == ["started", "input", "stdout", "exit"]  # the run frame's stdin is echoed (v3)
         assert session.state is State.CLOSED
 
 
