@@ -17,8 +17,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from app.sandbox.inside import bootstrap as inside
+from app.sandbox.inside import session as inside_session
 from app.sandbox.inside.bootstrap import MAIN_FILENAME
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
@@ -26,9 +28,13 @@ _NONCE = re.compile(r"[0-9a-f]{32}")
 
 class _ForTheSandbox(ast.NodeTransformer):
     """Drops what only readers and type checkers use: docstrings and bare strings, annotations,
-    ``if TYPE_CHECKING:`` blocks. The sandbox then neither receives nor evaluates them (an
-    annotation is evaluated at every ``def``), and the code object is as small as the string
-    program it replaced."""
+    ``if TYPE_CHECKING:`` blocks, and imports from ``app`` (the sandbox's modules share one
+    namespace there). The sandbox then neither receives nor evaluates them (an annotation is
+    evaluated at every ``def``), and the code object is as small as the string program it
+    replaced. ``main_block``: keep ``if __name__ == "__main__":`` (the last module's only)."""
+
+    def __init__(self, main_block: bool) -> None:
+        self.main_block = main_block
 
     def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
         kept = [
@@ -36,6 +42,8 @@ class _ForTheSandbox(ast.NodeTransformer):
             for stmt in body
             if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
             and not (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Name) and stmt.test.id == "TYPE_CHECKING")
+            and not (isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("app."))
+            and not (isinstance(stmt, ast.If) and not self.main_block and "__main__" in ast.unparse(stmt.test))
         ]
         return kept or [ast.Pass()]
 
@@ -65,14 +73,25 @@ class _ForTheSandbox(ast.NodeTransformer):
         return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
 
 
-def sandbox_source(module_source: str) -> str:
-    """``app.sandbox.inside.bootstrap`` as the sandbox gets it (see ``_ForTheSandbox``)."""
-    tree = _ForTheSandbox().visit(ast.parse(module_source))
-    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+def sandbox_source(*module_sources: str) -> str:
+    """Modules of ``app.sandbox.inside`` as the sandbox gets them, one after another in one
+    namespace (see ``_ForTheSandbox``); the last one's ``main()`` runs."""
+    parts = []
+    for i, source in enumerate(module_sources):
+        tree = _ForTheSandbox(main_block=i == len(module_sources) - 1).visit(ast.parse(source))
+        parts.append(ast.unparse(ast.fix_missing_locations(tree)))
+    return "\n".join(parts) + "\n"
 
 
-BOOTSTRAP = sandbox_source(Path(inside.__file__).read_text(encoding="utf-8"))
+def _source_of(module: ModuleType) -> str:
+    assert module.__file__ is not None
+    return Path(module.__file__).read_text(encoding="utf-8")
+
+
+BOOTSTRAP = sandbox_source(_source_of(inside))
 """The in-sandbox program as sent; it runs its ``main()`` as the loader's ``__main__``."""
+SESSION_BOOTSTRAP = sandbox_source(_source_of(inside), _source_of(inside_session))
+"""A session's: the same, then ``inside.session``, whose ``main()`` runs programs one after another."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,12 @@ def encode_program(
     return b"".join([header, meta, body, *(content for _, content in files)])
 
 
+def control_frame(kind: bytes, payload: bytes = b"") -> bytes:
+    """One frame for a session's bootstrap (``--session``): ``kind`` is one of the inside module's
+    ``CONTROL_*`` (a program from ``encode_program``, stdin, its end, an interrupt)."""
+    return kind + b" %d\n" % len(payload) + payload
+
+
 # Reads the bootstrap from stdin (exactly: the program and its input follow) and runs it as
 # __main__ with the command's arguments; a stdin closed first ends it quietly. The bootstrap comes
 # twice: compiled (marshal) and as source. The code object runs when it was made for this very
@@ -161,6 +186,7 @@ def _preamble(source: str, magic: bytes) -> bytes:
 
 
 _PREAMBLE = _preamble(BOOTSTRAP, importlib.util.MAGIC_NUMBER)
+_SESSION_PREAMBLE = _preamble(SESSION_BOOTSTRAP, importlib.util.MAGIC_NUMBER)
 
 
 def preamble() -> bytes:
@@ -173,3 +199,8 @@ def preamble() -> bytes:
     Python still works, paying the compile.
     """
     return _PREAMBLE
+
+
+def session_preamble() -> bytes:
+    """``preamble()`` for a session's sandbox: the session's bootstrap (``SESSION_BOOTSTRAP``)."""
+    return _SESSION_PREAMBLE

@@ -89,6 +89,8 @@ KIND_FILE = b"file"
 KIND_FILES_END = b"files_end"
 KIND_STDERR = b"stderr"
 KIND_EXIT = b"exit"
+KIND_RESULT = b"result"
+"""The ``repr`` of a session program's last expression (data: its UTF-8 text), before the end."""
 KIND_EXCEPTION = b"exception"
 """``{"name", "value", "line"}``: the uncaught exception the program ended by, before the end."""
 
@@ -106,10 +108,17 @@ MAIN_FILENAME = "main.py"
 
 
 # -- reading the program ------------------------------------------------------------------------------
+def _read_fd0(n: int) -> bytes:
+    return os.read(0, n)
+
+
+_pull = _read_fd0  # where the program is read from: fd 0 (one run), or the session's current frame
+
+
 def _read_exact(n: int) -> bytes:
     parts = []
     while n > 0:
-        chunk = os.read(0, min(n, 1 << 16))
+        chunk = _pull(min(n, 1 << 16))
         if not chunk:
             os._exit(0)
         parts.append(chunk)
@@ -120,7 +129,7 @@ def _read_exact(n: int) -> bytes:
 def _read_header() -> "tuple[int, int, bytes, list[int], str]":
     header = b""
     while not header.endswith(b"\n"):
-        byte = os.read(0, 1)
+        byte = _pull(1)
         if not byte:
             os._exit(0)
         header += byte
@@ -589,7 +598,7 @@ _flush_lock: "Any" = None  # made before the program arrives (_prestart_flusher)
 _flush_gate: "Any" = None
 _flushing = [False]
 _exit_code = [0]
-_session = False  # running programs one after another in one namespace (app.sandbox.session's mode)
+_session = False  # running programs one after another in one namespace (``inside.session``)
 _leave = os._exit  # the real one: the program may replace os._exit, and the bootstrap wraps it
 
 
@@ -718,7 +727,10 @@ def _setup_output() -> None:
 
 
 def _send_stderr(data: bytes) -> None:
-    if not data or _channel is None:
+    if not data:
+        return
+    if _channel is None:  # a session between its start and its first program
+        _write_all(data, 2)
         return
     head = MARKER + _channel.nonce + b":" + KIND_STDERR + b":2:"
     with _flush_lock:
@@ -739,11 +751,16 @@ def _code_of(exc: SystemExit) -> int:
     return 1
 
 
-def _end_records() -> None:
+def _end_records(stop_flusher: bool = True) -> None:
     # the last thing the program's own process writes when it ends by itself: a marker on stderr,
     # then the exit record on stdout, each after everything written before it on its stream;
-    # the server reports the exit once it has both
-    _stop_flusher()
+    # the server reports the exit once it has both (a session keeps its flusher for what threads
+    # left running print between runs)
+    if stop_flusher:
+        _stop_flusher()
+    else:
+        with _lock():
+            _flush_out()
     try:
         sys.stderr.flush()
     except Exception:
@@ -769,9 +786,8 @@ def _options(argv: "list[str]") -> "tuple[list[str], bool, str, str]":
     return [m for m in opts["--preload"].split(",") if m], rich, opts["--mpl-seed"], opts["--workdir"]
 
 
-def main() -> None:
-    """Wait for one program, run it as ``python main.py`` would, report its end and leave."""
-    global _channel
+def _prepare() -> str:
+    # what every sandbox does before its program arrives; returns the working directory
     preload, rich, seed, workdir = _options(sys.argv[1:])
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
@@ -784,6 +800,13 @@ def main() -> None:
         except Exception:
             pass  # the program meets the same error, in its own output, if it imports it
     _prestart_flusher()
+    return workdir
+
+
+def main() -> None:
+    """Wait for one program, run it as ``python main.py`` would, report its end and leave."""
+    global _channel
+    workdir = _prepare()
     compile("pass", MAIN_FILENAME, "exec", dont_inherit=True)  # a process's first compile costs ~1 ms: paid now
     code_len, meta_len, nonce, limits, filename = _read_header()
     meta = _read_exact(meta_len) if meta_len else b""
