@@ -34,6 +34,7 @@ KIND_FILES_END = _inside.KIND_FILES_END.decode("ascii")
 KIND_STDERR = _inside.KIND_STDERR.decode("ascii")
 KIND_EXIT = _inside.KIND_EXIT.decode("ascii")
 KIND_EXCEPTION = _inside.KIND_EXCEPTION.decode("ascii")
+KIND_RESULT = _inside.KIND_RESULT.decode("ascii")
 EXCEPTION_NAME_MAX_CHARS = 200
 MAX_HEADER_BYTES = 48
 """``kind:meta_len:data_len\\n`` after the nonce; longer is not a header."""

@@ -24,6 +24,7 @@ from app.server.context import ServerContext
 from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
+from app.server.sessions import register_session_routes
 from app.server.ws import CLIENT_CLOSE_KEY, CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
 
@@ -87,11 +88,17 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
     @app.before_serving
     async def _start() -> None:
         await service.start()
+        assert ctx.sessions is not None
+        ctx.sessions.start()
 
     @app.after_serving
     async def _stop() -> None:
         await ctx.drain()
+        assert ctx.sessions is not None
+        await ctx.sessions.close()
         await service.stop()
+
+    register_session_routes(app, ctx)
 
     @app.websocket("/run")
     async def _ws_run() -> ResponseReturnValue | None:

@@ -14,6 +14,7 @@ from app.server.admission import Admission
 from app.server.metrics import Metrics
 from app.server.ratelimit import RateLimiter, retry_after_s
 from app.server.runs import LiveRun, RunRegistry, Transport
+from app.server.sessions import SessionRegistry
 from app.settings import Settings
 
 KILL_WAIT_S = 5.0
@@ -37,6 +38,7 @@ class ServerContext:
     draining: bool = False  # said on /healthz from the first moment of a shutdown
     refusing: bool = False  # new runs are refused (after the drain notice)
     rate: RateLimiter = field(default_factory=lambda: RateLimiter(0, 0))
+    sessions: SessionRegistry | None = None  # v3; made by ``build``
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
@@ -48,6 +50,7 @@ class ServerContext:
             registry=RunRegistry(keep_finished_s=settings.resume_grace_s, on_forget=service.trim_heap_when_idle),
             rate=RateLimiter(settings.rate_runs_per_minute, settings.rate_code_bytes_per_minute),
         )
+        ctx.sessions = SessionRegistry(ctx)
         ctx.metrics.bind(
             active=lambda: len(ctx.registry.active),
             queued=lambda: ctx.admission.queued,
