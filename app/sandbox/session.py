@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from app.core.exits import ExitObservation
 from app.core.streams import Stream
-from app.errors import BadMessage, Busy
+from app.errors import BadMessage, Busy, SCEError
 from app.protocol import RunRequest
 from app.sandbox.bootstrap import control_frame, session_preamble
 from app.sandbox.inside.session import CONTROL_EOF, CONTROL_INTERRUPT, CONTROL_PROGRAM, CONTROL_STDIN
-from app.sandbox.interface import Sandbox
-from app.sandbox.run import Run
+from app.sandbox.interface import Sandbox, Usage
+from app.sandbox.run import FINAL_USAGE_S, Run
 from app.sandbox.runtimes import DEFAULT_RUNTIME
 
 if TYPE_CHECKING:
@@ -114,9 +114,26 @@ class SessionRun(Run):
     def __init__(self, session: SandboxSession, request: RunRequest, *args: Any, **kwargs: Any) -> None:
         super().__init__(session.sandbox, request, *args, nonce=session.nonce, **kwargs)
         self.session = session
+        self._base = Usage()
 
     async def _send_program(self, program: bytes) -> None:
+        self._base = await self._usage_now()  # the session's CPU so far: this run's is the rest
         await self.session.send(CONTROL_PROGRAM, program)
+
+    async def _usage_now(self) -> Usage:
+        try:
+            async with asyncio.timeout(FINAL_USAGE_S):
+                return await self.sandbox.usage(final=False)
+        except (TimeoutError, SCEError, OSError):
+            return Usage()
+
+    async def _final_usage(self) -> Usage:
+        """This run's CPU (the session's since the run began) and the session's peak memory;
+        the sandbox lives on, so nothing is waited for."""
+        usage = await self._usage_now()
+        if usage.cpu_ms is None or self._base.cpu_ms is None:
+            return replace(usage, cpu_ms=None)
+        return replace(usage, cpu_ms=max(0, usage.cpu_ms - self._base.cpu_ms))
 
     async def _send_stdin(self, data: bytes) -> None:
         await self.session.send(CONTROL_STDIN, data)

@@ -194,3 +194,65 @@ async def test_limits_and_bad_requests(srv: ServerProcess) -> None:
     session = await new_session(srv)
     wrong_runtime = await run_in(srv, session, "1", runtime="scientific")
     assert wrong_runtime.error["code"] == "bad_message"
+
+
+async def test_each_run_has_its_own_stdin_and_end_of_file(srv: ServerProcess) -> None:
+    session = await new_session(srv)
+    frame = {"type": "run", "code": "import sys\nprint(input('name? '))\nprint(repr(sys.stdin.read()))"}
+    async with asyncio.timeout(60), websockets.connect(srv.ws_url) as ws:
+        await ws.send(json.dumps({**frame, "session": session["id"], "session_token": session["token"]}))
+        await ws.send(json.dumps({"type": "stdin", "data": "Ada\nmore"}))
+        await ws.send(json.dumps({"type": "stdin", "eof": True}))
+        first = await collect(ws)
+    assert first.text() == "name? Ada\n'more'\n"
+    assert [(f["data"], f["eof"]) for f in first.of("input")] == [("Ada\nmore", False), ("", True)]
+    async with httpx.AsyncClient(timeout=60) as client:  # POST /run: the body's stdin, then end of file
+        body = {"code": "print(repr(sys.stdin.read()))", "stdin": "given"}
+        auth = {"session": session["id"], "session_token": session["token"]}
+        second = (await client.post(srv.url + "/run", json={**body, **auth})).json()
+    assert (second["stdout"], second["session_alive"]) == ("'given'\n", True)
+
+
+async def test_what_threads_print_between_runs_comes_with_the_next_run(srv: ServerProcess) -> None:
+    session = await new_session(srv)
+    code = "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), print('late'))).start()"
+    first = await run_in(srv, session, code)
+    assert first.text() == ""
+    await asyncio.sleep(1)  # the scenario itself: no run in progress while the thread prints
+    second = await run_in(srv, session, "print('next')")
+    assert second.text() == "late\nnext\n"
+
+
+async def test_cpu_is_each_runs_own(srv: ServerProcess) -> None:
+    session = await new_session(srv)
+    spin = await run_in(srv, session, "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.8: pass")
+    if spin.exit["cpu_ms"] is None:
+        pytest.skip("this engine does not tell CPU time")
+    await asyncio.sleep(1.5)  # where CPU comes from stats API samples (up to a second old), they catch up
+    light = await run_in(srv, session, "print(1)")
+    assert light.exit["cpu_ms"] is not None and light.exit["cpu_ms"] < 300  # not the session's 800+ so far
+
+
+async def test_sessions_count_against_the_servers_capacity(server_factory: Any) -> None:
+    server = server_factory(SCE_MAX_CONCURRENT_RUNS="1", SCE_SESSIONS_MAX="2", SCE_SESSIONS_PER_CLIENT="1")
+    session = await new_session(server)
+    async with httpx.AsyncClient(timeout=60) as client:
+        second = await client.post(server.url + "/sessions", json={})  # past this client's share
+        assert second.status_code == 503 and second.json()["code"] == "busy" and "Retry-After" in second.headers
+        async with websockets.connect(server.ws_url) as ws:  # the session holds the only run slot
+            await ws.send(json.dumps({"type": "run", "code": "print('one-shot')"}))
+            first = json.loads(await ws.recv())
+            assert first == {"type": "queued", "position": 1}
+            url = server.url + f"/sessions/{session['id']}"
+            assert (await client.delete(url, headers={"X-Session-Token": session["token"]})).status_code == 204
+            rest = await collect(ws)
+    assert rest.text() == "one-shot\n" and rest.exit["reason"] == "exit"
+
+
+async def test_a_session_in_the_scientific_runtime(srv: ServerProcess) -> None:
+    session = await new_session(srv, runtime="scientific")
+    assert session["runtime"] == "scientific"
+    await run_in(srv, session, "import numpy as np\na = np.arange(4)")
+    assert (await run_in(srv, session, "int(a.sum())")).of("result")[0]["text"] == "6"
+    plotted = await run_in(srv, session, "import matplotlib.pyplot as plt\nplt.plot(a)\nplt.show()")
+    assert [i["mime"] for i in plotted.of("image")] == ["image/png"]
