@@ -256,3 +256,34 @@ async def test_a_session_in_the_scientific_runtime(srv: ServerProcess) -> None:
     assert (await run_in(srv, session, "int(a.sum())")).of("result")[0]["text"] == "6"
     plotted = await run_in(srv, session, "import matplotlib.pyplot as plt\nplt.plot(a)\nplt.show()")
     assert [i["mime"] for i in plotted.of("image")] == ["image/png"]
+
+
+async def test_the_output_limit_interrupts_and_the_session_lives(srv: ServerProcess) -> None:
+    session = await new_session(srv)
+    flood = await run_in(srv, session, "n = 0\nwhile True:\n    n += 1\n    print('x' * 999)")
+    assert (flood.exit["reason"], flood.exit["truncated"], flood.exit["session_alive"]) == ("output_limit", True, True)
+    assert (await run_in(srv, session, "n > 0")).of("result")[0]["text"] == "True"
+
+
+async def test_a_session_run_can_be_watched(srv: ServerProcess) -> None:
+    session = await new_session(srv)
+    frame = {"type": "run", "code": "print('a', flush=True)\ninput()\nprint('b')\n7 * 6"}
+    async with asyncio.timeout(60), websockets.connect(srv.ws_url) as driver:
+        await driver.send(json.dumps({**frame, "session": session["id"], "session_token": session["token"]}))
+        started = json.loads(await driver.recv())
+        async with websockets.connect(srv.ws_url) as watcher:
+            await watcher.send(json.dumps({"type": "watch", "id": started["id"], "token": started["watch_token"]}))
+            await driver.send(json.dumps({"type": "stdin", "data": "go\n", "eof": True}))
+            watched = await collect(watcher)
+        driven = await collect(driver)
+    assert watched.text() == driven.text() == "a\nb\n"
+    assert watched.of("result") == driven.of("result") and driven.of("result")[0]["text"] == "42"
+    assert watched.exit["session_alive"] is True
+
+
+async def test_a_stopping_server_ends_its_sessions_and_removes_their_sandboxes(server_factory: Any) -> None:
+    server = server_factory(SCE_DRAIN_NOTICE_S="0")
+    await new_session(server)
+    assert len(session_sandboxes(server)) == 1
+    assert server.stop() == 0
+    assert session_sandboxes(server) == []
