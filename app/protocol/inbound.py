@@ -56,7 +56,9 @@ class RunFields(_ClientModel):
 
     @field_validator("filename")
     @classmethod
-    def _plain_filename(cls, name: str) -> str:
+    def _plain_filename(cls, name: str | None) -> str | None:
+        if name is None:
+            return None  # not given (or null): tracebacks say main.py
         problem = filename_problem(name)
         if problem is not None:
             raise bad(f"filename {shown(name)}: {problem}")

@@ -301,9 +301,7 @@ class RunAnswer(_Wire):
     memory_peak_bytes: Count | None = Field(None, description="(v2)")
     files_truncated: bool | None = Field(None, description="as on the `exit` frame: sent only when true (v2)")
     exception: ExceptionInfo | None = Field(None, description="as on the `exit` frame; left out when none (v3)")
-    result: str | None = Field(
-        None, description="on a run in a session only: the `result` frame's text, or null (v3)"
-    )
+    result: str | None = Field(None, description="on a run in a session only: the `result` frame's text, or null (v3)")
     session_alive: bool | None = Field(None, description="on a run in a session only (v3)")
 
 
@@ -314,14 +312,24 @@ class ErrorAnswer(_Wire):
     code: ErrorCode
 
 
+class RuntimeLimits(_Wire):
+    """A runtime's own limits (this server's addition to v2's list)."""
+
+    memory_mb: int
+    pids: int
+
+
 class RuntimeInfo(_Wire):
-    """One entry of ``GET /runtimes`` (v2)."""
+    """One entry of ``GET /runtimes`` (v2). A runtime whose image is missing on the engine is
+    listed too, with ``available`` false and ``python`` null: its versions cannot be read."""
 
     name: str
     default: bool
-    python: str
+    python: str | None = Field(description="the interpreter's version; null when the image is missing")
     description: str
     packages: dict[str, str] = Field(description="importable beyond the standard library, with versions")
+    available: bool = Field(True, description="false when the runtime's image is missing on the engine")
+    limits: RuntimeLimits | None = Field(None, description="this runtime's memory and process limits")
 
 
 # --- sessions (v3) ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Internal
+from app.protocol import RuntimeInfo
 from app.sandbox.service import SandboxService
 from app.schema import json_schema, openapi
 from app.server.context import ServerContext
@@ -130,7 +131,8 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
 
     @app.get("/runtimes")
     async def _runtimes() -> ResponseReturnValue:
-        return jsonify(await service.runtime_list())
+        listing = [RuntimeInfo.model_validate(item).wire() for item in await service.runtime_list()]
+        return jsonify(listing)  # through the protocol's model: what is sent is what the schema says
 
     @app.get("/schema/frames.json")
     async def _frames_schema() -> ResponseReturnValue:

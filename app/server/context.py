@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from app.server.sessions import SessionRegistry
 from app.settings import Settings
 
 KILL_WAIT_S = 5.0
+
+log = logging.getLogger("sce")
 
 
 def _engine_up(slot: EngineSlot) -> float:
@@ -39,6 +42,7 @@ class ServerContext:
     refusing: bool = False  # new runs are refused (after the drain notice)
     rate: RateLimiter = field(default_factory=lambda: RateLimiter(0, 0))
     sessions: SessionRegistry | None = None  # v3; made by ``build``
+    _draining: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, service: SandboxService) -> ServerContext:
@@ -56,6 +60,8 @@ class ServerContext:
             queued=lambda: ctx.admission.queued,
             pool_ready=service.pool_ready,
         )
+        ctx.metrics.runs_known.set_function(lambda: len(ctx.registry.known))
+        ctx.metrics.heap_trims.set_function(lambda: service.heap.trims)
         for slot in service.slots:
             name = slot.engine.name
             ctx.metrics.engine_up.labels(name).set_function(functools.partial(_engine_up, slot))
@@ -85,7 +91,20 @@ class ServerContext:
 
     async def drain(self) -> None:
         """Graceful shutdown: say so first (a balancer stops sending), then refuse new runs, let
-        running ones finish within the grace, then kill the rest."""
+        running ones finish within the grace, then kill the rest.
+
+        Once, whoever asks: the signal handler (serve.py) and the app's shutdown both call it, and
+        a second caller waits for the first drain rather than waiting out the notice again."""
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain())
+        await asyncio.shield(self._draining)
+
+    async def _drain(self) -> None:
+        log.info(
+            "shutting down: draining %d run(s); new runs refused in %g s",
+            len(self.registry.active),
+            self.settings.drain_notice_s,
+        )
         self.draining = True
         if self.settings.drain_notice_s > 0:
             await asyncio.sleep(self.settings.drain_notice_s)

@@ -62,8 +62,17 @@ def _omitted(data: bytes | None) -> Literal["too_large"] | None:
     return None if data is not None else "too_large"
 
 
+def _text(value: str) -> str:
+    """Text as the program has it: a lone surrogate (JSON allows ``"\\ud800"``; a program's own
+    strings may hold one) is bytes that are not UTF-8, which the protocol shows as U+FFFD, as in
+    output. JSON text cannot carry it otherwise."""
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _exception(value: RunException | None) -> ExceptionInfo | None:
-    return None if value is None else ExceptionInfo(name=value.name, value=value.value, line=value.line)
+    if value is None:
+        return None
+    return ExceptionInfo(name=_text(value.name), value=_text(value.value), line=value.line)
 
 
 def exit_frame(event: Exit, seq: int | None) -> ExitFrame:
@@ -115,9 +124,9 @@ def sequenced(event: Event, seq: int) -> SequencedFrame:
             seq=seq,
         )
     if isinstance(event, Input):
-        return InputFrame(data=event.data, eof=event.eof, seq=seq)
+        return InputFrame(data=_text(event.data), eof=event.eof, seq=seq)
     if isinstance(event, Result):
-        return ResultFrame(text=event.text, seq=seq)
+        return ResultFrame(text=_text(event.text), seq=seq)
     if isinstance(event, Exit):
         return exit_frame(event, seq)
     raise TypeError(f"no frame for {type(event).__name__} after started")

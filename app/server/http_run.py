@@ -23,6 +23,7 @@ from app.server import frames
 from app.server.context import ServerContext
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
+from app.server.runs import check_session
 
 # A request refused before its body was read must not be answered with an unread body left in
 # the socket: closing then makes the kernel reset the connection and the client loses the answer
@@ -80,6 +81,7 @@ async def http_run(ctx: ServerContext) -> Response:
         raw = await _read_body(ctx)
         body_read = True
         run_request = parse_run_fields(load_json_object(raw, settings), settings)
+        check_session(run_request)
         client = client_key(request.headers, request.args, request.remote_addr, settings)
         live = ctx.new_run(run_request, client, "http")
         live.write_stdin(None, eof=True)  # nothing can follow the body's stdin: the program reads it, then end of file

@@ -31,6 +31,10 @@ class Metrics:
         self.queued = Gauge("sce_queue_length", "Runs waiting for a slot", registry=r)
         self.pool_ready = Gauge("sce_pool_ready", "Warm sandboxes ready", registry=r)
         self.websockets = Gauge("sce_open_websockets", "Open WebSocket connections", registry=r)
+        self.runs_known = Gauge(
+            "sce_runs_resumable", "Runs a resume or watch can reach: live, or finished and kept", registry=r
+        )
+        self.heap_trims = Gauge("sce_heap_trims", "Times freed heap was given back to the system", registry=r)
         self.rate_limited = Counter("sce_rate_limited", "Runs refused by their client's rate limit", registry=r)
         self.engine_errors = Counter("sce_engine_errors", "Failed calls to the sandbox engine", registry=r)
         self.engine_up = Gauge("sce_engine_up", "1 while the engine answers", ["engine"], registry=r)

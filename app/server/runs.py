@@ -43,6 +43,12 @@ Transport = Literal["websocket", "http", "probe"]
 CLOSE_NORMAL = 1000
 
 
+def check_session(request: RunRequest) -> None:
+    """A run in a session (v3) names one this server holds; until sessions are served, none is."""
+    if request.session is not None:
+        raise NotFound("no such session (unknown, ended, or the token does not match)")
+
+
 def token_hash(token: str) -> str:
     """How a secret appears anywhere it could be seen (logs, per-client keys): a short hash."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]

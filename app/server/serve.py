@@ -79,7 +79,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config.bind = [settings.bind]
     config.workers = 1
     config.accesslog = None
-    config.errorlog = "-"
+    # hypercorn's own logger, without a handler of its own: its lines reach the root handler once,
+    # in the service's format ("-" would add a second handler, and "Running on" would show twice)
+    config.errorlog = logging.getLogger("hypercorn.error")
     # above the app's own limit, so oversized frames reach the app and get the protocol's error
     config.websocket_max_message_size = settings.max_message_bytes * 2
     config.graceful_timeout = settings.shutdown_grace_s + 5
@@ -135,8 +137,7 @@ async def serve_forever(settings: Settings) -> None:
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        logging.getLogger("sce").info("shutting down: draining %d run(s)", len(ctx.registry.active))
-        await ctx.drain()
+        await ctx.drain()  # the app's shutdown calls it again: it drains once (ServerContext.drain)
 
     # hypercorn.asyncio.serve() with the sockets claimed above (it creates its own otherwise)
     await worker_serve(

@@ -29,7 +29,7 @@ from app.server.context import ServerContext
 from app.server.frames import error_frame
 from app.server.guards import check_origin, check_token, client_key
 from app.server.responses import error_response
-from app.server.runs import LiveRun
+from app.server.runs import LiveRun, check_session
 
 
 class State(enum.Enum):
@@ -82,6 +82,7 @@ class WebSocketSession:
         self.live: LiveRun | None = None
         self.watching = False  # a watcher reads the run; it never drives it
         self.taken_over = asyncio.Event()  # a resume on another connection took the run over
+        self.sent_seq: int | None = None  # the last ``seq`` this connection has had (0: ``started``)
 
     def move(self, to: State) -> None:
         if to is self.state:
@@ -108,10 +109,13 @@ class WebSocketSession:
             await self.connection.close(code)
 
     async def fail(self, error: SCEError) -> None:
+        """This connection's own error (its frame broke the protocol...). After ``started`` it
+        carries the next ``seq`` of this connection, as every frame after ``started`` does."""
         self.ctx.metrics.errors.labels(error.code).inc()
         if self.state is not State.CLOSED:
+            seq = None if self.sent_seq is None else self.sent_seq + 1
             with contextlib.suppress(Exception):
-                await self.send_text(error_frame(error).model_dump_json())
+                await self.send_text(error_frame(error, seq).model_dump_json())
         await self.close(error.close_code)
 
     # -- frames in -----------------------------------------------------------------------------
@@ -156,6 +160,8 @@ class WebSocketSession:
             elif entry.kind == "started":
                 self.move(State.RUNNING)
             await self.send_text(entry.text)
+            if entry.seq is not None:
+                self.sent_seq = entry.seq
         self.move(State.ENDED)
 
     # -- the session ---------------------------------------------------------------------------------
@@ -184,6 +190,7 @@ class WebSocketSession:
         """The first frame decides the connection's role: a new run, a resume, or a watch."""
         registry = self.ctx.registry
         if isinstance(first, RunRequest):
+            check_session(first)
             live = self.ctx.new_run(first, self.client, "websocket")
             live.attach_driver(self)
             self.live = live
@@ -195,6 +202,7 @@ class WebSocketSession:
             self.live = live
             if isinstance(previous, WebSocketSession):
                 previous.taken_over.set()
+            self.sent_seq = first.after
             self.move(State.ENDED if live.done else State.RUNNING)
             return live, first.after
         if isinstance(first, WatchFrame):

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import random
 
+import httpx
 import pytest
 
 from tests.bench import programs as P
@@ -53,8 +54,29 @@ async def mixed(server: ServerProcess, count: int, seed: int) -> None:
     await asyncio.gather(*(worker() for _ in range(8)))
 
 
+def gauges(server: ServerProcess) -> dict[str, float]:
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name in ("sce_active_runs", "sce_runs_resumable", "sce_heap_trims")
+    }
+
+
 async def idle_rss(server: ServerProcess) -> int:
-    await asyncio.sleep(GRACE_S + 2.5)  # finished runs let go, the heap trimmed after them
+    """RSS once the server is idle, the finished runs kept for a resume are let go, and the heap
+    has been trimmed after that (one trim always follows the last forgetting, within ~2 s)."""
+    async with asyncio.timeout(60):
+        while True:  # the server has no event to wait on; polling its gauges is the condition
+            now = await asyncio.to_thread(gauges, server)
+            if now["sce_active_runs"] == 0 and now["sce_runs_resumable"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        trims = now["sce_heap_trims"]
+        while True:
+            if (await asyncio.to_thread(gauges, server))["sce_heap_trims"] > trims:
+                break
+            await asyncio.sleep(0.1)
     return proc_rss_kb(server.proc.pid)
 
 

@@ -39,3 +39,18 @@ async def test_sigterm_lets_short_runs_finish_and_kills_long_ones(server_factory
     assert short.close_code == long.close_code == 1000
     assert code == 0
     assert server_containers(server.proc.pid) == []
+
+
+async def test_sigterm_drains_once_and_the_log_says_each_thing_once(server_factory: ServerFactory) -> None:
+    notice = 3.0
+    server = server_factory(SCE_DRAIN_NOTICE_S=f"{notice:g}")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    server.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(server.proc.wait, 30)
+    took = loop.time() - began
+    log = server.log()
+    assert code == 0
+    assert log.count("shutting down: draining") == 1, log  # serve.py and the app's shutdown: one drain
+    assert notice <= took < 2 * notice, took  # the notice waited once, not twice
+    assert log.count("Running on http://") == 1, log

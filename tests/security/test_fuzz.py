@@ -2,16 +2,21 @@
 
 Random and malformed frames at the WebSocket (random JSON values, wrong field types, binary
 frames, oversized frames, frames after a run) and random bodies and content types at
-``POST /run``. Only the protocol's documented answers may come back, each with its close code
-or HTTP status: ``bad_message`` 1008/400, ``code_too_large`` and ``message_too_large`` 1009/413,
-415 for a body that is not JSON, or a run to its end. Never ``internal``/1011/500. The oracle
-below is PROTOCOL.md's table, written independently of ``app/protocol.py``. After each fuzz
-test the server must still serve hello world.
+``POST /run``, over every client frame of protocol version 3 (``run``, ``stdin``, ``kill``,
+``resume``, ``watch``) and every field of a run (``code``, ``stdin``, ``timeout``, ``runtime``,
+``files``, ``stats``, ``filename``, ``session``, ``session_token``). Only the protocol's
+documented answers may come back, each with its close code or HTTP status: ``bad_message``
+1008/400, ``code_too_large`` and ``message_too_large`` 1009/413, ``not_found`` 1008/404 (a run,
+resume or watch of something this server does not have), 415 for a body that is not JSON, or a
+run to its end. Never ``internal``/1011/500. The oracle below is PROTOCOL.md's rules, written
+independently of ``app/protocol``. After each fuzz test the server must still serve hello world.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import math
 from collections.abc import Iterator
@@ -30,8 +35,16 @@ pytestmark = [pytest.mark.docker, pytest.mark.security, pytest.mark.timeout(600)
 
 MAX_MESSAGE = 8192
 CODE_MAX = 2048
-ERROR_CLOSE = {"bad_message": 1008, "code_too_large": 1009, "message_too_large": 1009}
-ERROR_HTTP = {"bad_message": 400, "code_too_large": 413, "message_too_large": 413, "unsupported_media_type": 415}
+FILES_MAX = 3  # the fuzz server's SCE_FILES_IN_MAX_COUNT
+RUNTIMES = ("python", "scientific")
+ERROR_CLOSE = {"bad_message": 1008, "code_too_large": 1009, "message_too_large": 1009, "not_found": 1008}
+ERROR_HTTP = {
+    "bad_message": 400,
+    "code_too_large": 413,
+    "message_too_large": 413,
+    "unsupported_media_type": 415,
+    "not_found": 404,
+}
 FUZZ = settings(
     max_examples=60,
     deadline=None,
@@ -51,6 +64,7 @@ def fuzz_server() -> Iterator[ServerProcess]:
             "SCE_MAX_CONCURRENT_RUNS": "4",
             "SCE_PER_CLIENT_RUNS": "64",
             "SCE_QUEUE_SIZE": "64",
+            "SCE_FILES_IN_MAX_COUNT": str(FILES_MAX),
         }
     )
     yield server
@@ -81,9 +95,9 @@ def classify(raw: str | bytes, *, first: bool) -> str:
     kind = obj.get("type")
     if kind == "run":
         verdict = classify_run_fields(obj)
-        if verdict != "run":
+        if verdict not in ("run", "not_found"):
             return verdict
-        return "run" if first else "bad_message"  # a second run frame
+        return verdict if first else "bad_message"  # a second run frame
     if kind == "stdin":
         if obj.get("data") is not None and not isinstance(obj.get("data"), str):
             return "bad_message"
@@ -92,34 +106,115 @@ def classify(raw: str | bytes, *, first: bool) -> str:
         return "bad_message" if first else "frame"
     if kind == "kill":
         return "bad_message" if first else "frame"
+    if kind in ("resume", "watch"):
+        # only as the first frame, and with the right types; this server has no run of that id
+        malformed = not isinstance(obj.get("id"), str) or not isinstance(obj.get("token"), str)
+        if kind == "resume":
+            after = obj.get("after")
+            malformed = malformed or isinstance(after, bool) or not isinstance(after, int) or after < 0
+        return "not_found" if first and not malformed else "bad_message"
     return "bad_message"
 
 
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _optional(obj: dict[str, Any], name: str, ok: Any) -> bool:
+    """The field is absent or null, or ``ok`` says its value is right."""
+    return obj.get(name) is None or bool(ok(obj[name]))
+
+
+def _utf8(text: str) -> bytes | None:
+    """The text's UTF-8, or None for a lone surrogate (JSON can spell one: ``"\\ud800"``)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
+
+
+def _path_ok(path: str) -> bool:
+    encoded = _utf8(path)
+    if encoded is None or path == "" or path.startswith("/") or "\\" in path or "\x00" in path or len(encoded) > 1024:
+        return False
+    return all(part not in ("", ".", "..") and len(part.encode()) <= 255 for part in path.split("/"))
+
+
+def _file_ok(item: Any) -> bool:
+    """One file's own rules: types, path, encoding, and base64 in its one canonical spelling."""
+    if not isinstance(item, dict) or not _is_str(item.get("path")) or not _is_str(item.get("content")):
+        return False
+    encoding = item.get("encoding")
+    if encoding not in (None, "utf-8", "base64") or not _path_ok(item["path"]):
+        return False
+    if encoding == "base64":
+        try:
+            decoded = base64.b64decode(item["content"], validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return base64.b64encode(decoded).decode() == item["content"]
+    return True
+
+
+def _files_set_ok(files: list[dict[str, Any]]) -> bool:
+    """The rules about the set: count, no path twice, no path that is also another's folder."""
+    paths = [f["path"] for f in files]
+    folders = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    return len(files) <= FILES_MAX and len(set(paths)) == len(paths) and not folders & set(paths)
+
+
+def _filename_ok(name: Any) -> bool:
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        return False
+    encoded = _utf8(name)
+    return encoded is not None and len(encoded) <= 255
+
+
+def _timeout_ok(timeout: Any) -> bool:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        return False
+    try:
+        return math.isfinite(timeout) and timeout > 0
+    except OverflowError:  # an integer too large for a float is not a finite number of seconds
+        return False
+
+
 def classify_run_fields(obj: dict[str, Any]) -> str:
+    """PROTOCOL.md's rules for a run, in the order they are judged: each field's own type and form
+    (``bad_message``), then the code's size (``code_too_large``), then the rules across fields
+    (the set of files, ``session`` with ``session_token``), then the runtime's name; a valid run in
+    a session this server does not have is ``not_found``."""
     code = obj.get("code")
-    if not isinstance(code, str):
+    fields_ok = (
+        _is_str(code)
+        and _optional(obj, "stdin", _is_str)
+        and _optional(obj, "timeout", _timeout_ok)
+        and _optional(obj, "runtime", _is_str)
+        and _optional(obj, "stats", lambda v: isinstance(v, bool))
+        and _optional(obj, "files", lambda v: isinstance(v, list) and all(_file_ok(f) for f in v))
+        and _optional(obj, "filename", _filename_ok)
+        and _optional(obj, "session", _is_str)
+        and _optional(obj, "session_token", _is_str)
+    )
+    if not fields_ok:
         return "bad_message"
     if len(code.encode("utf-8", "surrogatepass")) > CODE_MAX:
         return "code_too_large"
-    if obj.get("stdin") is not None and not isinstance(obj.get("stdin"), str):
+    if not _files_set_ok(obj.get("files") or []):
         return "bad_message"
-    timeout = obj.get("timeout")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            return "bad_message"
-        try:
-            finite = math.isfinite(timeout)
-        except OverflowError:  # an integer too large for a float: a huge, finite number of seconds
-            finite = True
-        if not finite or timeout <= 0:
-            return "bad_message"
+    if (obj.get("session") is None) != (obj.get("session_token") is None):
+        return "bad_message"
+    if obj.get("session") is not None:
+        return "not_found"
+    if obj.get("runtime") is not None and obj["runtime"] not in RUNTIMES:
+        return "bad_message"
     return "run"
 
 
 # --- strategies ------------------------------------------------------------------------------------------------
 
-# integers stay float-convertible: the overflow of a huge integer timeout is a known bug with its own test below
-ints = st.integers(min_value=-(10**300), max_value=10**300)
+# integers past a float's range included: a timeout that large is refused, not a crash
+ints = st.integers(min_value=-(10**400), max_value=10**400)
 json_scalars = st.none() | st.booleans() | ints | st.floats() | st.text(max_size=40)
 json_values = st.recursive(
     json_scalars,
@@ -129,14 +224,45 @@ json_values = st.recursive(
 any_field = json_values | st.just("print(1)")
 code_texts = st.sampled_from(["pass", "print(1)", "1/0", "import sys; sys.exit(3)", ""]) | st.text(max_size=30)
 timeouts = st.none() | st.floats() | ints | st.booleans() | st.text(max_size=5) | st.sampled_from([1, 2.5])
+# the scientific runtime is left out of the names tried: a cold start of its 512 MiB sandbox per example
+runtimes = st.none() | st.sampled_from(["python", "Python", "no-such-runtime", ""]) | any_field
+paths = st.sampled_from(
+    ["a.txt", "d/b.csv", "d", "../x", "/abs", "", "a//b", "./a", "a\\b", "x" * 300, "d/\ud800"]
+) | st.text(max_size=12)
+files = st.fixed_dictionaries(
+    {"path": paths | any_field, "content": st.sampled_from(["YQ==", "YQ", "!!", "", "text"]) | any_field},
+    optional={"encoding": st.none() | st.sampled_from(["utf-8", "base64", "hex", "UTF-8"]) | any_field},
+)
+file_lists = st.none() | st.lists(files, max_size=FILES_MAX + 1) | any_field
+filenames = (
+    st.none()
+    | st.sampled_from(["main.py", "hottest.py", "a/b.py", "", ".", "..", "n\x00.py", "a\ud800.py"])
+    | any_field
+)
+# text a program cannot get as UTF-8: a lone surrogate reaches it as other bytes (and is echoed as U+FFFD)
+surrogates = st.sampled_from(["\ud800", "é\udfff\n"])
+secrets = st.none() | st.sampled_from(["s-1", "t" * 32]) | any_field
 frame_dicts = st.fixed_dictionaries(
-    {"type": st.sampled_from(["run", "stdin", "kill", "exit", "RUN", ""]) | st.text(max_size=8) | json_scalars},
+    {
+        "type": st.sampled_from(["run", "stdin", "kill", "resume", "watch", "exit", "RUN", ""])
+        | st.text(max_size=8)
+        | json_scalars
+    },
     optional={
         "code": code_texts | any_field | st.text(min_size=CODE_MAX - 4, max_size=CODE_MAX + 40),
-        "stdin": st.none() | st.text(max_size=20) | any_field,
+        "stdin": st.none() | st.text(max_size=20) | surrogates | any_field,
         "timeout": timeouts,
-        "data": st.none() | st.text(max_size=20) | any_field,
+        "runtime": runtimes,
+        "files": file_lists,
+        "stats": st.none() | st.booleans() | any_field,
+        "filename": filenames,
+        "session": secrets,
+        "session_token": secrets,
+        "data": st.none() | st.text(max_size=20) | surrogates | any_field,
         "eof": st.none() | st.booleans() | any_field,
+        "id": st.none() | st.sampled_from(["5f0c", ""]) | any_field,
+        "token": secrets,
+        "after": st.none() | st.sampled_from([0, 1, -1, 10**30]) | any_field,
     },
 )
 
@@ -189,6 +315,15 @@ def check_run(frames: list[dict[str, Any]], close_code: int | None) -> None:
 @given(raw=frames)
 @example(raw=b'{"type": "run", "code": "pass"}')
 @example(raw="[" * 4000 + "]" * 4000)
+@example(raw='{"type": "run", "code": "print(input())", "stdin": "\\ud800\\n"}')  # echoed as U+FFFD
+@example(raw='{"type": "resume", "id": "5f0c", "token": "t", "after": 0}')
+@example(raw='{"type": "watch", "id": "5f0c", "token": "t"}')
+@example(raw='{"type": "run", "code": "1", "session": "s1", "session_token": "t"}')
+@example(raw='{"type": "run", "code": "1", "session": "s1"}')
+@example(
+    raw='{"type": "run", "code": "1/0", "filename": "hottest.py", "runtime": "python", "stats": true, '
+    '"files": [{"path": "d/a.txt", "content": "YQ==", "encoding": "base64"}]}'
+)
 def test_first_frame(fuzz_server: ServerProcess, raw: str | bytes) -> None:
     """Whatever the first frame, the answer is the protocol's: an error with its close code, or a run."""
     expected = classify(raw, first=True)
@@ -205,7 +340,8 @@ WAITING_PROGRAM = "import sys\nprint('ready', flush=True)\ndata = sys.stdin.read
 @settings(FUZZ, max_examples=40)
 @given(
     valid=st.lists(
-        st.fixed_dictionaries({"type": st.just("stdin"), "data": st.text(max_size=30)}).map(dump), max_size=5
+        st.fixed_dictionaries({"type": st.just("stdin"), "data": st.text(max_size=30) | surrogates}).map(dump),
+        max_size=5,
     ),
     last=frames,
 )

@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from app.core.events import Exit, RunLimits
+from app.core.events import Exit, Input, Result, RunException, RunLimits
 from app.protocol import (
     ErrorFrame,
     ExitFrame,
@@ -20,6 +20,7 @@ from app.protocol import (
     StdoutFrame,
     parse_server_frame,
 )
+from app.server.frames import sequenced
 
 LIMITS = Limits(timeout_s=10, memory_mb=128, output_bytes=1_000_000, pids=64)
 
@@ -103,3 +104,19 @@ def test_a_frame_that_breaks_the_contract_is_a_value_error(raw: str) -> None:
 def test_the_timeout_sentence_counts_its_seconds_right(seconds: float, sentence: str) -> None:
     exit_ = Exit("timeout", None, None, 1000, 0, 0, False)
     assert exit_.sentence(RunLimits(seconds, 128, 1000, 64)) == f"Execution timed out after {sentence}."
+
+
+def test_v3_frames_from_events_leave_out_what_does_not_apply_and_never_fail_on_a_lone_surrogate() -> None:
+    assert sequenced(Input("é\ud800", eof=True), 2).wire() == {
+        "type": "input",
+        "data": "é\ufffd\ufffd\ufffd",
+        "eof": True,
+        "seq": 2,
+    }
+    assert json.loads(sequenced(Result("'\udcff'"), 3).model_dump_json())["text"] == "'\ufffd\ufffd\ufffd'"
+    failed = Exit("exit", 1, None, 5, 0, 10, False, exception=RunException("ValueError", "bad \udcff", 3))
+    frame = sequenced(failed, 4).wire()
+    assert frame["exception"] == {"name": "ValueError", "value": "bad \ufffd\ufffd\ufffd", "line": 3}
+    assert "session_alive" not in frame and "files_truncated" not in frame
+    in_session = Exit("exit", 0, None, 5, 0, 0, False, session_alive=False)
+    assert sequenced(in_session, 5).wire()["session_alive"] is False

@@ -47,14 +47,24 @@ async def test_a_trim_comes_after_the_cycles_of_finished_runs_are_collected() ->
 
 async def test_no_trim_while_a_run_is_active_and_one_when_the_last_ends() -> None:
     trims: list[int] = []
+    trimmed = asyncio.Event()
+
+    def trim(pad: int) -> int:
+        trims.append(pad)
+        trimmed.set()
+        return 1
+
     active = [1]
-    trimmer = HeapTrimmer((0.0,), trim=lambda pad: trims.append(pad) or 1)
+    trimmer = HeapTrimmer((0.0,), trim=trim)
     trimmer.run_ended(lambda: active[0])
-    await asyncio.sleep(0.05)
+    # a trim scheduled now would be due at once: a timer due after it marks that it did not come
+    later = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.01, later.set)
+    await later.wait()
     assert trims == []
     active[0] = 0
     trimmer.run_ended(lambda: active[0])
-    await asyncio.sleep(0.05)
+    await trimmed.wait()
     assert trims == [0]
     trimmer.close()
 

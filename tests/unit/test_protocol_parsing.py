@@ -24,6 +24,7 @@ from app.protocol import (
     load_json_object,
     parse_client_frame,
     parse_run_fields,
+    parse_session_request,
 )
 from app.server.frames import error_frame
 from app.settings import Settings
@@ -530,3 +531,48 @@ def test_any_frame_is_parsed_or_refused_with_a_protocol_error(kind: str, fields:
     except SCEError as error:
         assert error.code in ("bad_message", "code_too_large")
         assert error.message and "pydantic" not in error.message and "Input should" not in error.message
+
+
+# --- v3: filename, session ------------------------------------------------------------------------
+
+
+def test_a_run_may_name_its_file_and_its_session(settings: Settings) -> None:
+    frame = parse(
+        {"type": "run", "code": "1", "filename": "hottest.py", "session": "s1", "session_token": "T"}, settings
+    )
+    assert isinstance(frame, RunRequest)
+    assert (frame.filename, frame.session, frame.session_token) == ("hottest.py", "s1", "T")
+    plain = parse({"type": "run", "code": "1"}, settings)
+    assert isinstance(plain, RunRequest) and plain.filename is None and plain.session is None
+    nulls = parse({"type": "run", "code": "1", "filename": None, "session": None, "session_token": None}, settings)
+    assert isinstance(nulls, RunRequest) and nulls.filename is None  # null is as good as absent
+
+
+@pytest.mark.parametrize(
+    ("fields", "sentence"),
+    [
+        ({"filename": "a/b.py"}, "filename 'a/b.py': it must be a plain file name, without folders"),
+        ({"filename": "a\\b.py"}, "without folders"),
+        ({"filename": ""}, "it must be a plain file name such as 'main.py'"),
+        ({"filename": ".."}, "it must be a plain file name such as 'main.py'"),
+        ({"filename": "x" * 256}, "the limit is 255"),
+        ({"filename": 3}, "'filename' must be a string"),
+        ({"session": "s1"}, "'session' and 'session_token' go together"),
+        ({"session_token": "T"}, "'session' and 'session_token' go together"),
+        ({"session": 1, "session_token": "T"}, "'session' must be a string"),
+    ],
+)
+def test_a_bad_filename_or_session_is_bad_message_that_says_why(
+    settings: Settings, fields: dict[str, object], sentence: str
+) -> None:
+    with pytest.raises(BadMessage) as refused:
+        parse({"type": "run", "code": "1", **fields}, settings)
+    assert sentence in refused.value.message
+
+
+def test_a_session_request_checks_its_files(settings: Settings) -> None:
+    assert parse_session_request({}, settings).runtime is None
+    made = parse_session_request({"runtime": "scientific", "files": [{"path": "a.csv", "content": "x"}]}, settings)
+    assert made.runtime == "scientific" and made.files is not None and made.files[0].decoded() == b"x"
+    with pytest.raises(BadMessage, match="sent twice"):
+        parse_session_request({"files": [{"path": "a", "content": ""}, {"path": "a", "content": ""}]}, settings)

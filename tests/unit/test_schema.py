@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from app.protocol import parse_client_frame, parse_server_frame
+from app.protocol import RuntimeInfo, parse_client_frame, parse_server_frame
 from app.schema import CLIENT_FRAMES, SERVER_FRAMES, json_schema, openapi
 from app.settings import Settings
 
@@ -258,3 +258,49 @@ def test_python_m_app_schema_prints_the_documents(flag: list[str], capsys: pytes
     assert main(["schema", *flag]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == (openapi() if flag else json_schema())
+
+
+STRICT = json_schema(strict=True)
+
+
+def _strict(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": STRICT["$defs"]})
+
+
+def test_the_strict_schema_refuses_an_undeclared_field_and_a_missing_one() -> None:
+    """What the conformance tests hold real frames to: closed objects, every always-sent field required."""
+    exit_ = next(f for f in CONCRETE if f["type"] == "exit")
+    assert not list(_strict("ExitFrame").iter_errors(exit_))
+    assert list(_strict("ExitFrame").iter_errors({**exit_, "colour": "red"}))
+    assert list(_strict("ExitFrame").iter_errors({k: v for k, v in exit_.items() if k != "cpu_ms"}))
+    # fields left out when they do not apply stay optional; nested objects are closed too
+    assert not list(_strict("ExitFrame").iter_errors({k: v for k, v in exit_.items() if k != "files_truncated"}))
+    bad_exception = {**exit_, "exception": {"name": "E", "value": "", "line": None, "extra": 1}}
+    assert list(_strict("ExitFrame").iter_errors(bad_exception))
+    # the lenient document still lets a client read a newer server's frames
+    assert not list(SERVER.iter_errors({**exit_, "colour": "red"}))
+
+
+def test_the_strict_openapi_closes_every_answer() -> None:
+    schemas = openapi(strict=True)["components"]["schemas"]
+    for name in ("RunAnswer", "ErrorAnswer", "RuntimeInfo", "SessionCreated", "SessionInfo", "AnswerImage"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert "result" not in schemas["RunAnswer"]["required"]  # only on runs in a session
+    paths = openapi()["paths"]
+    assert {"/sessions", "/sessions/{id}", "/mcp"} <= set(paths)
+    assert {p["name"] for p in paths["/healthz"]["get"]["parameters"]} == {"deep", "balancer"}
+
+
+def test_a_runtime_whose_image_is_missing_is_read_by_the_client() -> None:
+    listed = {
+        "name": "scientific",
+        "default": False,
+        "python": None,
+        "description": "numpy and friends",
+        "packages": {},
+        "available": False,
+        "limits": {"memory_mb": 512, "pids": 64},
+    }
+    info = RuntimeInfo.model_validate(listed)
+    assert info.available is False and info.python is None and info.limits is not None
+    assert info.wire() == listed

@@ -210,6 +210,15 @@ async def start_driving(ctx: ServerContext) -> tuple[FakeConnection, asyncio.Tas
     return conn, task, started
 
 
+async def until_nth(conn: FakeConnection, kind: str, n: int) -> dict[str, Any]:
+    while True:
+        found = [f for f in conn.sent if f["type"] == kind]
+        if len(found) >= n:
+            return found[n - 1]
+        conn.sent_event.clear()
+        await conn.sent_event.wait()
+
+
 def lines(frames: list[dict[str, Any]]) -> list[str]:
     return [f["data"] for f in frames if f["type"] == "stdout"]
 
@@ -310,3 +319,25 @@ async def test_watchers_see_what_the_driver_sees_and_cannot_drive() -> None:
         await asyncio.gather(task, *watching)
         assert "token" not in watchers[0].sent[0] and watchers[0].sent[0]["id"] == started["id"]
         assert watchers[0].sent[1:] == driver.sent[1:]
+
+
+async def test_input_is_echoed_to_driver_and_watcher_and_its_total_is_bounded() -> None:
+    async for ctx, _ in context(sleeper, stdin_max_bytes=2048):
+        driver, task, started = await start_driving(ctx)
+        watcher = FakeConnection()
+        watching = asyncio.create_task(WebSocketSession(ctx, watcher, "addr:w").serve())
+        watcher.push({"type": "watch", "id": started["id"], "token": started["watch_token"]})
+        await watcher.until_sent("started")
+        driver.push({"type": "stdin", "data": "a" * 1500})
+        echo = await watcher.until_sent("input")
+        assert echo["data"] == "a" * 1500 and echo["eof"] is False
+        driver.push({"type": "stdin", "data": "é\ud800"})  # a lone surrogate: bytes that are not UTF-8
+        assert (await until_nth(watcher, "input", 2))["data"] == "é\ufffd\ufffd\ufffd"  # shown as in output
+        driver.push({"type": "stdin", "data": "b" * 1000})  # 2,500 bytes in all: past the bound
+        error = await driver.until_sent("error")
+        assert error["code"] == "bad_message" and "2048" in error["message"]
+        # an error after started carries this connection's next seq, as every frame after started does
+        assert error["seq"] == driver.sent[-2]["seq"] + 1
+        assert await driver.closed == 1008
+        assert [f["data"][:1] for f in driver.sent if f["type"] == "input"] == ["a", "é"]  # the refused: not echoed
+        await asyncio.gather(task, watching)
