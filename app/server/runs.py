@@ -44,9 +44,8 @@ CLOSE_NORMAL = 1000
 
 
 def check_session(request: RunRequest) -> None:
-    """A run in a session (v3) names one this server holds; until sessions are served, none is."""
-    if request.session is not None:
-        raise NotFound("no such session (unknown, ended, or the token does not match)")
+    """A run in a session (v3) is checked when it starts, by ``ctx.sessions`` (an unknown or
+    ended session, or a wrong token, is ``not_found`` there; a busy one ``session_busy``)."""
 
 
 def token_hash(token: str) -> str:
