@@ -303,3 +303,11 @@ async def test_a_stopping_server_ends_its_sessions_and_removes_their_sandboxes(s
     assert len(session_sandboxes(server)) == 1
     assert server.stop() == 0
     assert session_sandboxes(server) == []
+
+
+async def test_concurrent_requests_never_exceed_the_servers_sessions(server_factory: Any) -> None:
+    server = server_factory(SCE_SESSIONS_MAX="2", SCE_SESSIONS_PER_CLIENT="5", SCE_MAX_CONCURRENT_RUNS="4")
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(client.post(server.url + "/sessions", json={}) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 201, 503, 503]
+    assert len(session_sandboxes(server)) == 2
