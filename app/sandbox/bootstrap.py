@@ -1,10 +1,12 @@
 """The server's side of the bootstrap: how the in-sandbox program is sent and fed.
 
 The program itself is ``app.sandbox.inside.bootstrap`` (a real module, checked by ruff and mypy;
-its docstring says what it does in the sandbox). Here: ``preamble()``, that module compiled once
-by this server (and its source, for a sandbox with another Python), written to every new sandbox's
-stdin for the small ``LOADER`` command; ``encode_program``, what the server writes to a waiting
-bootstrap for one run; and the side channel's limits.
+its docstring says what it does in the sandbox), with ``inside.rich`` appended for runtimes with
+``--rich`` and ``inside.session`` for a session's sandbox. Here: ``preamble()`` and
+``session_preamble()``, those modules compiled once by this server (and their source, for a
+sandbox with another Python), written to every new sandbox's stdin for the small ``LOADER``
+command; ``encode_program``, what the server writes to a waiting bootstrap for one run;
+``control_frame``, a session's control messages; and the side channel's limits.
 """
 
 from __future__ import annotations
