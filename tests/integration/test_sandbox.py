@@ -179,7 +179,7 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
     async with service.run(RunRequest("import time\nprint('up', flush=True)\ntime.sleep(30)")) as run:
         engine = service.engine
         assert isinstance(engine, DockerEngine)
-        info = await engine.call(engine.inspect_blocking, run.sandbox.id)
+        info = await engine.wire.inspect(run.sandbox.id)
         run.kill()
         await collect(run)
     host = info["HostConfig"]
@@ -290,11 +290,11 @@ async def test_reaping_removes_orphans_and_spares_live_owners() -> None:
     spec = default_specs(settings)["python"]
     orphan, mine, theirs, lapsed = [await engine.start_sandbox(spec) for engine in engines]
     try:
-        now = await alive.call(alive._engine_now)
+        now = await alive.engine_now()
         created = {c["Id"]: c["Created"] for c in project_containers()}
         while now <= created[lapsed.id] + 1:
             await asyncio.sleep(0.2)
-            now = await alive.call(alive._engine_now)
+            now = await alive.engine_now()
         svc = SandboxService(settings)
         await svc.start()
         await svc.ready.wait()
