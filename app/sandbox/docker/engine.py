@@ -99,6 +99,7 @@ class DockerEngine:
             address, context = parse_engine_url(self.host, docker.tls_dir)
         except (EngineAddressError, OSError) as exc:  # OSError: an unreadable TLS directory
             self._address_error = f"the engine {self.name} cannot be used: {exc}"
+            log.error("%s", self._address_error)
         self.wire = EngineWire(address, context=context)
         self._cleanup: set[asyncio.Task[None]] = set()
         self._unremoved: set[str] = set()  # removals the engine refused every time: retried at each reap
