@@ -157,12 +157,12 @@ async def test_no_parent_cgroup_outlives_its_sandbox_however_it_ends() -> None:
         await engine.drain_cleanup()
         # what is left belongs to sandboxes that still exist (a start may be in flight meanwhile),
         # or is an emptied parent kept for the next one
-        tree = engine.cgroup_tree
-        assert tree is not None
+        assert engine.parents is not None
+        tree = engine.parents.tree
         left = {p.rsplit("/", 1)[1] for p in my_parents()}
-        free = set(engine._free_parents)
+        free = set(engine.parents.free)
         assert all(tree.is_empty(name) for name in free)
-        assert len(left - set(engine._parents.values()) - free) <= 1, left
+        assert len(left - set(engine.parents.by_container.values()) - free) <= 1, left
     finally:
         await svc.stop()
     assert my_parents() == []
@@ -178,16 +178,15 @@ async def test_a_reused_parent_reports_its_new_sandbox_alone() -> None:
     try:
         _, heavy = await run(svc, BUSY_1S.replace("print('done')", TOUCH_60MB))
         await engine.drain_cleanup()
-        tree = engine.cgroup_tree
-        assert tree is not None and tree.reusable
-        assert len(engine._free_parents) == 1
-        reused = engine._free_parents[0]
+        assert engine.parents is not None and engine.parents.tree.reusable
+        assert len(engine.parents.free) == 1
+        reused = engine.parents.free[0]
         async with svc.run(RunRequest("print(4)")) as r:
             # gVisor usually leaves ~280 KiB charged to an emptied parent, too much to reuse it
             # exactly, but not always (CI, 2026-12-01): there it is reused only when its leftover
             # was under PARENT_LEFTOVER_MAX_BYTES; either way the figures below start from nothing
             if settings.runtime != "runsc":
-                assert engine._parents[r.sandbox.id] == reused
+                assert engine.parents.by_container[r.sandbox.id] == reused
             async for _ in r.events():
                 pass
             light = r.exit
@@ -202,8 +201,8 @@ async def test_a_reused_parent_reports_its_new_sandbox_alone() -> None:
 
 async def test_a_starting_server_removes_empty_parents_of_dead_servers(service: SandboxService) -> None:
     engine = engine_of(service)
-    tree = engine.cgroup_tree
-    assert tree is not None
+    assert engine.parents is not None
+    tree = engine.parents.tree
     dead = "sce-999999999-1-0123456789ab"  # a pid that cannot run
     alive = parent_name(os.getpid(), _process_start_time(os.getpid()))  # a live server's, unknown to this engine
     tree.create(dead)
