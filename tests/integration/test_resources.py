@@ -284,3 +284,31 @@ async def test_metrics_have_cpu_and_peak_histograms_per_runtime(server: ServerPr
     for name in ("sce_run_cpu_seconds_count", "sce_run_memory_peak_bytes_count"):
         line = next(line for line in text.splitlines() if line.startswith(f'{name}{{runtime="python"}}'))
         assert float(line.split()[-1]) >= 1
+
+
+# issue #30.7: fills its memory to within a charge batch of the limit (its own cgroup says how
+# close), tells so, then exits 137 by itself
+NEAR_LIMIT_THEN_137 = """
+import os
+def read(name):
+    with open('/sys/fs/cgroup/memory/' + name) as f:
+        return int(f.read())
+limit, kept = read('memory.limit_in_bytes'), []
+while read('memory.usage_in_bytes') < limit - (768 << 10):
+    kept.append(b'\\x01' * (128 << 10))
+print('near', read('memory.max_usage_in_bytes') >= limit - (1 << 20), flush=True)
+os._exit(137)
+"""
+
+
+async def test_a_program_at_its_limit_that_exits_137_itself_is_no_oom(service: SandboxService) -> None:
+    if not Path("/sys/fs/cgroup/memory").is_dir():
+        pytest.skip("cgroup v1 only (v2 counts OOM kills itself)")
+    events, exit_ = await run(service, NEAR_LIMIT_THEN_137)
+    said = "".join(e.data for e in events if hasattr(e, "data"))
+    if service.settings.runtime == "runsc":
+        # gVisor's engine flag is unreliable, so its verdict still reads the parent's peak: a program
+        # that reaches its limit by itself and exits 137 is called oom there (a known gap, not fixed)
+        pytest.xfail("runsc: the OOM verdict reads the peak (the engine flag is unreliable there)")
+    assert "near True" in said, said  # the program really was at its limit
+    assert (exit_.reason, exit_.exit_code) == ("exit", 137), exit_

@@ -97,3 +97,10 @@ async def test_an_oom_is_still_told_when_figures_come_from_the_stats_api(tmp_pat
         137, oom_killed=True
     )
     assert await _sandbox(_v1(tmp_path / "c", 10 << 20), "runsc", 2, stats_api=True).wait() == ExitObservation(2)
+
+
+async def test_under_runc_a_full_memory_and_its_own_137_is_no_oom(tmp_path: Path) -> None:
+    """issue #30.7: a program that fills its memory to the limit then calls ``os._exit(137)`` reports
+    exit 137 (the engine's flag, the kernel's event, is unset); the peak alone is no verdict."""
+    assert await _sandbox(_v1(tmp_path, LIMIT), "runc", 137).wait() == ExitObservation(137, oom_killed=False)
+    assert await _sandbox(_v1(tmp_path / "b", LIMIT), "runc", 137, oom_flag=True).wait() == ExitObservation(137, True)

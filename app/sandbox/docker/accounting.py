@@ -112,19 +112,23 @@ class ParentCgroups:
             self.free.clear()
         return removed
 
-    def died_of_oom(self, parent: str, memory_mb: int) -> bool:
+    def died_of_oom(self, parent: str, memory_mb: int, *, by_peak: bool) -> bool:
         """Whether the sandbox in ``parent`` was killed at its memory limit, from the parent's record.
 
-        cgroup v2 counts OOM kills hierarchically (``memory.events``). On v1 the counter
-        (``memory.oom_control``'s ``oom_kill``) stays in the container's own cgroup, which is gone
-        with it (measured on this kernel: the parent's stays 0), and the parent has no limit to
-        fail against; its ``max_usage_in_bytes`` survives, and a sandbox whose charge reached its
-        limit (within one charge batch) and died of a SIGKILL it did not get from us was killed
-        by the OOM killer (runsc and runc: 128 MiB -> 134,230,016 bytes).
+        cgroup v2 counts OOM kills hierarchically (``memory.events``): the kernel's own count. On v1
+        the counter (``memory.oom_control``'s ``oom_kill``) stays in the container's own cgroup,
+        gone with it (measured on this 6.x kernel: the parent's stays 0, even with a limit of its
+        own), so v1 has only the peak: a sandbox whose charge reached its limit (within one charge
+        batch) and died of a SIGKILL it did not get from us (runsc and runc: 128 MiB -> 134,230,016
+        bytes). A program can fake that (fill to the limit, then ``os._exit(137)``), so the peak is
+        asked only where the engine's flag is known to fail (``by_peak``: gVisor); under runc the
+        flag is the kernel's OOM event as the runtime relays it.
         """
         kills = self.tree.oom_kills(parent)
         if kills is not None:
             return kills > 0
+        if not by_peak:
+            return False
         peak = self.tree.read(parent).memory_peak_bytes
         return peak is not None and peak >= memory_mb * 1024 * 1024 - OOM_PEAK_MARGIN_BYTES
 

@@ -97,7 +97,7 @@ class DockerSandbox:
         code = int(state.get("ExitCode", -1))
         runsc = self.engine.settings.runtime == "runsc"
         asks_parent = code in (SIGKILL_STATUS, RUNSC_SENTRY_DIED) and not self.killed  # a few file reads
-        parent_oom = self._parent_oom() if asks_parent else None
+        parent_oom = self._parent_oom(runsc) if asks_parent else None
         judged = judge_exit(code, bool(state.get("OOMKilled")), killed=self.killed, runsc=runsc, parent_oom=parent_oom)
         for _ in range(OOM_FLAG_TRIES - 1):
             if not judged.ask_flag_again:
@@ -107,13 +107,13 @@ class DockerSandbox:
             judged = judge_exit(code, flag, killed=self.killed, runsc=runsc, parent_oom=False)
         return judged.observation
 
-    def _parent_oom(self) -> bool | None:
+    def _parent_oom(self, runsc: bool) -> bool | None:
         """Read from the tree the parent was made in even when figures come from the stats API:
         the parent still holds the sandbox, and a stats sample misses a fast allocation."""
         parents = self.engine.parents
         if parents is None or self.cgroup_parent is None:
             return None
-        return parents.died_of_oom(self.cgroup_parent, self.spec.memory_mb)
+        return parents.died_of_oom(self.cgroup_parent, self.spec.memory_mb, by_peak=runsc)
 
     async def _state(self) -> dict[str, Any]:
         try:
