@@ -70,13 +70,16 @@ def test_owners_on_other_hosts_are_assumed_alive() -> None:
 def test_parent_cgroups_of_live_servers_and_neighbour_engines_are_never_stale() -> None:
     me = (10, "100")
     starts = {10: "100", 11: "110"}.get
-    kw = {"my_prefix": "sce-10-100-aaaaaa", "start_time": starts}
-    assert parent_is_stale("sce-12-120-bbbbbb0123456789abcd", me, mine=False, **kw)  # pid 12 is gone
-    assert not parent_is_stale("sce-11-110-bbbbbb0123456789abcd", me, mine=True, **kw)  # alive
-    assert not parent_is_stale("sce-10-100-cccccc0123456789abcd", me, mine=True, **kw)  # this process's other engine
-    assert parent_is_stale("sce-10-100-aaaaaa0123456789abcd", me, mine=True, **kw)
-    assert not parent_is_stale("sce-10-100-aaaaaa0123456789abcd", me, mine=False, **kw)
-    assert not parent_is_stale("other-1", me, mine=True, **kw)
+
+    def stale(name: str, mine: bool) -> bool:
+        return parent_is_stale(name, me, mine=mine, my_prefix="sce-10-100-aaaaaa", start_time=starts)
+
+    assert stale("sce-12-120-bbbbbb0123456789abcd", mine=False)  # pid 12 is gone
+    assert not stale("sce-11-110-bbbbbb0123456789abcd", mine=True)  # alive
+    assert not stale("sce-10-100-cccccc0123456789abcd", mine=True)  # this process's other engine
+    assert stale("sce-10-100-aaaaaa0123456789abcd", mine=True)
+    assert not stale("sce-10-100-aaaaaa0123456789abcd", mine=False)
+    assert not stale("other-1", mine=True)
 
 
 # -- the lockdown ------------------------------------------------------------------------------------
