@@ -4,6 +4,7 @@ and the TLS context (whatever the environment says), and the TLS attach stream's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -177,3 +178,32 @@ async def test_tls_stdin_end_is_a_half_close_and_output_still_flows(certs: Path)
         stream.close()
         listener.close()
         serving.join(5)
+
+
+async def test_a_tls_stream_the_engine_ended_is_not_alive(certs: Path) -> None:
+    """A warm sandbox on a TLS engine that died while waiting: its stream holds an alert, not nothing."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs / "ca.pem"))
+    server_ctx.load_cert_chain(certs / "server-cert.pem", certs / "server-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    end = threading.Event()
+
+    def engine() -> None:
+        conn, _ = listener.accept()
+        tls = server_ctx.wrap_socket(conn, server_side=True)
+        end.wait(10)
+        with contextlib.suppress(OSError):
+            tls.unwrap()  # close_notify (then it waits for ours, which never comes)
+
+    serving = threading.Thread(target=engine, daemon=True)
+    serving.start()
+    stream = await AttachStream.connect(("127.0.0.1", port), tls_context(str(certs)))
+    try:
+        assert stream.is_alive()
+        end.set()
+        async with asyncio.timeout(5):
+            while stream.is_alive():  # noqa: ASYNC110 (the check under test has no event)
+                await asyncio.sleep(0.01)
+    finally:
+        stream.close()
+        listener.close()

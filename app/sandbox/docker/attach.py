@@ -121,15 +121,34 @@ class AttachStream:
         await self._flush()
 
     def is_alive(self) -> bool:
-        """No I/O wait: False once the engine has ended the stream (or the socket failed)."""
+        """No I/O wait: False once the engine has ended the stream (or the socket failed). Over TLS
+        what has arrived is decrypted first (session tickets or an alert can wait on the socket):
+        a close_notify or an end means gone; output (unexpected from a waiting bootstrap) is kept."""
         if self.closed:
             return False
+        if self._tls is None:
+            try:
+                return self.sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
         try:
-            return self.sock.recv(1, socket.MSG_PEEK) != b""
+            while data := self.sock.recv(RECV_SIZE):
+                self._incoming.write(data)
+            self._incoming.write_eof()
         except BlockingIOError:
-            return True
+            pass
         except OSError:
             return False
+        try:
+            got = self._tls.read(RECV_SIZE)  # b"": the engine's close_notify
+        except ssl.SSLWantReadError:
+            return True
+        except ssl.SSLError:  # an end without close_notify, or a broken record
+            return False
+        self.early += got
+        return bool(got)
 
     def close(self) -> None:
         if not self.closed:
