@@ -177,7 +177,12 @@ class DockerEngine:
     async def _start(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
         await self._settle_usage_source()
         parents = self.parents
-        parent = parents.take() if parents is not None else None
+        parent = None
+        if parents is not None:
+            try:
+                parent = parents.take()
+            except OSError as exc:  # accounting never fails a run: this one is measured by the stats API
+                log.warning("could not make a parent cgroup (%s); stats API for this sandbox", exc, exc_info=True)
         try:
             body = encode(self.container_body(spec, pooled, parent))
             container_id = await self.wired("create a sandbox", self.wire.create(body))
