@@ -207,3 +207,26 @@ async def test_a_tls_stream_the_engine_ended_is_not_alive(certs: Path) -> None:
     finally:
         stream.close()
         listener.close()
+
+
+def test_the_backend_setting_chooses_through_one_factory(certs: Path) -> None:
+    from app.sandbox.docker.engine import DockerEngine
+    from app.sandbox.service import make_engines
+    from app.settings import Settings
+
+    settings = Settings(docker_hosts=["unix:///run/a.sock", "tcp://127.0.0.1:2376"], docker_tls_dir=str(certs))
+    engines = make_engines(settings)
+    assert [type(e) for e in engines] == [DockerEngine, DockerEngine]
+    assert [e.name for e in engines] == ["unix:///run/a.sock", "tcp://127.0.0.1:2376"]
+    assert settings.docker().hosts == ("unix:///run/a.sock", "tcp://127.0.0.1:2376")
+
+
+async def test_an_engine_url_it_cannot_use_is_unavailable_and_says_why() -> None:
+    from app.errors import Unavailable
+    from app.sandbox.docker.engine import DockerEngine
+    from app.settings import Settings
+
+    engine = DockerEngine(Settings(), host="tcp://127.0.0.1:2376")  # no TLS directory: refused, never plain
+    assert not (await engine.health()).ok
+    with pytest.raises(Unavailable, match="SCE_DOCKER_TLS_DIR"):
+        await engine.reap_orphans()
