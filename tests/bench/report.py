@@ -622,7 +622,7 @@ no work to what is being measured).
   offers nothing. The targets use `ws (deflate)`, the browser's case. `POST /run`: one request per
   run on a keep-alive `httpx` client, timed to the answer.
 - **Seed's design** (`docker run`): `docker run --rm -i` per request, same image and the engine's
-  own flags, derived from `DockerEngine._container_config` (so they cannot drift apart), running
+  own flags, derived from `DockerEngine.container_body` (so they cannot drift apart), running
   `python3 -c CODE`; timed from spawning the CLI to its first stdout byte and to its exit, reading
   its stdout pipe to EOF. The exact command is in perf.json (`seed_command`; an inline seccomp
   profile is written to a file for the CLI). Its Python writes to a pipe, so its stdout is
