@@ -76,6 +76,7 @@ clean:
 
 # A scale-out trial on loopback (docs/DEPLOY.md): a second Docker engine, two servers using both
 # engines, HAProxy on 127.0.0.1:5100 in front; `make cluster-stop` stops all of it by pid.
+# `make cluster TLS=1`: the servers reach the second engine over tcp://127.0.0.1:2376 with mutual TLS.
 .PHONY: cluster cluster-stop
 cluster: install engine image
 	scripts/cluster up
