@@ -140,6 +140,19 @@ class Settings(BaseSettings):
     )
     mcp_max_sessions: int = Field(1000, ge=1, description="MCP sessions open at once; past it a new one gets 503")
 
+    # --- sessions (v3): one sandbox kept for a sequence of runs --------------------------------
+    session_idle_timeout_s: float = Field(600.0, gt=0, description="a session unused this long ends")
+    session_max_lifetime_s: float = Field(3600.0, gt=0, description="a session ends this long after it was made")
+    sessions_per_client: int = Field(2, ge=0, description="sessions one client may hold at once")
+    sessions_max: int = Field(
+        2, ge=0, description="sessions this server holds at once (each keeps a sandbox: counted with the runs)"
+    )
+    server_name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9-]{1,32}$",
+        description="begins every session id, so a balancer can route to this server; unset: the host name",
+    )
+
     # --- warm pool -----------------------------------------------------------------------------
     pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
     pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")

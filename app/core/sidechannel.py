@@ -1,6 +1,7 @@
 """The server's side of the in-band side channel: images and files inside a program's stdout.
 
-The bootstrap (``app.sandbox.bootstrap``) writes each image or file as one record on stdout::
+The bootstrap (``app.sandbox.inside.bootstrap``, which defines the marker and the record kinds
+used here) writes each image or file as one record on stdout::
 
     b"\\x1eSCE:" + nonce + b":" + kind + b":" + meta_len + b":" + data_len + b"\\n" + meta_json + data
 
@@ -21,7 +22,20 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-MARKER = b"\x1eSCE:"
+from app.sandbox.inside import bootstrap as _inside
+from app.sandbox.inside.bootstrap import MARKER
+
+__all__ = ["MARKER", "Item", "Record", "SideChannelDemux", "exception_of", "png_size"]
+
+# the record kinds, as ``Record.kind`` holds them
+KIND_IMAGE = _inside.KIND_IMAGE.decode("ascii")
+KIND_FILE = _inside.KIND_FILE.decode("ascii")
+KIND_FILES_END = _inside.KIND_FILES_END.decode("ascii")
+KIND_STDERR = _inside.KIND_STDERR.decode("ascii")
+KIND_EXIT = _inside.KIND_EXIT.decode("ascii")
+KIND_EXCEPTION = _inside.KIND_EXCEPTION.decode("ascii")
+KIND_RESULT = _inside.KIND_RESULT.decode("ascii")
+EXCEPTION_NAME_MAX_CHARS = 200
 MAX_HEADER_BYTES = 48
 """``kind:meta_len:data_len\\n`` after the nonce; longer is not a header."""
 MAX_META_BYTES = 65_536
@@ -211,3 +225,17 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     if width == 0 or height == 0:
         return None
     return width, height
+
+
+def exception_of(record: Record) -> tuple[str, str, int | None] | None:
+    """The ``exception`` record's ``(name, value, line)``, or None when it is not well formed.
+
+    The program can write this record itself, so everything is checked and cut to size; at worst
+    a program misreports the exception of its own run."""
+    meta = record.meta
+    name, value, line = meta.get("name"), meta.get("value"), meta.get("line")
+    if not isinstance(name, str) or not name or not isinstance(value, str):
+        return None
+    if line is not None and (type(line) is not int or line < 1):
+        return None
+    return name[:EXCEPTION_NAME_MAX_CHARS], value[: _inside.EXCEPTION_VALUE_MAX_CHARS], line

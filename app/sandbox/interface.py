@@ -31,6 +31,9 @@ class SandboxSpec:
     # written to a new sandbox's stdin before anything else (the bootstrap: a small command line
     # is cheaper for an engine to handle than a large one)
     stdin_preamble: bytes = field(default=b"", repr=False)
+    # seconds after its creation past which any server may remove it (``sce.lease_s``); None: the
+    # engine's own (a pooled sandbox's longest life). A session's sandbox lives longer.
+    lease_s: int | None = None
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,27 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from app.core.events import Event, Exit, Output, RunLimits, Started, Stats
+from app.core.events import Event, Exit, Output, Result, RunException, RunLimits, Started, Stats
 from app.core.exits import ExitObservation, Reason, classify_exit
 from app.core.lines import OutputAssembler, coalesce
 from app.core.rich import FileOut, Image, RichLimits, RichOutput
-from app.core.sidechannel import Record, SideChannelDemux
+from app.core.sidechannel import (
+    KIND_EXCEPTION,
+    KIND_EXIT,
+    KIND_FILE,
+    KIND_FILES_END,
+    KIND_IMAGE,
+    KIND_RESULT,
+    KIND_STDERR,
+    Record,
+    SideChannelDemux,
+    exception_of,
+)
 from app.core.streams import Stream
 from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest
 from app.sandbox.bootstrap import FilesOutLimits, encode_program
+from app.sandbox.inside.bootstrap import MAIN_FILENAME
 from app.sandbox.interface import Sandbox, Usage
 
 # From a kill (timeout, client, output cap) to the exit frame at most: past it, the outcome is
@@ -129,9 +141,11 @@ class Run:
         rich_limits: RichLimits,
         run_id: str | None = None,
         stdin: StdinBuffer | None = None,
+        nonce: str | None = None,
     ) -> None:
         self.id = run_id or uuid.uuid4().hex
-        self.nonce = secrets.token_hex(16)  # tags this run's side-channel records (images, files)
+        # tags this run's side-channel records (images, files); a session's runs share the session's
+        self.nonce = nonce or secrets.token_hex(16)
         self.rich = RichOutput(rich_limits)
         self.demux = SideChannelDemux(
             self.nonce, max(rich_limits.image_max_bytes, rich_limits.file_max_bytes) + RECORD_META_ROOM
@@ -143,6 +157,7 @@ class Run:
         self._ended = asyncio.Event()
         self._end_code: int | None = None
         self._end_marker = False
+        self._exception: RunException | None = None  # the program's own word on how it failed
         self.sandbox = sandbox
         self.request = request
         self.limits = limits
@@ -183,8 +198,9 @@ class Run:
                     max_total_bytes=rich.total_bytes,
                     max_image_bytes=rich.image_max_bytes,
                 ),
+                filename=self.request.filename or MAIN_FILENAME,
             )
-            await self.sandbox.send(program)
+            await self._send_program(program)
             self.started_at = time.monotonic()
             yield Started(self.id, self.limits)
             if self.request.stdin:
@@ -201,7 +217,7 @@ class Run:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                assert isinstance(item, Started | Output | Image | FileOut | Stats | Exit)
+                assert isinstance(item, Started | Output | Image | FileOut | Stats | Result | Exit)
                 yield item
         except OSError as exc:
             raise Unavailable("the sandbox stopped answering") from exc
@@ -234,7 +250,7 @@ class Run:
                 # one receive stays pending across flush deadlines: cancelling a receive that
                 # has just completed would throw its bytes away
                 if receiving is None:
-                    receiving = loop.create_task(self.sandbox.recv())
+                    receiving = loop.create_task(self._recv())
                 flush_at = assembler.next_flush_at()
                 if flush_at is not None:
                     await asyncio.wait({receiving}, timeout=max(0.0, flush_at - loop.time()))
@@ -269,21 +285,30 @@ class Run:
             if isinstance(item, bytes):
                 chunks.extend(self.assembler.feed("stdout", item, now))
                 continue
-            if item.kind == "image":
+            if item.kind == KIND_IMAGE:
                 image = self.rich.image(item)
                 if image is not None:
                     self._emit(chunks + self.assembler.release("stdout"))
                     chunks.clear()
                     self._events.put_nowait(image)
-            elif item.kind == "file":
+            elif item.kind == KIND_FILE:
                 self.rich.file(item)
-            elif item.kind == "files_end":
+            elif item.kind == KIND_FILES_END:
                 self.rich.files_end(item)
-            elif item.kind == "stderr":  # sys.stderr's text, in its place among stdout's
+            elif item.kind == KIND_STDERR:  # sys.stderr's text, in its place among stdout's
                 if item.data is not None:
                     chunks.extend(self.assembler.release("stdout"))
                     chunks.extend(self.assembler.feed("stderr", item.data, now))
-            elif item.kind == "exit":
+            elif item.kind == KIND_RESULT and self.keeps_sandbox:  # a session's last expression
+                if item.data is not None:
+                    self._emit(chunks + self.assembler.release("stdout"))
+                    chunks.clear()
+                    text = item.data.decode("utf-8", "replace")[: self.limits.output_bytes]
+                    self._events.put_nowait(Result(text))
+            elif item.kind == KIND_EXCEPTION:
+                fields = exception_of(item)
+                self._exception = RunException(*fields) if fields is not None else None
+            elif item.kind == KIND_EXIT:
                 code = item.meta.get("code")
                 if type(code) is int and 0 <= code <= 255:
                     self._end_code = code
@@ -294,7 +319,7 @@ class Run:
         for item in items:
             if isinstance(item, bytes):
                 chunks.extend(self.assembler.feed("stderr", item, now))
-            elif item.kind == "exit":
+            elif item.kind == KIND_EXIT:
                 self._end_marker = True
                 self._check_end()
 
@@ -321,9 +346,9 @@ class Run:
             data = await self.stdin.get()
             try:
                 if data is None:
-                    await self.sandbox.close_stdin()
+                    await self._close_stdin()
                     return
-                await self.sandbox.send(data)
+                await self._send_stdin(data)
             except OSError:
                 return  # the program is gone; its exit is reported by the supervisor
 
@@ -365,7 +390,9 @@ class Run:
                 self._request_stop("timeout")  # no-op when a kill or the output cap came first
                 status = await self._kill_and_observe(reader)
             duration_ms = round((time.monotonic() - self.started_at) * 1000)
-            if not fast and (status.code is not None or reader.done()):
+            # the sandbox is gone (or, in a session, the program has stopped): the rest of the
+            # output follows, unless its end records came already, after all it wrote
+            if not fast and not self._ended.is_set() and (status.code is not None or reader.done()):
                 # the sandbox is gone, so the stream ends once the engine has passed on what is left
                 try:
                     async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
@@ -396,8 +423,29 @@ class Run:
             cpu_ms=usage.cpu_ms,
             memory_peak_bytes=usage.memory_peak_bytes,
             files_truncated=ended_by_itself and self.rich.files_truncated,
+            # only a program that ended by itself ended by its exception: an interrupt is not one
+            exception=self._exception if ended_by_itself and verdict.exit_code != 0 else None,
+            session_alive=self._session_alive(reader),
         )
         return self.exit
+
+    # -- how this run reaches its sandbox (a session's run overrides these: app.sandbox.session) --
+    keeps_sandbox = False  # a session's sandbox outlives the run: result records count
+
+    async def _send_program(self, program: bytes) -> None:
+        await self.sandbox.send(program)
+
+    async def _send_stdin(self, data: bytes) -> None:
+        await self.sandbox.send(data)
+
+    async def _close_stdin(self) -> None:
+        await self.sandbox.close_stdin()
+
+    async def _recv(self) -> list[tuple[Stream, bytes]]:
+        return await self.sandbox.recv()
+
+    def _session_alive(self, reader: asyncio.Task[None]) -> bool | None:
+        return None  # not a run in a session
 
     async def _kill_and_observe(self, reader: asyncio.Task[None]) -> ExitObservation:
         """Kill, then learn the end from the engine, but report within ``KILL_REPORT_S``.

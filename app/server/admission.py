@@ -88,6 +88,17 @@ class Admission:
             if not self._held[client]:
                 del self._held[client]
 
+    def reserve(self) -> bool:
+        """Take one slot for as long as the caller likes (a session's sandbox), without waiting:
+        False when none is free or runs are waiting. ``unreserve`` gives it back."""
+        if self.running < self.max_running and not self._waiting:
+            self.running += 1
+            return True
+        return False
+
+    def unreserve(self) -> None:
+        self._release()
+
     def _release(self) -> None:
         if self._waiting:
             waiter = self._waiting.popleft()  # the slot passes straight to the next waiter

@@ -26,6 +26,7 @@ from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
 from app.server.ui import FIX, locate, missing_page
+from app.server.sessions import register_session_routes
 from app.server.ws import CLIENT_CLOSE_KEY, CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
 
@@ -91,13 +92,18 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
         if not ui.complete:
             log.warning("%s (looked in %s)", FIX, ui.root)
         await service.start()
+        assert ctx.sessions is not None
+        ctx.sessions.start()
 
     @app.after_serving
     async def _stop() -> None:
         await ctx.drain()
+        assert ctx.sessions is not None
+        await ctx.sessions.close()
         await service.stop()
 
     mount_mcp(app, ctx)  # /mcp: the same runs as tools for AI agents (app/mcp)
+    register_session_routes(app, ctx)
 
     @app.websocket("/run")
     async def _ws_run() -> ResponseReturnValue | None:

@@ -44,9 +44,8 @@ CLOSE_NORMAL = 1000
 
 
 def check_session(request: RunRequest) -> None:
-    """A run in a session (v3) names one this server holds; until sessions are served, none is."""
-    if request.session is not None:
-        raise NotFound("no such session (unknown, ended, or the token does not match)")
+    """A run in a session (v3) is checked when it starts, by ``ctx.sessions`` (an unknown or
+    ended session, or a wrong token, is ``not_found`` there; a busy one ``session_busy``)."""
 
 
 def token_hash(token: str) -> str:
@@ -187,18 +186,17 @@ class LiveRun:
         try:
             if self.transport != "probe":
                 ctx.check_rate(self.client, self.request)
-            async with ctx.admission.slot(self.client, self._on_position):
-                if ctx.refusing:
-                    raise Unavailable("the server is shutting down")
-                async with ctx.service.run(self.request, self.id, self.stdin) as run:
-                    self.run = run
-                    ctx.registry.activate(self)
-                    try:
-                        async for event in run.events():
-                            self._publish_event(event)
-                    finally:
-                        ctx.registry.deactivate(self)
-                        self.record()
+            if self.request.session is not None:
+                # a session holds its sandbox and its slot: its runs do not queue (app.server.sessions)
+                assert ctx.sessions is not None
+                async with ctx.sessions.run(self) as session_run:
+                    await self._follow(session_run)
+            else:
+                async with ctx.admission.slot(self.client, self._on_position):
+                    if ctx.refusing:
+                        raise Unavailable("the server is shutting down")
+                    async with ctx.service.run(self.request, self.id, self.stdin) as run:
+                        await self._follow(run)
             self._end(CLOSE_NORMAL)
         except asyncio.CancelledError:
             if not self._killed_early:
@@ -212,6 +210,16 @@ class LiveRun:
         except Exception as exc:  # a bug: the client still gets the protocol's answer
             log.exception("run %s failed", self.id)
             self._end_with_error(Internal(f"internal error: {type(exc).__name__}"))
+
+    async def _follow(self, run: Run) -> None:
+        self.run = run
+        self.ctx.registry.activate(self)
+        try:
+            async for event in run.events():
+                self._publish_event(event)
+        finally:
+            self.ctx.registry.deactivate(self)
+            self.record()
 
     async def _on_position(self, position: int) -> None:
         self._append(None, frames.queued(position))

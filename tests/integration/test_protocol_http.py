@@ -97,7 +97,7 @@ def assert_run_body(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     body: dict[str, Any] = response.json()
-    assert BODY_FIELDS <= set(body) <= BODY_FIELDS | {"error"}
+    assert BODY_FIELDS <= set(body) <= BODY_FIELDS | {"error", "exception"}  # v3: a run that raised
     assert isinstance(body["duration_ms"], int) and body["duration_ms"] >= 0
     assert isinstance(body["truncated"], bool)
     assert ("error" in body) == (body["reason"] != "exit")

@@ -300,3 +300,24 @@ async def test_many_waiters_all_get_through_in_order() -> None:
         await asyncio.gather(*tasks)
     assert order == list(range(40))
     assert admission.running == 0 and admission.queued == 0
+
+
+async def test_a_reservation_holds_a_slot_without_waiting_and_passes_it_on() -> None:
+    """A session's slot: taken at once or refused, never queued; given back to a waiting run."""
+    admission = Admission(max_running=2, queue_size=4, per_client=4)
+    assert admission.reserve()
+    run = Holder(admission, "a")
+    async with asyncio.timeout(WAIT_S):
+        await run.entered.wait()
+    assert not admission.reserve()  # both slots held: a session is refused, not queued
+    waiting = Holder(admission, "b")
+    async with asyncio.timeout(WAIT_S):
+        await waiting._position_seen.wait()
+    assert waiting.positions == [1] and not admission.reserve()  # a waiting run goes first
+    admission.unreserve()
+    async with asyncio.timeout(WAIT_S):
+        await waiting.entered.wait()
+    run.release.set()
+    waiting.release.set()
+    await asyncio.gather(run.task, waiting.task)
+    assert admission.running == 0

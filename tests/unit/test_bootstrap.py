@@ -31,13 +31,14 @@ def run(
     files: Sequence[tuple[str, bytes]] = (),
     out: FilesOutLimits | None = None,
     args: Sequence[str] = (),
+    filename: str = "main.py",
 ) -> subprocess.CompletedProcess[bytes]:
     """The bootstrap as the server sees it: ``sys.stderr``'s records taken out of stdout and put
     before what reached fd 2 itself (``raw_stdout`` keeps stdout as it came)."""
     with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
         p = subprocess.run(
             [sys.executable, "-I", "-c", LOADER, "--workdir", workdir, *args],
-            input=preamble() + encode_program(code, nonce=NONCE, files=files, out=out) + stdin,
+            input=preamble() + encode_program(code, nonce=NONCE, files=files, out=out, filename=filename) + stdin,
             capture_output=True,
             timeout=60,
             cwd="/tmp",
@@ -88,6 +89,36 @@ def test_the_loader_runs_the_compiled_bootstrap_only_on_the_python_it_was_compil
 
 
 STDERR_RECORD = re.compile(rb"\x1eSCE:" + NONCE.encode() + rb":stderr:2:([0-9]+)\n\{\}")
+
+
+def test_the_bootstrap_is_a_module_sent_without_what_only_checkers_read() -> None:
+    """ruff and mypy see a real module; the sandbox gets the same code without docstrings,
+    annotations or TYPE_CHECKING imports (each would cost every container something at start)."""
+    import ast
+
+    from app.sandbox.inside import bootstrap as inside
+
+    source = Path(inside.__file__).read_text()
+    assert inside._channel is None and not isinstance(sys.stderr, inside._Stderr)  # importing it ran nothing
+    sent = ast.parse(BOOTSTRAP)
+
+    def names(tree: ast.AST) -> list[str]:
+        return sorted(n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef))
+
+    assert names(sent) == names(ast.parse(source))
+    assert not [n for n in ast.walk(sent) if isinstance(n, ast.AnnAssign) or getattr(n, "returns", None)]
+    assert "typing" not in BOOTSTRAP and '"""' not in BOOTSTRAP
+    # about the string program it replaced (60,212 bytes), with exceptions and file names added;
+    # the session's code is not in it (session_preamble)
+    assert len(preamble()) < 62_000
+    assert "_session_main" not in BOOTSTRAP
+
+
+def test_the_program_starts_with_no_module_loaded_beyond_a_plain_interpreters() -> None:
+    probe = "import sys\nprint(sorted(sys.modules))"
+    plain = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, timeout=60, check=True)
+    p = run(probe)
+    assert set(eval(p.stdout.split(b"\n")[0])) - set(eval(plain.stdout)) <= {"atexit"}
 
 
 def take_stderr(stdout: bytes) -> tuple[bytes, bytes]:
@@ -481,3 +512,68 @@ def test_stderr_still_arrives_after_the_program_closes_its_stdout() -> None:
     assert split(p.stdout)[0] == b"a\n"
     assert p.stderr.replace(END_MARKER, b"") == b"err after close\n"
     assert not [i for i in _items(p.stdout) if isinstance(i, Record) and i.kind == "exit"]  # could not be written
+
+
+def exception_records(p: subprocess.CompletedProcess[bytes]) -> list[dict[str, object]]:
+    return [r.meta for r in split(p.stdout)[1] if r.kind == "exception"]
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "value", "line"),
+    [
+        ("x = 1\ndef f():\n    raise ValueError('bad ' + str(x))\nf()\n", "ValueError", "bad 1", 3),
+        ("import json\n\njson.loads('{')\n", "JSONDecodeError", None, 3),  # innermost frame in own code
+        ("print('ok')\nx = (\n", "SyntaxError", None, 2),  # a syntax error's own line
+        ("import helper\nhelper.boom()\n", "ZeroDivisionError", "division by zero", 2),
+        ("exec(compile('1/0', 'other.py', 'exec'))\n", "ZeroDivisionError", "division by zero", 1),
+        ("raise KeyboardInterrupt\n", "KeyboardInterrupt", "", 1),
+        ("class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E\n", "E", None, 4),
+    ],
+)
+def test_an_uncaught_exception_is_reported_as_data_before_the_end(
+    code: str, name: str, value: str | None, line: int
+) -> None:
+    p = run(code, files=[("helper.py", b"def boom():\n    return 1 / 0\n")])
+    assert ending(p) == 1
+    (meta,) = exception_records(p)
+    assert (meta["name"], meta["line"]) == (name, line)
+    if value is not None:
+        assert meta["value"] == value
+    assert isinstance(meta["value"], str) and len(meta["value"]) <= 1000
+    assert b"Traceback" in p.stderr or name == "SyntaxError"  # the traceback is still on stderr
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import sys\nsys.exit(3)", "import sys\nsys.exit('bye')", "print('fine')", "import os\nos._exit(1)"],
+)
+def test_no_exception_record_without_an_uncaught_exception(code: str) -> None:
+    assert exception_records(run(code)) == []
+
+
+def test_an_exception_with_no_frame_in_the_code_has_no_line() -> None:
+    # a NUL byte: Python refuses the code before any line of it runs (a ValueError in 3.11.2,
+    # a SyntaxError with no file name in later 3.11s)
+    p = run("print(1)\x00\n")
+    (meta,) = exception_records(p)
+    assert meta["name"] in ("ValueError", "SyntaxError") and meta["line"] is None
+    assert "null bytes" in str(meta["value"])
+
+
+def test_the_code_takes_the_runs_file_name_in_tracebacks() -> None:
+    code = "import sys\nprint(__file__, sys.argv)\ndef f():\n    1 / 0\nf()\n"
+    p = run(code, filename="hottest.py")
+    assert p.stdout.startswith(b"hottest.py ['hottest.py']\n")
+    assert b'File "hottest.py", line 5, in <module>' in p.stderr and b"main.py" not in p.stderr
+    assert b"    1 / 0" in p.stderr  # the source is still found under that name
+    (meta,) = exception_records(p)
+    assert meta["line"] == 4
+    p = run("x = (", filename="caf\u00e9 1.py")
+    assert 'File "caf\u00e9 1.py", line 1'.encode() in p.stderr
+    assert exception_records(p)[0]["line"] == 1
+
+
+def test_encode_program_refuses_a_file_name_with_folders() -> None:
+    for bad in ("", "a/b.py", "x" * 256):
+        with pytest.raises(ValueError):
+            encode_program("pass", nonce=NONCE, filename=bad)

@@ -128,3 +128,27 @@ def test_garbage_never_raises_and_memory_stays_bounded(chunks: list[bytes]) -> N
         d.feed(MARKER + NONCE.encode() + b":" + chunk)
         assert d.held <= len(MARKER) + 33 + 48 + 65_536 + 4096
     d.finish()
+
+
+def test_exception_records_are_checked_and_cut_to_size() -> None:
+    from app.core.sidechannel import exception_of
+
+    def of(meta: dict[str, object]) -> tuple[str, str, int | None] | None:
+        (item,) = demux([record("exception", meta)])
+        assert isinstance(item, Record)
+        return exception_of(item)
+
+    assert of({"name": "ValueError", "value": "bad", "line": 3}) == ("ValueError", "bad", 3)
+    assert of({"name": "E", "value": "", "line": None}) == ("E", "", None)
+    name, value, line = of({"name": "N" * 500, "value": "v" * 5000, "line": 1}) or ("", "", 0)
+    assert (len(name), len(value), line) == (200, 1000, 1)
+    bad_metas: list[dict[str, object]] = [
+        {"value": "x", "line": 1},
+        {"name": "", "value": "x", "line": 1},
+        {"name": "E", "value": 5, "line": 1},
+        {"name": "E", "value": "x", "line": 0},
+        {"name": "E", "value": "x", "line": True},
+        {"name": "E", "value": "x", "line": "3"},
+    ]
+    for bad in bad_metas:
+        assert of(bad) is None, bad

@@ -627,7 +627,7 @@ class DockerEngine:
                 LABEL_POOL: str(pooled).lower(),
                 LABEL_RUNTIME: spec.runtime,
                 LABEL_INSTANCE: self.instance,
-                LABEL_LEASE: str(self.lease_s),
+                LABEL_LEASE: str(spec.lease_s or self.lease_s),  # a session's covers its lifetime
             },
             "host_config": host_config,
         }
