@@ -25,8 +25,8 @@ from app.server.context import ServerContext
 from app.server.health import Prober, health_body
 from app.server.http_run import http_run
 from app.server.responses import error_response
-from app.server.ui import FIX, locate, missing_page
 from app.server.sessions import register_session_routes
+from app.server.ui import FIX, locate, missing_page
 from app.server.ws import CLIENT_CLOSE_KEY, CLOSE_ABNORMAL, DISCONNECT_CODE_KEY, websocket_run
 from app.settings import Settings
 
