@@ -6,7 +6,7 @@
     sce serve [--bind H:P]      run the server (exit 1 if it cannot listen there)
     sce schema [--openapi]      print the protocol's JSON Schema (or the OpenAPI document)
     sce run FILE.py | -c CODE   run a program on a server in this terminal (see app/client/cli.py)
-    sce watch ID TOKEN          follow another run's output
+    sce watch LINK | ID TOKEN   follow another run's output
     sce mcp --url URL           the server's MCP tools over stdio, for AI agents (see app/mcp/bridge.py)
 
 Every server-side subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same

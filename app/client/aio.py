@@ -1,12 +1,16 @@
-"""The asyncio client: a run as an async iterator of typed frames that survives dropped connections.
+"""The asyncio client: a run gathered into one result, or followed frame by frame, across drops.
 
     async with AsyncClient("http://127.0.0.1:5000") as client:
-        async with client.run("print(input() * 2)") as run:
+        result = await client.run("print(2 + 2)", on_stdout=print)   # an Execution
+        async with client.run("print(input() * 2)") as run:           # the frames, live
             await run.stdin("ab\\n", eof=True)
             async for frame in run:
-                if isinstance(frame, StdoutFrame):
-                    print(frame.data, end="")
-        print(run.exit.reason)
+                ...
+        print(run.execution.stdout, run.exit.reason)
+
+``client.run()`` returns an ``AsyncRun``: awaiting it runs to the end and gives the
+``Execution`` (callbacks fire as things arrive); iterating it gives the frames themselves (the
+callbacks fire too, and ``run.execution`` fills in as they pass).
 
 **Resume.** When the connection breaks without a close frame (a network drop), the client
 reconnects by itself and sends ``resume`` with the last ``seq`` it saw; the server replays what
@@ -23,17 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from app.client.answers import not_the_service, raise_for_error, seconds
 from app.client.errors import CannotResume, ClientError, ConnectionLost, server_error
 from app.client.requests import Files, endpoints, run_fields, run_frame
+from app.client.result import Callback, Callbacks, Collector, Execution
+
+if TYPE_CHECKING:
+    from app.client.session import AsyncSession
 from app.protocol import ErrorFrame, ExitFrame, RunAnswer, RuntimeInfo, ServerFrame, StartedFrame, parse_server_frame
 
 
@@ -97,15 +106,52 @@ class AsyncClient:
         files: Files | None = None,
         runtime: str | None = None,
         timeout: float | None = None,
+        filename: str | None = None,
         stats: bool = False,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_image: Callback | None = None,
+        on_file: Callback | None = None,
+        on_input: Callback | None = None,
+        on_result: Callback | None = None,
+        on_exit: Callback | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> AsyncRun:
-        """A run, started on first use (``async with``, iteration, ``stdin``, ``kill``)."""
-        frame = run_frame(code=code, stdin=stdin, files=files, runtime=runtime, timeout=timeout, stats=stats)
-        return AsyncRun(self, frame)
+        """A run, started on first use: ``await`` it for the ``Execution``, or iterate its frames.
 
-    def watch(self, run_id: str, token: str) -> AsyncRun:
-        """Another run's frames from ``started`` on, read-only (``token``: its watch_token or token)."""
-        return AsyncRun(self, {"type": "watch", "id": run_id, "token": token}, watching=True)
+        ``filename`` is the name tracebacks give the code (v3; default ``main.py``). The
+        ``on_*`` callbacks are called as output, images, files and input arrive; ``on_notice``
+        with a sentence when the connection drops and when the run is resumed.
+        """
+        frame = run_frame(
+            code=code, stdin=stdin, files=files, runtime=runtime, timeout=timeout, filename=filename, stats=stats
+        )
+        callbacks = Callbacks(on_stdout, on_stderr, on_image, on_file, on_input, on_result, on_exit)
+        return AsyncRun(self, frame, callbacks=callbacks, on_notice=on_notice)
+
+    start = run  # the same: a live run whose frames can be iterated (as the blocking client's start)
+
+    def watch(
+        self,
+        run_id: str,
+        token: str,
+        *,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_image: Callback | None = None,
+        on_file: Callback | None = None,
+        on_input: Callback | None = None,
+        on_result: Callback | None = None,
+        on_exit: Callback | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> AsyncRun:
+        """Another run, read-only, from ``started`` on (``token``: its watch_token or token).
+
+        ``await`` it for the ``Execution`` or iterate its frames, as with ``run``.
+        """
+        callbacks = Callbacks(on_stdout, on_stderr, on_image, on_file, on_input, on_result, on_exit)
+        first = {"type": "watch", "id": run_id, "token": token}
+        return AsyncRun(self, first, watching=True, callbacks=callbacks, on_notice=on_notice)
 
     async def connect(self) -> ClientConnection:
         return await websockets.connect(
@@ -117,6 +163,16 @@ class AsyncClient:
         )
 
     # -- HTTP ----------------------------------------------------------------------------------
+    def session(self, *, runtime: str | None = None, files: Files | None = None) -> AsyncSession:
+        """A session (v3), made on ``async with`` (or ``await session.open()``), ended on leaving it."""
+        from app.client.session import AsyncSession  # it builds AsyncRuns: imported here, not in a cycle
+
+        return AsyncSession(self, runtime=runtime, files=files)
+
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP connection pool for this server's plain endpoints."""
+        return self._client()
+
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
@@ -132,9 +188,10 @@ class AsyncClient:
         files: Files | None = None,
         runtime: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the run's wall-clock limit, sent to the server)
+        filename: str | None = None,
     ) -> RunAnswer:
-        """``POST /run``: the whole run, answered when it ends."""
-        body = run_fields(code=code, stdin=stdin, files=files, runtime=runtime, timeout=timeout)
+        """``POST /run``: the whole run, answered when it ends (the raw answer; ``run`` is nicer)."""
+        body = run_fields(code=code, stdin=stdin, files=files, runtime=runtime, timeout=timeout, filename=filename)
         try:
             response = await self._client().post("/run", json=body)
         except httpx.HTTPError as exc:
@@ -151,20 +208,6 @@ class AsyncClient:
         return [RuntimeInfo.model_validate(item) for item in response.json()]
 
 
-def raise_for_error(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        body = response.json()
-        code, message = str(body["code"]), str(body["error"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "internal", f"HTTP {response.status_code}: {response.text[:200]}"
-    retry = response.headers.get("Retry-After")
-    raise server_error(
-        code, message, status=response.status_code, retry_after=float(retry) if retry and retry.isdigit() else None
-    )
-
-
 def answer(response: httpx.Response, model: type[RunAnswer]) -> RunAnswer:
     raise_for_error(response)
     return model.model_validate(response.json())
@@ -173,13 +216,23 @@ def answer(response: httpx.Response, model: type[RunAnswer]) -> RunAnswer:
 class AsyncRun:
     """One run (or one watched run): iterate for its frames; ``stdin()`` and ``kill()`` at any time.
 
+    ``await run`` (or ``await run.wait()``) follows it to the end and gives its ``Execution``.
     Iteration yields the server's frames as models (``QueuedFrame``, ``StartedFrame``,
     ``StdoutFrame``...) up to and including ``ExitFrame``, then stops. An ``error`` frame is
-    raised as ``ServerError`` (``RunNotFound`` for ``not_found``). ``id``, ``token``,
-    ``watch_token`` and ``exit`` are filled in as the frames arrive.
+    raised as ``ServerError`` (``RunNotFound`` for ``not_found``, ``Busy``...). ``id``,
+    ``token``, ``watch_token``, ``exit`` and ``execution`` fill in as the frames arrive;
+    ``notices`` lists what was said about the connection (dropped, resumed).
     """
 
-    def __init__(self, client: AsyncClient, first: dict[str, Any], *, watching: bool = False) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        first: dict[str, Any],
+        *,
+        watching: bool = False,
+        callbacks: Callbacks | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
         self._client = client
         self._first = first
         self.watching = watching
@@ -191,8 +244,9 @@ class AsyncRun:
         self.last_seq = 0
         self.resumes = 0  # how many times a dropped connection was taken up again
         self._tries = 0  # tries to resume since the last frame arrived
-        # told, in words, when the connection drops and when it is back (the CLI prints it)
-        self.notice: Callable[[str], None] = lambda message: None
+        self.notices: list[str] = []  # what was said, in words, when the connection dropped and came back
+        self._on_notice = on_notice
+        self._collector = Collector(callbacks)
         self._ws: ClientConnection | None = None
         self._opening = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -227,8 +281,10 @@ class AsyncRun:
                 body = json.loads(exc.response.body or b"")
                 code, message = str(body["code"]), str(body["error"])
             except (ValueError, KeyError, TypeError):
-                pass
-            raise server_error(code, message, status=status) from None
+                if status == 404:  # not the service's own refusal: the URL is not the service
+                    code, message = "internal", not_the_service(self._client.ws_url)
+            retry = exc.response.headers.get("Retry-After")
+            raise server_error(code, message, status=status, retry_after=seconds(retry)) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             raise ConnectionLost(f"cannot connect to {self._client.ws_url}: {exc}") from exc
 
@@ -245,6 +301,26 @@ class AsyncRun:
             await ws.close()
         async with self._changed:
             self._changed.notify_all()
+
+    @property
+    def execution(self) -> Execution:
+        """What the run produced so far (all of it once ``exit`` has passed)."""
+        return self._collector.execution
+
+    async def wait(self) -> Execution:
+        """Follow the run to its end (frames not yet read are read) and give its ``Execution``."""
+        async with self:
+            async for _ in self:
+                pass
+        return self.execution
+
+    def __await__(self) -> Generator[Any, None, Execution]:
+        return self.wait().__await__()
+
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        if self._on_notice is not None:
+            self._on_notice(message)
 
     # -- frames out ----------------------------------------------------------------------------
     async def stdin(self, data: str = "", *, eof: bool = False) -> None:
@@ -320,6 +396,11 @@ class AsyncRun:
                 await self._end(error)
                 raise error
             self._tries = 0  # the connection works: a later drop gets every try again
+            try:
+                await self._collector.feed(frame)
+            except BaseException:
+                await self.aclose()  # a callback failed: the run ends with it
+                raise
             if isinstance(frame, ExitFrame):
                 self.exit = frame
                 await self._end(StopAsyncIteration())
@@ -369,7 +450,7 @@ class AsyncRun:
         )
         last: BaseException = exc
         delays = self._client.reconnect.delays()
-        self.notice(f"the connection dropped; resuming run {self.id}")
+        self._notice(f"the connection dropped; resuming run {self.id}")
         # counted until a frame arrives: a server that accepts and drops at once uses them up too
         while self._tries < len(delays):
             await asyncio.sleep(delays[self._tries])  # backoff between tries, not synchronisation
@@ -386,7 +467,7 @@ class AsyncRun:
             self._ws = ws
             async with self._changed:
                 self._changed.notify_all()
-            self.notice(f"resumed run {self.id}")
+            self._notice(f"resumed run {self.id}")
             return
         tries = self._client.reconnect.tries
         await self._end(ConnectionLost(f"the connection dropped and {tries} tries to resume failed: {last}"))

@@ -19,6 +19,11 @@ a shell would show:
     77       not allowed (``unauthorized``, ``forbidden``)
 
 For anything but a plain exit, the reason is said in words on stderr, prefixed ``sce:``.
+
+Otherwise stderr is the program's own: the run's id is said only when asked, by ``--share``
+(``sce: watch this run: LINK``, a link that opens in a browser and that ``sce watch`` takes) or
+``-v`` (``sce: run ID started``). ``sce watch`` shows what the driver typed where it was typed
+(protocol v3 servers echo input); ``sce run`` leaves that to the terminal, as a local program does.
 """
 
 from __future__ import annotations
@@ -38,9 +43,20 @@ from typing import Any, TextIO
 
 from app.client.aio import AsyncClient, AsyncRun
 from app.client.errors import ClientError, ConnectionLost, InvalidRequest, ServerError
+from app.client.requests import parse_watch_link, watch_link
 from app.mcp import cli as mcp_cli
-from app.protocol import ExitFrame, FileFrame, ImageFrame, Limits, ServerFrame, StderrFrame, StdoutFrame
-from app.protocol.files import path_problem
+from app.protocol import (
+    ExitFrame,
+    FileFrame,
+    ImageFrame,
+    InputFrame,
+    Limits,
+    ServerFrame,
+    StartedFrame,
+    StderrFrame,
+    StdoutFrame,
+)
+from app.protocol.files import filename_problem, path_problem
 
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
@@ -86,17 +102,30 @@ def add_parsers(sub: Any) -> None:
         help="send this file into the program's directory (repeatable); a plain relative PATH keeps its folders",
     )
     run.add_argument("--out", type=Path, metavar="DIR", help="write the files and images the program made here")
+    run.add_argument(
+        "--share", action="store_true", help="say a link that watches this run live (stderr), when it starts"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="say the run's id (stderr) when it starts")
     _common(run)
-    watch = sub.add_parser("watch", help="follow another run's output (read-only)")
-    watch.add_argument("id", help="the run's id")
-    watch.add_argument("token", help="its watch_token (or token)")
+    watch = sub.add_parser(
+        "watch",
+        help="follow another run's output (read-only)",
+        description="Follow a run: give its watch link (from `sce run --share` or the editor's Watch link), "
+        "or its id and watch token.",
+    )
+    watch.add_argument("link", metavar="LINK|ID", help="a watch link (http://HOST/ui#watch=...), or the run's id")
+    watch.add_argument("watch_token", nargs="?", metavar="TOKEN", help="with an id: its watch_token (or token)")
     watch.add_argument("--out", type=Path, metavar="DIR", help="write the files and images the program made here")
-    _common(watch)
+    _common(watch, url_from_link=True)
     mcp_cli.add_parser(sub)  # sce mcp: the MCP tools over stdio (app/mcp)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://127.0.0.1:5000", help="the server (default: %(default)s)")
+DEFAULT_URL = "http://127.0.0.1:5000"
+
+
+def _common(parser: argparse.ArgumentParser, *, url_from_link: bool = False) -> None:
+    more = "; with a watch link, the link's server" if url_from_link else ""
+    parser.add_argument("--url", help=f"the server's base URL (default: {DEFAULT_URL}{more})")
     parser.add_argument("--token", help="API token, where the server wants one")
 
 
@@ -108,14 +137,29 @@ def main(args: argparse.Namespace) -> int:
     """``sce run`` / ``sce watch``; returns the exit status."""
     if args.command == "mcp":
         return mcp_cli.main(args)
-    client = AsyncClient(args.url, args.token)
+    try:  # the command line: a URL that is not the server's, a link that is not a watch link
+        if args.command == "watch":
+            url, run_id, watch_token = _watch_target(args)
+        client = AsyncClient(url if args.command == "watch" else args.url or DEFAULT_URL, args.token)
+    except InvalidRequest as exc:
+        say(str(exc))
+        return EXIT_USAGE
     try:
         if args.command == "watch":
-            return asyncio.run(_follow(client.watch(args.id, args.token), Output(args.out), forward_stdin=False))
+            watched = client.watch(run_id, watch_token, on_notice=say)
+            return asyncio.run(_follow(watched, Output(args.out, echo_input=True), forward_stdin=False))
         code, stdin_is_program = _program(args)
         files = {name: data for name, data in (_file_in(path) for path in args.files)}
-        arun = client.run(code, files=files or None, runtime=args.runtime, timeout=args.timeout)
-        return asyncio.run(_follow(arun, Output(args.out), forward_stdin=not stdin_is_program))
+        arun = client.run(
+            code,
+            files=files or None,
+            runtime=args.runtime,
+            timeout=args.timeout,
+            filename=_filename(args),
+            on_notice=say,
+        )
+        output = Output(args.out, announce=_announcer(client.base_url, share=args.share, verbose=args.verbose))
+        return asyncio.run(_follow(arun, output, forward_stdin=not stdin_is_program))
     except OSError as exc:  # a file that cannot be read or written
         say(str(exc))
         return EXIT_USAGE
@@ -123,11 +167,39 @@ def main(args: argparse.Namespace) -> int:
         say(f"bad request: {exc}")
         return EXIT_REFUSED
     except ServerError as exc:
-        say(f"{exc.code}: {exc.message}")
+        say(str(exc))
         return ERROR_STATUS.get(exc.code, EXIT_UNAVAILABLE)
     except ClientError as exc:
         say(str(exc))
         return EXIT_UNAVAILABLE
+
+
+def _watch_target(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(server URL, run id, token) from ``LINK`` or ``ID TOKEN``; ``--url`` wins over the link's server."""
+    if args.watch_token is not None:
+        return args.url or DEFAULT_URL, args.link, args.watch_token
+    url, run_id, token = parse_watch_link(args.link)
+    return args.url or url, run_id, token
+
+
+def _filename(args: argparse.Namespace) -> str | None:
+    """The name tracebacks give the program: the file's own name (none for ``-c`` and ``-``)."""
+    if args.code is not None or args.file == "-":
+        return None
+    name = Path(args.file).name
+    return name if filename_problem(name) is None else None
+
+
+def _announcer(base_url: str, *, share: bool, verbose: bool) -> Callable[[StartedFrame], None]:
+    def announce(started: StartedFrame) -> None:
+        if share and started.watch_token:
+            say(f"watch this run: {watch_link(base_url, started.id, started.watch_token)}")
+        elif share:
+            say(f"run {started.id} started; this server gives no watch token, so it cannot be watched")
+        elif verbose:
+            say(f"run {started.id} started")
+
+    return announce
 
 
 def _program(args: argparse.Namespace) -> tuple[str, bool]:
@@ -151,8 +223,16 @@ def _file_in(local: str) -> tuple[str, str | bytes]:
 class Output:
     """Where frames go: the streams to this terminal, files and images to ``--out`` or a list."""
 
-    def __init__(self, out: Path | None) -> None:
+    def __init__(
+        self,
+        out: Path | None,
+        *,
+        echo_input: bool = False,
+        announce: Callable[[StartedFrame], None] | None = None,
+    ) -> None:
         self.out = out
+        self.echo_input = echo_input  # a watcher shows what the driver typed; a driver's terminal already did
+        self.announce = announce
         self.limits: Limits | None = None
         self.images = 0
 
@@ -161,8 +241,14 @@ class Output:
             stream: TextIO = sys.stdout if isinstance(frame, StdoutFrame) else sys.stderr
             stream.write(frame.data)
             stream.flush()
-        elif frame.type == "started":
+        elif isinstance(frame, InputFrame):
+            if self.echo_input and frame.data:
+                sys.stdout.write(frame.data)
+                sys.stdout.flush()
+        elif isinstance(frame, StartedFrame):
             self.limits = frame.limits
+            if self.announce is not None:
+                self.announce(frame)
         elif isinstance(frame, ImageFrame):
             self.images += 1
             ext = "svg" if frame.mime == "image/svg+xml" else "png"
@@ -221,7 +307,6 @@ async def _follow(run: AsyncRun, output: Output, *, forward_stdin: bool) -> int:
             main.cancel()
 
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    run.notice = say
     stop_stdin: Callable[[], None] = lambda: None  # noqa: E731
     try:
         async with run:

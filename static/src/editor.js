@@ -1,5 +1,5 @@
 // The code editor: CodeMirror 6 with Python support, themed by the page's CSS variables so it
-// follows prefers-color-scheme together with the rest of the page.
+// follows the page's theme (light, dark, or the system's) together with the rest of the page.
 import {
   EditorView, keymap, lineNumbers, highlightActiveLineGutter, highlightSpecialChars, drawSelection,
   dropCursor, rectangularSelection, crosshairCursor, highlightActiveLine,
@@ -111,6 +111,7 @@ export function createEditor(parent, { doc, onChange, onRun, label }) {
     ]),
   );
   const access = new Compartment();
+  const wrapping = new Compartment();
   const view = new EditorView({
     parent,
     state: EditorState.create({
@@ -118,6 +119,7 @@ export function createEditor(parent, { doc, onChange, onRun, label }) {
       extensions: [
         runKeys,
         access.of([]),
+        wrapping.of([]),
         setup,
         indentUnit.of("    "),
         EditorState.tabSize.of(4),
@@ -143,6 +145,10 @@ export function createEditor(parent, { doc, onChange, onRun, label }) {
       });
     },
     focus: () => view.focus(),
+    /** Long lines wrap at the editor's width (on) or scroll sideways (off). */
+    setWrap(on) {
+      view.dispatch({ effects: wrapping.reconfigure(on ? EditorView.lineWrapping : []) });
+    },
     /** A read-only editor (a watcher's view): no edits, no Run key. */
     setReadOnly(on) {
       view.dispatch({

@@ -13,9 +13,14 @@ import {
 } from "./runtimes.js";
 import { filesField } from "./files.js";
 import { FilesIn } from "./filesin.js";
+import { DEFAULT_FILENAME, InputEcho, filenameProblem } from "./echo.js";
 
 const STORAGE_KEY = "sce.code";
 const RUNTIME_KEY = "sce.runtime";
+const FILENAME_KEY = "sce.filename";
+const WRAP_KEY = "sce.wrap";
+const THEME_KEY = "sce.theme";
+const NARROW = "(max-width: 800px)";
 const $ = (id) => document.getElementById(id);
 
 const ui = {
@@ -57,6 +62,9 @@ const ui = {
   viewerImg: $("viewer-img"),
   viewerTitle: $("viewer-title"),
   viewerClose: $("viewer-close"),
+  filename: $("filename"),
+  wrap: $("wrap"),
+  theme: $("theme"),
 };
 
 const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
@@ -74,13 +82,26 @@ function loadStored(key = STORAGE_KEY) {
 }
 
 function store(code, key = STORAGE_KEY) {
-  if (watching) return; // a watcher's editor shows someone else's code: keep the user's own
+  if (watching && key === STORAGE_KEY) return; // a watcher's editor shows someone else's code: keep the user's own
   try {
-    localStorage.setItem(key, code);
+    if (code === null) localStorage.removeItem(key);
+    else localStorage.setItem(key, code);
   } catch {
     /* storage disabled or full: the code just won't survive a reload */
   }
 }
+
+// --- theme: light, dark, or the system's (remembered) ---------------------------------------------
+
+function applyTheme(value) {
+  const theme = value === "light" || value === "dark" ? value : "system";
+  if (theme === "system") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  ui.theme.value = theme;
+  return theme;
+}
+applyTheme(loadStored(THEME_KEY));
+ui.theme.addEventListener("change", () => store(applyTheme(ui.theme.value), THEME_KEY));
 
 let saveTimer = 0;
 function saveSoon() {
@@ -93,9 +114,13 @@ function saveNow() {
 }
 
 // --- the starting code: a shared link, ?example=, the last session, or hello --------------
+//
+// A link or an example is opened once: its code goes into the editor and storage, and the
+// address loses it (history.replaceState), so a reload keeps the edits made since. A watch
+// link stays: a reload watches again.
 
 const query = new URLSearchParams(location.search);
-const link = parseHash(location.hash);
+const link = await parseHash(location.hash);
 const startNote = link.damaged ? "The shared link is damaged: part of it could not be read." : null;
 const watching = link.watch; // {id, token}: a read-only view of someone's run
 let initial = link.code;
@@ -106,10 +131,12 @@ if (!fromLink && query.get("example")) {
   initial = startExample?.code;
 }
 if (initial === undefined) initial = watching ? "# Watching a run: its code was not shared.\n" : (loadStored() ?? EXAMPLES[0].code);
-if (fromLink) {
-  // The code now lives in the editor (and storage): a reload keeps later edits. A watch link
-  // stays: a reload watches again.
-  if (!watching) history.replaceState(null, "", location.pathname + location.search);
+{
+  const kept = new URLSearchParams(location.search);
+  kept.delete("example");
+  const search = kept.toString() ? `?${kept}` : "";
+  if (!watching && (fromLink || query.has("example"))) history.replaceState(null, "", location.pathname + search);
+  else if (query.has("example")) history.replaceState(null, "", location.pathname + search + location.hash);
 }
 
 const editor = createEditor(document.getElementById("editor"), {
@@ -118,24 +145,59 @@ const editor = createEditor(document.getElementById("editor"), {
   onChange: saveSoon,
   onRun: () => startRun(),
 });
-if (fromLink && link.code !== undefined) store(initial);
+if ((fromLink && link.code !== undefined) || startExample) store(initial);
 addEventListener("pagehide", saveNow);
-addEventListener("hashchange", () => {
+addEventListener("hashchange", async () => {
   if (!hashHasLink(location.hash)) return;
-  const next = parseHash(location.hash);
+  const hash = location.hash;
+  const next = await parseHash(hash);
   if (next.watch) {
     location.reload(); // a watch link: the page becomes a watcher's
     return;
   }
-  history.replaceState(null, "", location.pathname + location.search);
+  if (location.hash === hash) history.replaceState(null, "", location.pathname + location.search);
   if (next.damaged) setStatus("The shared link is damaged: part of it could not be read.", "error");
   if (next.code !== undefined) {
     editor.setCode(next.code);
     saveNow();
   }
-  if (next.runtime) selectRuntime(next.runtime);
-  if (next.files.length) setFilesIn(next.files);
+  // A link is the whole setup: its runtime (or the default) and its files (or none).
+  if (next.code !== undefined || next.runtime) chooseRuntime(next.runtime);
+  setFilesIn(next.files);
 });
+
+// --- word wrap (remembered) -----------------------------------------------------------------------
+
+function applyWrap(on) {
+  editor.setWrap(on);
+  ui.wrap.setAttribute("aria-pressed", String(on));
+}
+applyWrap(loadStored(WRAP_KEY) === "1");
+ui.wrap.addEventListener("click", () => {
+  const on = ui.wrap.getAttribute("aria-pressed") !== "true";
+  applyWrap(on);
+  store(on ? "1" : "0", WRAP_KEY);
+});
+
+// --- the code's file name: what tracebacks call it (protocol v3 `filename`), remembered -----------
+
+ui.filename.value = loadStored(FILENAME_KEY) || DEFAULT_FILENAME;
+function checkFilename() {
+  const problem = filenameProblem(ui.filename.value);
+  ui.filename.setAttribute("aria-invalid", String(Boolean(problem)));
+  ui.filename.title = problem || "The name tracebacks give your code";
+  return problem;
+}
+ui.filename.addEventListener("input", () => {
+  if (!checkFilename() && !watching) store(ui.filename.value, FILENAME_KEY);
+});
+ui.filename.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    event.preventDefault();
+    editor.focus();
+  }
+});
+checkFilename();
 
 const timeoutParam = Number(query.get("timeout"));
 if (query.has("timeout") && Number.isFinite(timeoutParam) && timeoutParam > 0) ui.timeout.value = String(timeoutParam);
@@ -162,19 +224,23 @@ ui.examples.addEventListener("change", () => {
   editor.focus();
 });
 
+/** An example is the whole setup: its code, its runtime (or the default), its files (or none). */
 function loadExample(ex) {
   if (ex.code !== undefined) {
     editor.setCode(ex.code);
     saveNow();
   }
-  if (ex.runtime) selectRuntime(ex.runtime);
-  if (ex.files) setFilesIn(ex.files.map((f) => ({ path: f.path, bytes: new TextEncoder().encode(f.text) })));
+  chooseRuntime(ex.runtime || null);
+  setFilesIn((ex.files || []).map((f) => ({ path: f.path, bytes: new TextEncoder().encode(f.text) })));
 }
 
 // --- runtimes (GET /runtimes; a version-1 server has none: one "python" entry) ----------------
 
 let runtimes = FALLBACK_RUNTIMES;
-let wantedRuntime = link.runtime || startExample?.runtime || loadStored(RUNTIME_KEY) || null;
+// A link or an example names its runtime, or means the default; otherwise the last one picked.
+let wantedRuntime = (fromLink && link.code !== undefined) || startExample
+  ? link.runtime || startExample?.runtime || null
+  : loadStored(RUNTIME_KEY) || null;
 
 function fillRuntimes(list) {
   runtimes = list;
@@ -192,14 +258,20 @@ function fillRuntimes(list) {
   }
 }
 
-/** Select `name` (once the server's list is in, it must be in it). */
+/** Select `name`, or the default for null (once the server's list is in, it must be in it). */
 function selectRuntime(name) {
   wantedRuntime = name;
-  const found = runtimes.find((r) => r.name === name);
+  const found = name ? runtimes.find((r) => r.name === name) : runtimes[0];
   if (found) {
-    ui.runtime.value = name;
+    ui.runtime.value = found.name;
     ui.runtime.title = runtimeTitle(found);
   }
+}
+
+/** Select `name` (null: the default) as the user's choice, remembered for the next visit. */
+function chooseRuntime(name) {
+  selectRuntime(name);
+  if (!watching) store(name || null, RUNTIME_KEY);
 }
 
 async function loadRuntimes() {
@@ -222,6 +294,8 @@ ui.runtime.addEventListener("change", () => {
   ui.runtime.title = found ? runtimeTitle(found) : "";
   store(wantedRuntime, RUNTIME_KEY);
 });
+
+if (!watching && (startExample || (fromLink && link.code !== undefined))) store(wantedRuntime, RUNTIME_KEY);
 
 // --- files in: sent with the run, written into the program's working directory --------------
 
@@ -328,16 +402,22 @@ function setControls() {
   ui.eof.disabled = !inputOn;
   ui.stdin.placeholder = watching
     ? "Watching: input is the driver's"
-    : inputOn ? "Type input, Enter to send · Ctrl+D ends input" : "Input opens while a program runs";
+    : inputOn
+      ? (matchMedia(NARROW).matches ? "Input, then Enter" : "Type input, Enter to send · Ctrl+D ends input")
+      : "Input opens while a program runs";
   if (hadFocus && !inputOn && !watching) editor.focus();
   ui.watchLink.hidden = !(running && run.watchToken && !watching);
   document.body.classList.toggle("is-running", active);
   updatePrompting();
 }
 
+let prompting = false;
 function updatePrompting() {
   const on = Boolean(session && run.started && !run.finished && !run.stdinClosed && !watching && out.hasOpenLine());
   ui.stdinForm.classList.toggle("prompting", on);
+  // On a phone the page scrolls: bring the input line (and the prompt above it) into view.
+  if (on && !prompting && matchMedia(NARROW).matches) ui.stdinForm.scrollIntoView({ block: "nearest" });
+  prompting = on;
 }
 
 function timeoutValue() {
@@ -349,7 +429,7 @@ function newRunState() {
   return {
     limits: null, finished: false, stopRequested: false, stdinClosed: false, started: false,
     id: null, watchToken: null, dropped: false, reconnecting: false, code: editor.getCode(),
-    runtime: runtimeField(runtimes, ui.runtime.value) || null,
+    runtime: runtimeField(runtimes, ui.runtime.value) || null, echo: new InputEcho(),
   };
 }
 
@@ -385,10 +465,16 @@ function openSession(frame) {
 
 function startRun() {
   if (session || watching) return;
+  const badName = checkFilename();
+  if (badName) {
+    setStatus(badName, "error");
+    ui.filename.focus();
+    return;
+  }
   saveNow();
   ui.sharePanel.hidden = true;
   run = newRunState();
-  const frame = { type: "run", code: run.code };
+  const frame = { type: "run", code: run.code, filename: ui.filename.value };
   const timeout = timeoutValue();
   if (timeout !== undefined) frame.timeout = timeout;
   if (run.runtime) frame.runtime = run.runtime;
@@ -396,6 +482,8 @@ function startRun() {
   if (files) frame.files = files;
   frame.stats = true;
   openSession(frame);
+  // On a phone the console is below the editor: show it.
+  if (matchMedia(NARROW).matches) ui.console.scrollIntoView({ block: "nearest" });
 }
 
 function startWatch() {
@@ -421,6 +509,10 @@ function onFrame(f) {
     case "stdout":
     case "stderr":
       if (typeof f.data === "string") out.write(f.type, f.data);
+      break;
+    case "input":
+      // What reached the program's stdin (v3): the driver's own lines are shown as typed.
+      for (const line of run.echo.received(f.data)) out.echo(line);
       break;
     case "image":
       out.image(f);
@@ -517,6 +609,7 @@ ui.stdinForm.addEventListener("submit", (event) => {
   const line = ui.stdin.value;
   if (session.stdin(`${line}\n`)) {
     out.echo(line);
+    run.echo.sent(`${line}\n`);
     ui.stdin.value = "";
   }
 });
@@ -526,6 +619,7 @@ function sendEof() {
   const rest = ui.stdin.value;
   if (session.eof(rest)) {
     if (rest) out.echo(rest);
+    run.echo.sent(rest);
     ui.stdin.value = "";
     run.stdinClosed = true;
     setControls();
@@ -560,16 +654,18 @@ async function showLink(link, copiedNote, { openable = false } = {}) {
   ui.shareLink.select();
 }
 
-ui.share.addEventListener("click", () => {
+ui.share.addEventListener("click", async () => {
   const runtime = runtimeField(runtimes, ui.runtime.value) || null;
-  const link = shareUrl(location, editor.getCode(), { runtime, files: filesIn.files });
+  ui.shareLink.value = ""; // never a previous link while this one is made
+  const link = await shareUrl(location, editor.getCode(), { runtime, files: filesIn.files });
   let note = "Link copied to the clipboard.";
   if (filesIn.files.length && !filesFitInLink(filesIn.files)) note += " The files are too large for a link: add them again after opening it.";
   showLink(link, note);
 });
-ui.watchLink.addEventListener("click", () => {
+ui.watchLink.addEventListener("click", async () => {
   if (!run || !run.id || !run.watchToken) return;
-  const link = watchUrl(location, run.id, run.watchToken, { code: run.code, runtime: run.runtime });
+  ui.shareLink.value = "";
+  const link = await watchUrl(location, run.id, run.watchToken, { code: run.code, runtime: run.runtime });
   showLink(link, "Watch link copied: it shows this run live, read-only.", { openable: true });
 });
 ui.shareCopy.addEventListener("click", async () => {
@@ -599,13 +695,13 @@ if (watching) {
   editor.setReadOnly(true);
   ui.watchBadge.hidden = false;
   ui.editCopy.hidden = false;
-  ui.editCopy.addEventListener("click", () => {
+  ui.editCopy.addEventListener("click", async () => {
     // Leave the watch: the same page with this code as the user's own (a share link).
     if (session) session.close();
-    history.replaceState(null, "", shareUrl(location, editor.getCode(), { runtime: link.runtime }));
+    history.replaceState(null, "", await shareUrl(location, editor.getCode(), { runtime: link.runtime }));
     location.reload();
   });
-  for (const el of [ui.examples, ui.runtime, ui.timeout]) el.disabled = true;
+  for (const el of [ui.examples, ui.runtime, ui.timeout, ui.filename]) el.disabled = true;
   filesIn.lock();
 }
 setControls();

@@ -35,16 +35,16 @@ export function normalizeRuntimes(body) {
   return list;
 }
 
-/** "scientific · Python 3.11.2" for the picker. */
+/** "scientific" for the picker: short enough for a phone (the Python version is in the tooltip). */
 export function runtimeLabel(r) {
-  const label = r.python ? `${r.name} · Python ${r.python}` : r.name;
-  return r.available === false ? `${label} (unavailable)` : label;
+  return r.available === false ? `${r.name} (unavailable)` : r.name;
 }
 
-/** A tooltip: the description and the packages with their versions. */
+/** A tooltip: the Python version, the description and the packages with their versions. */
 export function runtimeTitle(r) {
   const pkgs = Object.entries(r.packages || {}).map(([k, v]) => (v ? `${k} ${v}` : k));
   const lines = [];
+  if (r.python) lines.push(`Python ${r.python}`);
   if (r.description) lines.push(r.description);
   if (pkgs.length) lines.push(`Packages: ${pkgs.join(", ")}`);
   return lines.join("\n");

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from app.client import AsyncClient, Client, InvalidRequest, Reconnect, RunNotFound, ServerError
+from app.client import AsyncClient, Busy, Client, InvalidRequest, Reconnect, RunNotFound, ServerError
 from app.protocol import ExitFrame, StartedFrame, StderrFrame, StdoutFrame
 from tests.conftest import ServerProcess, module_server
 from tests.tcpproxy import TcpProxy
@@ -75,7 +75,7 @@ async def test_post_run_answers_with_the_typed_body(served: ServerProcess) -> No
 
 def test_the_blocking_client(served: ServerProcess) -> None:
     with Client(served.url) as client:
-        with client.run("print(input() * 2)", stdin="ab\n") as run:
+        with client.start("print(input() * 2)", stdin="ab\n") as run:
             frames = list(run)
         assert isinstance(frames[-1], ExitFrame)
         assert "".join(f.data for f in frames if isinstance(f, StdoutFrame)) == "abab\n"
@@ -84,9 +84,10 @@ def test_the_blocking_client(served: ServerProcess) -> None:
 
 async def test_a_drop_is_resumed_and_input_typed_after_it_arrives(served: ServerProcess) -> None:
     async with asyncio.timeout(60), TcpProxy(served.port) as proxy:
-        run = AsyncClient(proxy.url, reconnect=FAST).run("print('up', flush=True)\ninput()\nprint('down')")
         notices: list[str] = []
-        run.notice = notices.append
+        run = AsyncClient(proxy.url, reconnect=FAST).run(
+            "print('up', flush=True)\ninput()\nprint('down')", on_notice=notices.append
+        )
         lines: list[str] = []
 
         async def type_once_resumed() -> None:
@@ -101,7 +102,7 @@ async def test_a_drop_is_resumed_and_input_typed_after_it_arrives(served: Server
                     proxy.cut()
                     typing.append(asyncio.create_task(type_once_resumed()))
     assert lines == ["up\n", "down\n"] and run.resumes == 1
-    assert notices == [f"the connection dropped; resuming run {run.id}", f"resumed run {run.id}"]
+    assert notices == run.notices == [f"the connection dropped; resuming run {run.id}", f"resumed run {run.id}"]
 
 
 # --- resume and watch (v2) ---------------------------------------------------------------------------
@@ -155,3 +156,57 @@ async def test_watching_with_a_wrong_token_is_run_not_found(served: ServerProces
                 async for _ in client.watch(started.id, "not-the-token"):
                     pass
             await run.kill()
+
+
+# --- v3: input echo, file names, the result object, busy -------------------------------------------------
+
+
+async def test_what_was_typed_reaches_driver_and_watcher_once_in_its_place(served: ServerProcess) -> None:
+    async with asyncio.timeout(60):
+        client = AsyncClient(served.url)
+        async with client.start("print('more?', flush=True)\nprint('got', input())") as run:
+            started = await anext(run)
+            assert isinstance(started, StartedFrame) and started.watch_token
+            watcher = client.watch(started.id, started.watch_token)
+            await run.stdin("yes\n", eof=True)
+            driven = await run.wait()
+        watched = await watcher
+    if driven.input == "" and watched.input == "":
+        pytest.skip("this server does not echo input yet (protocol v3)")
+    assert driven.input == watched.input == "yes\n"
+    assert driven.stdout == watched.stdout == "more?\ngot yes\n"
+
+
+async def test_tracebacks_name_the_file_the_client_gave(served: ServerProcess) -> None:
+    async with asyncio.timeout(30), AsyncClient(served.url) as client:
+        result = await client.run("x = 1\nraise ValueError('bad')\n", filename="hottest.py")
+    if 'File "main.py"' in result.stderr:
+        pytest.skip("this server does not take `filename` yet (protocol v3)")
+    assert 'File "hottest.py", line 2' in result.stderr
+    assert result.reason == "exit" and result.exit_code == 1
+
+
+def test_the_blocking_run_gathers_one_result(served: ServerProcess) -> None:
+    out: list[str] = []
+    with Client(served.url) as client:
+        result = client.run("import sys\nprint('a')\nprint('b', file=sys.stderr)\nsys.exit(4)", on_stdout=out.append)
+    assert (result.stdout, result.stderr, result.exit_code, result.ok) == ("a\n", "b\n", 4, False)
+    assert out == ["a\n"] and result.error == "the program exited with status 4"
+
+
+busy_server = module_server({"SCE_PER_CLIENT_RUNS": "2"})
+
+
+async def test_a_third_concurrent_run_is_busy_and_says_what_to_do(busy_server: ServerProcess) -> None:
+    async with asyncio.timeout(60):
+        client = AsyncClient(busy_server.url)
+        async with client.start("input()") as one, client.start("input()") as two:
+            for run in (one, two):
+                assert isinstance(await anext(run), StartedFrame)
+            with pytest.raises(Busy) as caught:
+                await client.run("print(3)")
+            await one.kill()
+            await two.kill()
+    busy = caught.value
+    assert busy.code == "busy" and busy.retry_after is not None and busy.retry_after > 0
+    assert "wait for one of your runs to end, or stop one, then try again" in str(busy)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import os
 import re
 import struct
 import zlib
@@ -151,13 +152,13 @@ def lines(page: Page, stream: str | None = None) -> list[str]:
 def test_run_frame_carries_code_and_time_limit(ui: OpenUI) -> None:
     page, server = ui("print('hi')\n", "?timeout=3")
     frame = start_run(page, server)
-    assert frame == {"type": "run", "code": "print('hi')\n", "timeout": 3, "stats": True}
+    assert frame == {"type": "run", "code": "print('hi')\n", "timeout": 3, "stats": True, "filename": "main.py"}
     assert server.ws.url == ORIGIN.replace("http", "ws") + "/run"
 
 
 def test_no_time_limit_means_the_servers_default(ui: OpenUI) -> None:
     page, server = ui("print(1)\n")
-    assert start_run(page, server) == {"type": "run", "code": "print(1)\n", "stats": True}
+    assert start_run(page, server) == {"type": "run", "code": "print(1)\n", "stats": True, "filename": "main.py"}
 
 
 def test_token_in_the_page_url_is_passed_to_the_socket(ui: OpenUI) -> None:
@@ -499,11 +500,13 @@ def test_runtime_picker_lists_the_servers_runtimes_and_sends_the_choice(ui: Open
     picker = page.get_by_test_id("runtime")
     assert picker.locator("option").evaluate_all("os => os.map(o => o.value)") == ["python", "scientific"]
     expect(picker).to_have_value("python")
-    assert start_run(page, server) == {"type": "run", "code": "print(1)\n", "stats": True}  # default: not named
+    first = start_run(page, server)
+    assert first == {"type": "run", "code": "print(1)\n", "stats": True, "filename": "main.py"}  # default: not named
     server.start()
     server.exit()
     picker.select_option("scientific")
-    expect(picker.locator("option:checked")).to_have_text("scientific · Python 3.11.2")
+    expect(picker.locator("option:checked")).to_have_text("scientific")  # short enough for a phone
+    assert "Python 3.11.2" in (picker.get_attribute("title") or "")
     assert "numpy 1.24.2" in (picker.get_attribute("title") or "")
     frame = start_run(page, server, count=2)
     assert frame["runtime"] == "scientific"
@@ -524,8 +527,8 @@ def test_share_link_keeps_the_runtime_and_small_files(ui: OpenUI) -> None:
     )
     expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(1)
     page.get_by_test_id("share").click()
-    url = page.get_by_test_id("share-link").input_value()
-    assert "runtime=scientific" in url and "file=a.txt" in url
+    url = link_value(page)
+    assert re.fullmatch(r"http://[^#?]+/ui#z=[A-Za-z0-9_-]+", url)  # one compressed part: code, runtime, files
     other, server = ui(runtimes=RUNTIMES, fragment=url[url.index("#") :])
     expect(other.get_by_test_id("runtime")).to_have_value("scientific")
     expect(other.get_by_test_id("file-chips")).to_contain_text("a.txt")
@@ -783,7 +786,7 @@ def test_watch_link_opens_a_read_only_live_view(ui: OpenUI) -> None:
     server.send({"type": "stdout", "data": "0\n", "seq": 1})
     expect(watch_button).to_be_visible()
     watch_button.click()
-    url = page.get_by_test_id("share-link").input_value()
+    url = link_value(page)
     assert "#watch=run-9%3Awatch-run-9" in url or "#watch=run-9:watch-run-9" in url
     assert "drive-run-9" not in url  # never the driver's token
     expect(page.get_by_test_id("share-open")).to_have_attribute("href", url)
@@ -810,4 +813,227 @@ def test_watch_link_opens_a_read_only_live_view(ui: OpenUI) -> None:
     expect(viewer.get_by_test_id("run")).to_be_visible()
     expect(viewer.get_by_test_id("watch-badge")).to_be_hidden()
     expect(viewer.get_by_test_id("editor")).to_contain_text("for i in range(3)")
-    assert "#" not in viewer.url
+    expect(viewer).to_have_url(re.compile(r"^[^#]*$"))  # the copy's link is opened once, then gone
+
+
+# --- #27: the editor as a newcomer meets it ------------------------------------------------------------
+
+SHOTS = Path(os.environ.get("UI_SCREENSHOTS_DIR", "/tmp/sce-ui-shots"))  # never the tracked docs/images
+
+
+def link_value(page: Page) -> str:
+    """The link in the share panel, once it is made (compressing it takes a moment)."""
+    expect(page.get_by_test_id("share-link")).to_have_value(re.compile(r"^https?://.+#"))
+    return page.get_by_test_id("share-link").input_value()
+
+
+def editor_text(page: Page) -> str:
+    return "\n".join(page.get_by_test_id("editor").locator(".cm-line").all_text_contents())
+
+
+def type_code(page: Page, code: str) -> None:
+    content = page.get_by_test_id("editor").locator(".cm-content")
+    content.click()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.press("Delete")
+    page.keyboard.type(code)
+    expect(content).to_have_text(code)
+
+
+def reload(page: Page) -> None:
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def test_an_example_is_opened_once_and_a_reload_keeps_the_edits(ui: OpenUI) -> None:
+    page, _ = ui(query="?example=colors&timeout=5")
+    assert "ansi" not in editor_text(page) and "names = [" in editor_text(page)
+    assert page.url == ORIGIN + "/ui?timeout=5"  # the example is gone from the address
+    type_code(page, "print('my edit')")
+    reload(page)
+    assert editor_text(page) == "print('my edit')"
+    page.goto(ORIGIN + "/ui")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    assert editor_text(page) == "print('my edit')"
+
+
+def test_a_shared_link_wins_over_the_example_once_and_the_edits_survive(ui: OpenUI) -> None:
+    page, _ = ui(query="?example=memory", fragment="#code=cHJpbnQoJ3NoYXJlZCcpCg")  # a link made before compression
+    assert editor_text(page) == "print('shared')\n"
+    assert page.url == ORIGIN + "/ui"
+    type_code(page, "print('shared, then edited')")
+    reload(page)
+    assert editor_text(page) == "print('shared, then edited')"
+
+
+def test_picking_an_example_sets_its_runtime_and_files_and_clears_the_others(ui: OpenUI) -> None:
+    page, server = ui(runtimes=RUNTIMES)
+    examples, picker = page.get_by_label("Examples"), page.get_by_test_id("runtime")
+    examples.select_option("csv")
+    expect(picker).to_have_value("scientific")
+    expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(1)
+    examples.select_option("memory")
+    expect(picker).to_have_value("python")
+    expect(page.get_by_test_id("file-chips").locator("li")).to_have_count(0)
+    frame = start_run(page, server)
+    assert "runtime" not in frame and "files" not in frame
+    reload(page)  # the runtime the example chose is remembered with its code
+    expect(picker).to_have_value("python")
+
+
+def test_a_share_link_is_short_and_carries_only_code_runtime_and_files(ui: OpenUI) -> None:
+    code = "import time\n" + "".join(f"print('step {i}', flush=True)\ntime.sleep(0.1)\n" for i in range(30))
+    page, _ = ui(code, "?timeout=5&token=s3cret")
+    page.get_by_test_id("share").click()
+    url = link_value(page)
+    assert re.fullmatch(ORIGIN + r"/ui#z=[A-Za-z0-9_-]+", url)
+    assert len(url) * 3 < len(code_fragment(code))  # compressed
+    other, server = ui(fragment=url[url.index("#") :])
+    assert start_run(other, server)["code"] == code  # (the editor draws only the lines in view)
+
+
+def test_typed_input_shows_once_with_old_and_new_servers(ui: OpenUI) -> None:
+    page, server = ui("pass\n")
+    start_run(page, server)
+    started_v2(server)
+    server.send({"type": "stdout", "data": "more? ", "seq": 1})
+    stdin = page.get_by_test_id("stdin")
+    stdin.fill("yes")
+    stdin.press("Enter")
+    server.wait_until(lambda: len(server.sent()) >= 2)
+    server.send({"type": "input", "data": "yes\n", "eof": False, "seq": 2})  # a v3 server's echo
+    server.send({"type": "stdout", "data": "got yes\n", "seq": 3})
+    expect(page.get_by_test_id("console").locator(".line")).to_have_text(["more? yes", "got yes"])
+    # input the page did not type (another driver's, before a resume) is shown from the frame
+    server.send({"type": "input", "data": "no\n", "eof": True, "seq": 4})
+    expect(page.get_by_test_id("console").locator(".line")).to_have_text(["more? yes", "got yes", "no"])
+
+
+def test_a_watcher_sees_what_the_driver_typed_where_it_was_typed(ui: OpenUI) -> None:
+    viewer, server = ui(fragment="#watch=r1%3Aw1")
+    server.wait_until(lambda: len(server.sockets) == 1 and len(server.sent()) >= 1)
+    server.send({"type": "started", "id": "r1", "limits": LIMITS, "watch_token": "w1"})
+    server.send({"type": "stdout", "data": "more? ", "seq": 1})
+    server.send({"type": "input", "data": "yes\n", "eof": False, "seq": 2})
+    server.send({"type": "stdout", "data": "got yes\n", "seq": 3})
+    console = viewer.get_by_test_id("console")
+    expect(console.locator(".line")).to_have_text(["more? yes", "got yes"])
+    expect(console.locator(".echo")).to_have_text(["yes"])
+
+
+def test_the_file_name_is_sent_checked_and_remembered(ui: OpenUI) -> None:
+    page, server = ui("1/0\n")
+    name = page.get_by_test_id("filename")
+    expect(name).to_have_value("main.py")
+    name.fill("sub/x.py")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("status")).to_contain_text("without folders")
+    assert server.sockets == []  # nothing was sent
+    name.fill("hottest.py")
+    assert start_run(page, server)["filename"] == "hottest.py"
+    reload(page)
+    expect(page.get_by_test_id("filename")).to_have_value("hottest.py")
+
+
+def test_word_wrap_and_theme_are_toggles_that_are_remembered(ui: OpenUI) -> None:
+    page, _ = ui("print('" + "long " * 80 + "')\n", color_scheme="light")
+    wrap, content = page.get_by_test_id("wrap"), page.get_by_test_id("editor").locator(".cm-content")
+    expect(wrap).to_have_attribute("aria-pressed", "false")
+    wide = page.get_by_test_id("editor").locator(".cm-scroller").evaluate("el => el.scrollWidth > el.clientWidth")
+    assert wide
+    wrap.click()
+    expect(wrap).to_have_attribute("aria-pressed", "true")
+    expect(content).to_have_class(re.compile("cm-lineWrapping"))
+    page.get_by_test_id("theme").select_option("dark")
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(13, 16, 22)"
+    reload(page)
+    expect(page.get_by_test_id("wrap")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_test_id("theme")).to_have_value("dark")
+    assert page.evaluate(background) == "rgb(13, 16, 22)"
+    page.get_by_test_id("theme").select_option("light")  # over a dark system, light stays light
+    dark_system, _ = ui("print(1)\n", color_scheme="dark")
+    assert dark_system.evaluate(background) == "rgb(13, 16, 22)"  # "system" follows the system
+    dark_system.get_by_test_id("theme").select_option("light")
+    assert dark_system.evaluate(background) == "rgb(243, 245, 248)"
+
+
+def _box(page: Page, selector: str) -> dict[str, float]:
+    return page.evaluate(
+        f"() => JSON.parse(JSON.stringify(document.querySelector('{selector}').getBoundingClientRect()))"
+    )
+
+
+def _cut(page: Page) -> list[str]:
+    """Visible controls whose text does not fit them (an ellipsis or a clipped label)."""
+    return page.evaluate(
+        """() => Array.from(document.querySelectorAll('button, select, .field-label, .watch-badge'))
+            .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+            .map(el => el.id || el.textContent.trim())"""
+    )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_phone_shows_everything_and_scrolls_the_input_line_into_view(ui: OpenUI, scheme: str) -> None:
+    page, server = ui("pass\n", runtimes=RUNTIMES, width=390, height=844, color_scheme=scheme)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    expect(page.get_by_test_id("runtime").locator("option:checked")).to_have_text("python")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"phone-top-{scheme}.png"))
+    start_run(page, server)
+    started_v2(server)
+    server.send({"type": "stdout", "data": "".join(f"line {i}\n" for i in range(40)), "seq": 1})
+    expect(page.get_by_test_id("watch-link")).to_be_visible()
+    assert _cut(page) == []
+    page.evaluate("window.scrollTo(0, 0)")  # the user went back to the code
+    server.send({"type": "stdout", "data": "name? ", "seq": 2})
+    expect(page.locator("#stdin-form.prompting")).to_be_visible()
+    page.wait_for_function(
+        """() => {
+          const row = document.getElementById('stdin-form').getBoundingClientRect();
+          const bar = document.getElementById('statusbar').getBoundingClientRect();
+          return row.top >= 0 && row.bottom <= bar.top + 0.5;
+        }"""
+    )
+    console, bar = _box(page, "#console"), _box(page, "#statusbar")
+    assert console["bottom"] <= bar["top"] + 0.5  # the status bar covers none of the console
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"phone-prompt-{scheme}.png"))
+    page.get_by_test_id("stdin").fill("Ada")
+    page.get_by_test_id("stdin").press("Enter")
+    expect(page.get_by_test_id("console").locator(".line").last).to_have_text("name? Ada")
+
+
+def test_desktop_dark_theme_screenshot(ui: OpenUI) -> None:
+    page, server = ui("name = input('name? ')\nprint('hello', name)\n", runtimes=RUNTIMES, color_scheme="light")
+    page.get_by_test_id("theme").select_option("dark")
+    start_run(page, server)
+    started_v2(server)
+    server.send({"type": "stdout", "data": "\x1b[36mname?\x1b[0m ", "seq": 1})
+    server.send({"type": "input", "data": "Ada\n", "eof": False, "seq": 2})
+    server.send({"type": "stdout", "data": "hello Ada\n", "seq": 3})
+    server.send({"type": "stderr", "data": "a warning\n", "seq": 4})
+    expect(page.get_by_test_id("console")).to_contain_text("a warning")
+    assert _cut(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "desktop-dark.png"))
+
+
+def test_a_phone_watch_view_and_share_panel_fit(ui: OpenUI) -> None:
+    viewer, server = ui(fragment="#watch=r1%3Aw1", width=390, height=844)
+    server.wait_until(lambda: len(server.sockets) == 1 and len(server.sent()) >= 1)
+    server.send({"type": "started", "id": "r1", "limits": LIMITS, "watch_token": "w1"})
+    server.send({"type": "stdout", "data": "more? ", "seq": 1})
+    server.send({"type": "input", "data": "yes\n", "eof": False, "seq": 2})
+    expect(viewer.get_by_test_id("watch-badge")).to_be_visible()
+    expect(viewer.get_by_test_id("console").locator(".line")).to_have_text(["more? yes"])
+    assert _cut(viewer) == []
+    assert viewer.evaluate("document.documentElement.scrollWidth") <= 390
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=str(SHOTS / "phone-watch.png"))
+    page, _ = ui("print(1)\n", width=390, height=844)
+    page.get_by_test_id("share").click()
+    expect(page.get_by_test_id("share-link")).to_have_value(re.compile("#z="))
+    assert _cut(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert _box(page, "#share-link")["width"] >= 300  # the link itself can be read
+    page.screenshot(path=str(SHOTS / "phone-share.png"))
