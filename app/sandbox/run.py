@@ -277,6 +277,8 @@ class Run:
                     self._request_stop("output_limit")
         finally:
             if receiving is not None:
+                if receiving.done() and not receiving.cancelled() and receiving.exception() is None:
+                    self._unread(receiving.result())  # received as the run ended: not this run's
                 receiving.cancel()
 
     def _take_stdout(self, items: list[bytes | Record], chunks: list[tuple[Stream, str]], now: float) -> None:
@@ -443,6 +445,9 @@ class Run:
 
     async def _recv(self) -> list[tuple[Stream, bytes]]:
         return await self.sandbox.recv()
+
+    def _unread(self, chunks: list[tuple[Stream, bytes]]) -> None:
+        """Output received after the run ended: a one-shot sandbox is removed with it."""
 
     def _session_alive(self, reader: asyncio.Task[None]) -> bool | None:
         return None  # not a run in a session

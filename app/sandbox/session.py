@@ -91,6 +91,12 @@ class SandboxSession:
         self._held -= sum(len(data) for _, data in chunks)
         return chunks
 
+    def unread(self, chunks: list[tuple[Stream, bytes]]) -> None:
+        """Output a run received as it ended: the next run's, first."""
+        self._chunks.appendleft(chunks)
+        self._held += sum(len(data) for _, data in chunks)
+        self._ready.set()
+
     async def send(self, kind: bytes, payload: bytes = b"") -> None:
         """One control frame; frames from the run's tasks never interleave."""
         async with self._send_lock:
@@ -146,6 +152,9 @@ class SessionRun(Run):
 
     def _session_alive(self, reader: asyncio.Task[None]) -> bool | None:
         return self.session.alive
+
+    def _unread(self, chunks: list[tuple[Stream, bytes]]) -> None:
+        self.session.unread(chunks)
 
     async def _kill_and_observe(self, reader: asyncio.Task[None]) -> ExitObservation:
         """Interrupt; the program's own end within ``INTERRUPT_GRACE_S`` keeps the session,

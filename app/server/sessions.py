@@ -98,6 +98,7 @@ class SessionRegistry:
         self.settings = ctx.settings
         self.prefix = server_name(ctx.settings.server_name)
         self.sessions: dict[str, Session] = {}
+        self._starting: list[str] = []  # clients whose session's sandbox is starting now
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -131,18 +132,21 @@ class SessionRegistry:
         s, ctx = self.settings, self.ctx
         if ctx.refusing or ctx.draining:
             raise Unavailable("the server is shutting down")
-        held = sum(1 for x in self.sessions.values() if x.client == client)
+        held = sum(1 for x in self.sessions.values() if x.client == client) + self._starting.count(client)
         if held >= s.sessions_per_client:
             raise Busy(f"this client already holds {s.sessions_per_client} session(s); end one first")
-        if len(self.sessions) >= s.sessions_max:
+        if len(self.sessions) + len(self._starting) >= s.sessions_max:
             raise Busy(f"this server holds its maximum of {s.sessions_max} session(s)")
         if not ctx.admission.reserve():
             raise Busy("all sandboxes are busy")
+        self._starting.append(client)  # counted while its sandbox starts: concurrent requests see it
         try:
             sandbox = await open_session(ctx.service, body.runtime)
         except BaseException:
             ctx.admission.unreserve()
             raise
+        finally:
+            self._starting.remove(client)
         files = tuple(InFile(path=f.path, content=f.decoded()) for f in body.files or ())
         session = Session(
             id=f"{self.prefix}.{secrets.token_hex(16)}",

@@ -5,8 +5,10 @@ it, idle expiry, isolation between sessions, and the HTTP routes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -30,11 +32,25 @@ srv = module_server(
 )
 
 
+MADE: list[tuple[str, dict[str, Any]]] = []  # (server url, session): ended after each test
+
+
+@pytest.fixture(autouse=True)
+async def _end_sessions() -> AsyncIterator[None]:
+    yield
+    async with httpx.AsyncClient(timeout=30) as client:
+        while MADE:
+            url, session = MADE.pop()
+            with contextlib.suppress(httpx.HTTPError):
+                await client.delete(f"{url}/sessions/{session['id']}", headers={"X-Session-Token": session["token"]})
+
+
 async def new_session(server: ServerProcess, **body: Any) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=60) as client:
         answer = await client.post(server.url + "/sessions", json=body)
     assert answer.status_code == 201, answer.text
     created: dict[str, Any] = answer.json()
+    MADE.append((server.url, created))
     return created
 
 
@@ -287,3 +303,11 @@ async def test_a_stopping_server_ends_its_sessions_and_removes_their_sandboxes(s
     assert len(session_sandboxes(server)) == 1
     assert server.stop() == 0
     assert session_sandboxes(server) == []
+
+
+async def test_concurrent_requests_never_exceed_the_servers_sessions(server_factory: Any) -> None:
+    server = server_factory(SCE_SESSIONS_MAX="2", SCE_SESSIONS_PER_CLIENT="5", SCE_MAX_CONCURRENT_RUNS="4")
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(client.post(server.url + "/sessions", json={}) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 201, 503, 503]
+    assert len(session_sandboxes(server)) == 2
