@@ -169,16 +169,53 @@ async def test_list_runtimes_is_get_runtimes(mcp_server: ServerProcess) -> None:
     assert [item["name"] for item in listing][:1] == ["python"] and "scientific" in text_of(result)
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_keep_state_is_refused_clearly_and_reset_finds_nothing(mcp_server: ServerProcess, mode: str) -> None:
-    async with connect(mcp_server.url, mode=mode) as client:
+async def test_keep_state_keeps_names_until_reset_and_only_for_its_mcp_session(mcp_server: ServerProcess) -> None:
+    """keep_state needs an MCP session: the handshake era (``mode="legacy"``, 2025-11-25)."""
+    async with connect(mcp_server.url, mode="legacy") as client, connect(mcp_server.url, mode="legacy") as other:
+        defined = await client.call_tool("run_python", {"code": "x = 41\ndef f(): return x + 1", "keep_state": True})
+        used = await client.call_tool("run_python", {"code": "print(f())\nx", "keep_state": True})
+        elsewhere = await other.call_tool("run_python", {"code": "print(x)", "keep_state": True})
+        reset = await client.call_tool("reset_state", {})
+        after = await client.call_tool("run_python", {"code": "print(x)", "keep_state": True})
+        again = await client.call_tool("reset_state", {})
+        await other.call_tool("reset_state", {})
+    assert defined.is_error is False, text_of(defined)
+    assert used.is_error is False and text_of(used).startswith("42\n")
+    assert used.structured_content is not None and used.structured_content["result"] == "41"
+    assert used.structured_content["session_alive"] is True
+    # another MCP session of the same client has its own interpreter: x is not defined there
+    assert elsewhere.is_error is True and "NameError" in text_of(elsewhere)
+    assert reset.is_error is False and reset.structured_content == {"reset": True}
+    assert after.is_error is True and "NameError: name 'x' is not defined" in text_of(after)
+    assert again.structured_content == {"reset": True}  # the call after the reset made a fresh one
+
+
+async def test_keep_state_without_an_mcp_session_is_refused_clearly(mcp_server: ServerProcess) -> None:
+    """The SDK's default revision (2026-07-28) has no MCP sessions, so no state can belong to one."""
+    async with connect(mcp_server.url) as client:
         kept = await client.call_tool("run_python", {"code": "x = 1", "keep_state": True})
         reset = await client.call_tool("reset_state", {})
         plain = await client.call_tool("run_python", {"code": "print('still fine')"})
     assert kept.is_error is True
-    assert "state between calls is not available on this server yet" in text_of(kept)
+    assert "keep_state needs an MCP session" in text_of(kept) and "2025-11-25" in text_of(kept)
     assert reset.is_error is False and reset.structured_content == {"reset": False}
     assert plain.is_error is False and text_of(plain).startswith("still fine\n")
+
+
+async def test_a_kept_session_ends_with_its_mcp_session(mcp_server: ServerProcess) -> None:
+    """The client leaves (the SDK DELETEs its MCP session): the code session's sandbox goes."""
+    before = len(server_containers(mcp_server.proc.pid))
+    async with connect(mcp_server.url, mode="legacy") as client:
+        kept = await client.call_tool("run_python", {"code": "x = 1", "keep_state": True})
+        assert kept.is_error is False, text_of(kept)
+        held = len(server_containers(mcp_server.proc.pid))
+
+    async def released() -> bool | str:
+        count = len(server_containers(mcp_server.proc.pid))
+        return count <= before or f"{count} sandboxes, {before} before the session"
+
+    assert held == before + 1  # the session's own sandbox, beside the warm pool
+    await until(released, 15, "the session's sandbox removed")
 
 
 async def test_bad_arguments_are_the_runs_own_refusals(mcp_server: ServerProcess) -> None:
