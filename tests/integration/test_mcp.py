@@ -333,7 +333,10 @@ async def test_the_documented_python_example_prints_what_the_doc_says(mcp_server
     assert lines[0] == "['run_python', 'reset_state', 'list_runtimes']"
     assert lines[1] == "live: 45"
     assert "True" in lines and "ZeroDivisionError: division by zero" in lines
-    assert re.fullmatch(r"\[the program exited with code 1 in \d+\.\d\d s\]", lines[-2]) and lines[-1] == "1"
+    assert (
+        re.fullmatch(r"\[the program raised ZeroDivisionError at line 2; exit code 1, \d+\.\d\d s\]", lines[-2])
+        and lines[-1] == "1"
+    )
 
 
 def test_the_documented_configurations_are_json_naming_this_server() -> None:
