@@ -1,10 +1,12 @@
 """The server's side of the bootstrap: how the in-sandbox program is sent and fed.
 
 The program itself is ``app.sandbox.inside.bootstrap`` (a real module, checked by ruff and mypy;
-its docstring says what it does in the sandbox). Here: ``preamble()``, that module compiled once
-by this server (and its source, for a sandbox with another Python), written to every new sandbox's
-stdin for the small ``LOADER`` command; ``encode_program``, what the server writes to a waiting
-bootstrap for one run; and the side channel's limits.
+its docstring says what it does in the sandbox), with ``inside.rich`` appended for runtimes with
+``--rich`` and ``inside.session`` for a session's sandbox. Here: ``preamble()`` and
+``session_preamble()``, those modules compiled once by this server (and their source, for a
+sandbox with another Python), written to every new sandbox's stdin for the small ``LOADER``
+command; ``encode_program``, what the server writes to a waiting bootstrap for one run;
+``control_frame``, a session's control messages; and the side channel's limits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 from app.sandbox.inside import bootstrap as inside
+from app.sandbox.inside import rich as inside_rich
 from app.sandbox.inside import session as inside_session
 from app.sandbox.inside.bootstrap import MAIN_FILENAME
 
@@ -31,10 +34,7 @@ class _ForTheSandbox(ast.NodeTransformer):
     ``if TYPE_CHECKING:`` blocks, and imports from ``app`` (the sandbox's modules share one
     namespace there). The sandbox then neither receives nor evaluates them (an annotation is
     evaluated at every ``def``), and the code object is as small as the string program it
-    replaced. ``main_block``: keep ``if __name__ == "__main__":`` (the last module's only)."""
-
-    def __init__(self, main_block: bool) -> None:
-        self.main_block = main_block
+    replaced. Main blocks go too: ``sandbox_source`` puts one back at the very end."""
 
     def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
         kept = [
@@ -43,13 +43,12 @@ class _ForTheSandbox(ast.NodeTransformer):
             if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
             and not (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Name) and stmt.test.id == "TYPE_CHECKING")
             and not (isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("app."))
-            and not (isinstance(stmt, ast.If) and not self.main_block and "__main__" in ast.unparse(stmt.test))
         ]
         return kept or [ast.Pass()]
 
     def visit_Module(self, node: ast.Module) -> ast.Module:
         self.generic_visit(node)
-        node.body = self._body(node.body)
+        node.body = self._body([stmt for stmt in node.body if not _is_main_block(stmt)])
         return node
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
@@ -75,12 +74,17 @@ class _ForTheSandbox(ast.NodeTransformer):
 
 def sandbox_source(*module_sources: str) -> str:
     """Modules of ``app.sandbox.inside`` as the sandbox gets them, one after another in one
-    namespace (see ``_ForTheSandbox``); the last one's ``main()`` runs."""
-    parts = []
-    for i, source in enumerate(module_sources):
-        tree = _ForTheSandbox(main_block=i == len(module_sources) - 1).visit(ast.parse(source))
-        parts.append(ast.unparse(ast.fix_missing_locations(tree)))
-    return "\n".join(parts) + "\n"
+    namespace (see ``_ForTheSandbox``), then the main block of the last one that has one: its
+    ``main()`` runs once every module's names are defined."""
+    trees = [ast.parse(source) for source in module_sources]
+    main = [stmt for tree in trees for stmt in tree.body if _is_main_block(stmt)][-1]
+    parts = [ast.unparse(ast.fix_missing_locations(_ForTheSandbox().visit(tree))) for tree in trees]
+    return "\n".join([*parts, ast.unparse(main)]) + "\n"
+
+
+def _is_main_block(stmt: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` at a module's top level."""
+    return isinstance(stmt, ast.If) and ast.unparse(stmt.test) in ("__name__ == '__main__'", '__name__ == "__main__"')
 
 
 def _source_of(module: ModuleType) -> str:
@@ -90,8 +94,11 @@ def _source_of(module: ModuleType) -> str:
 
 BOOTSTRAP = sandbox_source(_source_of(inside))
 """The in-sandbox program as sent; it runs its ``main()`` as the loader's ``__main__``."""
+RICH_BOOTSTRAP = sandbox_source(_source_of(inside), _source_of(inside_rich))
+"""For a runtime with ``--rich``: the same, with ``inside.rich`` (plots and images) appended."""
 SESSION_BOOTSTRAP = sandbox_source(_source_of(inside), _source_of(inside_session))
-"""A session's: the same, then ``inside.session``, whose ``main()`` runs programs one after another."""
+"""A session's: the bootstrap, then ``inside.session``, whose ``main()`` runs programs one after another."""
+RICH_SESSION_BOOTSTRAP = sandbox_source(_source_of(inside), _source_of(inside_rich), _source_of(inside_session))
 
 
 @dataclass(frozen=True)
@@ -185,22 +192,27 @@ def _preamble(source: str, magic: bytes) -> bytes:
     return b"%d %d %s\n" % (len(code), len(body), magic.hex().encode()) + code + body
 
 
-_PREAMBLE = _preamble(BOOTSTRAP, importlib.util.MAGIC_NUMBER)
-_SESSION_PREAMBLE = _preamble(SESSION_BOOTSTRAP, importlib.util.MAGIC_NUMBER)
+_MAGIC = importlib.util.MAGIC_NUMBER
+_PREAMBLES = {  # (rich, session)
+    (False, False): _preamble(BOOTSTRAP, _MAGIC),
+    (True, False): _preamble(RICH_BOOTSTRAP, _MAGIC),
+    (False, True): _preamble(SESSION_BOOTSTRAP, _MAGIC),
+    (True, True): _preamble(RICH_SESSION_BOOTSTRAP, _MAGIC),
+}
 
 
-def preamble() -> bytes:
+def preamble(*, rich: bool = False) -> bytes:
     """What the engine writes to a new sandbox's stdin before any program: the bootstrap for LOADER.
 
     ``<code_len> <source_len> <magic>\\n`` + the compiled bootstrap (``marshal``) + its source.
     Compiling its 20 KB in every sandbox cost ~5 ms of CPU per container (docs/PERFORMANCE.md);
     unmarshalling the server's code object costs ~0.1 ms. The code object is only used by a Python
     with the server's bytecode magic number (the same version), so a sandbox image with another
-    Python still works, paying the compile.
+    Python still works, paying the compile. ``rich``: for a runtime started with ``--rich``.
     """
-    return _PREAMBLE
+    return _PREAMBLES[rich, False]
 
 
-def session_preamble() -> bytes:
+def session_preamble(*, rich: bool = False) -> bytes:
     """``preamble()`` for a session's sandbox: the session's bootstrap (``SESSION_BOOTSTRAP``)."""
-    return _SESSION_PREAMBLE
+    return _PREAMBLES[rich, True]

@@ -84,7 +84,7 @@ class RuntimeSpec:
 
     def stdin_preamble(self) -> bytes:
         """Written to a new sandbox's stdin before anything else: the bootstrap itself."""
-        return preamble()
+        return preamble(rich=self.rich)
 
 
 def runtimes_from(settings: Settings) -> dict[str, RuntimeSpec]:

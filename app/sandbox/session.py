@@ -186,7 +186,7 @@ async def open_session(service: SandboxService, runtime: str | None) -> SandboxS
     if slot.free <= 0:
         raise Busy("every sandbox of this server's engines is in use")
     lease = int(settings.session_max_lifetime_s + settings.timeout_max_s + LEASE_MARGIN_S)
-    session_spec = replace(spec, stdin_preamble=session_preamble(), lease_s=lease)
+    session_spec = replace(spec, stdin_preamble=session_preamble(rich=service.runtimes[name].rich), lease_s=lease)
     slot.active += 1
     try:
         sandbox = await slot.engine.start_sandbox(session_spec)

@@ -42,7 +42,7 @@ def run_program(
         raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         sock: socket.socket = getattr(raw, "_sock", raw)
         api.start(container_id)
-        sock.sendall(preamble() + payload)
+        sock.sendall(preamble(rich="--rich" in str(config.get("command"))) + payload)
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(timeout)
         parser, got = FrameParser(), []

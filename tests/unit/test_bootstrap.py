@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from app.core.sidechannel import Record, SideChannelDemux
-from app.sandbox.bootstrap import BOOTSTRAP, LOADER, FilesOutLimits, encode_program, preamble
+from app.sandbox.bootstrap import BOOTSTRAP, LOADER, RICH_BOOTSTRAP, FilesOutLimits, encode_program, preamble
 
 NONCE = "5f1e0c6a9b2d4e7f8a1b3c5d7e9f0a2b"
 
@@ -38,7 +38,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="sce-bootstrap-test-") as workdir:
         p = subprocess.run(
             [sys.executable, "-I", "-c", LOADER, "--workdir", workdir, *args],
-            input=preamble() + encode_program(code, nonce=NONCE, files=files, out=out, filename=filename) + stdin,
+            input=preamble(rich="--rich" in args)
+            + encode_program(code, nonce=NONCE, files=files, out=out, filename=filename)
+            + stdin,
             capture_output=True,
             timeout=60,
             cwd="/tmp",
@@ -55,7 +57,7 @@ def test_the_container_command_is_a_small_loader_and_the_bootstrap_comes_on_stdi
 
     for runtime in runtimes_from(Settings()).values():
         assert sum(map(len, runtime.command())) < 1024  # the engine handles a 20 KB command line slowly
-        assert runtime.stdin_preamble().endswith(BOOTSTRAP.encode())
+        assert runtime.stdin_preamble().endswith((RICH_BOOTSTRAP if runtime.rich else BOOTSTRAP).encode())
     # a stdin closed before (or while) the bootstrap arrives ends the sandbox quietly
     for cut in (b"", preamble()[:3], preamble()[:5000]):
         p = subprocess.run([sys.executable, "-I", "-c", LOADER], input=cut, capture_output=True, timeout=60)
@@ -108,10 +110,10 @@ def test_the_bootstrap_is_a_module_sent_without_what_only_checkers_read() -> Non
     assert names(sent) == names(ast.parse(source))
     assert not [n for n in ast.walk(sent) if isinstance(n, ast.AnnAssign) or getattr(n, "returns", None)]
     assert "typing" not in BOOTSTRAP and '"""' not in BOOTSTRAP
-    # about the string program it replaced (60,212 bytes), with exceptions and file names added;
-    # the session's code is not in it (session_preamble)
-    assert len(preamble()) < 62_000
-    assert "_session_main" not in BOOTSTRAP
+    # smaller than the string program it replaced (60,212 bytes): the rich output's and the
+    # session's code come only to the sandboxes that use them (preamble(rich=True), session_preamble)
+    assert len(preamble()) < 55_000
+    assert "_session_main" not in BOOTSTRAP and "_fill_backend" not in BOOTSTRAP  # nor the rich one's
 
 
 def test_the_program_starts_with_no_module_loaded_beyond_a_plain_interpreters() -> None:
