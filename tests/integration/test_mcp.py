@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,16 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import ROOT, ServerFactory, ServerProcess, module_server, server_containers, until
+from app.sandbox.docker.engine import LABEL_LEASE, LABEL_OWNER
+from tests.conftest import (
+    ROOT,
+    ServerFactory,
+    ServerProcess,
+    module_server,
+    project_containers,
+    server_containers,
+    until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
@@ -202,19 +212,30 @@ async def test_keep_state_without_an_mcp_session_is_refused_clearly(mcp_server: 
     assert plain.is_error is False and text_of(plain).startswith("still fine\n")
 
 
+def session_sandboxes(pid: int) -> list[str]:
+    """A server's session sandboxes: their lease covers a session's lifetime (an hour by default),
+    a pooled one's only the pool's idle limit (minutes)."""
+    prefix = f"{socket.gethostname()}:{pid}:"
+    return [
+        c["Id"]
+        for c in project_containers()
+        if (c.get("Labels") or {}).get(LABEL_OWNER, "").startswith(prefix)
+        and int((c.get("Labels") or {}).get(LABEL_LEASE, "0")) >= 3600
+    ]
+
+
 async def test_a_kept_session_ends_with_its_mcp_session(mcp_server: ServerProcess) -> None:
     """The client leaves (the SDK DELETEs its MCP session): the code session's sandbox goes."""
-    before = len(server_containers(mcp_server.proc.pid))
+
+    async def released() -> bool | str:
+        left = session_sandboxes(mcp_server.proc.pid)
+        return not left or f"{len(left)} session sandbox(es) left"
+
+    await until(released, 15, "the earlier tests' session sandboxes removed")
     async with connect(mcp_server.url, mode="legacy") as client:
         kept = await client.call_tool("run_python", {"code": "x = 1", "keep_state": True})
         assert kept.is_error is False, text_of(kept)
-        held = len(server_containers(mcp_server.proc.pid))
-
-    async def released() -> bool | str:
-        count = len(server_containers(mcp_server.proc.pid))
-        return count <= before or f"{count} sandboxes, {before} before the session"
-
-    assert held == before + 1  # the session's own sandbox, beside the warm pool
+        assert len(session_sandboxes(mcp_server.proc.pid)) == 1
     await until(released, 15, "the session's sandbox removed")
 
 
