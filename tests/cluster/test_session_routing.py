@@ -16,7 +16,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from app.client import AsyncClient
 from app.client.session import AsyncSession
@@ -120,3 +123,20 @@ async def test_a_sessions_runs_all_reach_its_server() -> None:
         await sessions["server2"].close()
         await held.close()
         assert (await client.http().get("/healthz", timeout=10)).status_code == 200  # the survivor serves
+
+
+async def test_an_mcp_sessions_requests_and_kept_state_stay_on_its_server() -> None:
+    """The handshake era's MCP session lives on the server that opened it: HAProxy learns its id
+    from the answer and sends every later request there, so keep_state counts across calls."""
+    async with two_servers() as (_, balancer):
+        http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60))
+        transport = streamable_http_client(balancer.url + "/mcp", http_client=http)
+        async with http, Client(transport, mode="legacy") as client:
+            await client.call_tool("run_python", {"code": "count = 0", "keep_state": True})
+            for i in range(1, RUNS + 1):
+                assert len((await client.list_tools()).tools) == 3
+                result = await client.call_tool("run_python", {"code": "count += 1\ncount", "keep_state": True})
+                assert result.is_error is False, result.content
+                assert result.structured_content is not None and result.structured_content["result"] == str(i)
+            reset = await client.call_tool("reset_state", {})
+        assert reset.structured_content == {"reset": True}
