@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.client.aio import AsyncClient, AsyncRun
-from app.client.errors import RunNotFound
+from app.client.errors import ConnectionLost, RunNotFound, ServerError
 from app.client.result import Execution
 from app.client.session import AsyncSession
 
@@ -92,8 +92,8 @@ class Repl:
                 interrupted.set()
                 if runs:
                     self.submit(runs[0].kill())  # the program gets a KeyboardInterrupt; we wait for its end
-        if execution.reason == "killed":
-            print("KeyboardInterrupt", file=sys.stderr, flush=True)
+        if execution.reason == "killed" and not execution.stderr.rstrip().endswith("KeyboardInterrupt"):
+            print("KeyboardInterrupt", file=sys.stderr, flush=True)  # (its traceback says it, when it ran)
         elif execution.reason in ("timeout", "output_limit", "oom"):
             say({"timeout": "timed out", "output_limit": "too much output", "oom": "out of memory"}[execution.reason])
         if execution.result is not None:
@@ -171,6 +171,8 @@ def main(client: AsyncClient, runtime: str | None) -> int:
                     say("the session had ended (its state is gone); a new one runs this line")
                     repl.session = None
                     repl.run(source)
+                except (ServerError, ConnectionLost) as exc:  # busy, unavailable, the server gone: say, go on
+                    say(str(exc))
                 except KeyboardInterrupt:  # between the prompt and the run: nothing ran
                     print("KeyboardInterrupt", file=sys.stderr, flush=True)
     finally:
