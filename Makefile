@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 UI_OUT  := static/dist/app.js
 PYTEST_ARGS ?=
 
-.PHONY: install run image test test-runsc lint typecheck unit bench security-report clean engine wheel server-image
+.PHONY: install run image test test-runsc lint typecheck unit bench bench-sessions security-report clean engine wheel server-image
 
 install: $(STAMP) $(UI_OUT)
 
@@ -67,6 +67,10 @@ test-runsc: install image
 
 bench: install image
 	$(BIN)/python -m tests.bench
+
+# the sessions phase alone, added to the last full run's docs/PERFORMANCE.md
+bench-sessions: install image
+	$(BIN)/python -m tests.bench --phases sessions --merge docs/perf.json
 
 security-report: install image
 	$(BIN)/python -m tests.security.report

@@ -435,7 +435,9 @@ class Server:
     def start(self) -> int:
         pid = self.pid()
         if pid is None:
-            env = without_sce(os.environ) | self.env | {"SCE_BIND": f"127.0.0.1:{self.port}"}
+            # its sessions' ids begin with its name on HAProxy's server line: their requests come here
+            named = {"SCE_SERVER_NAME": self.name}
+            env = without_sce(os.environ) | named | self.env | {"SCE_BIND": f"127.0.0.1:{self.port}"}
             with self.log.open("ab") as log:
                 proc = subprocess.Popen(
                     [python(), "-m", "app", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

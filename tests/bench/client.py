@@ -31,9 +31,16 @@ class WsRun:
 
 
 async def ws_run(
-    url: str, code: str, *, run_timeout: float | None = None, mode: str = "deflate", within: float = 120
+    url: str,
+    code: str,
+    *,
+    run_timeout: float | None = None,
+    mode: str = "deflate",
+    within: float = 120,
+    fields: dict[str, Any] | None = None,
 ) -> WsRun:
-    frame: dict[str, Any] = {"type": "run", "code": code}
+    """One run over its own WebSocket; ``fields`` go into the run frame (a session's, for one)."""
+    frame: dict[str, Any] = {"type": "run", "code": code, **(fields or {})}
     if run_timeout is not None:
         frame["timeout"] = run_timeout
     first: float | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
 import random
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -72,6 +73,7 @@ class Plan:
     mixed_warmup: int = 200
     mixed_runs: int = 1500
     scale_clients: int = 200
+    session_runs: int = 300  # sequential hello runs in one session, per transport
 
     @classmethod
     def full(cls) -> Plan:
@@ -80,7 +82,7 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40)
+        return cls(1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40, 50)
 
 
 def rotated(sides: Sequence[str], i: int) -> list[str]:
@@ -598,6 +600,72 @@ class Bench:
         scale["streaming_server_cpu_ms_per_run"] = (self.server.cpu_s() - cpu0) * 1000 / 4
         self.results["scale"] = scale
 
+    async def sessions(self) -> None:
+        """A run in a live session (protocol v3) costs no container: hello world over the WebSocket
+        (connect to exit) against the seed's ``docker run``, interleaved; then sequential hello
+        runs in one session, as fast as one client sends them, over the WebSocket (a connection
+        each, as any client) and ``POST /run`` (one kept-alive HTTP connection)."""
+        load_start = list(os.getloadavg())
+        async with httpx.AsyncClient(base_url=self.server.url, timeout=60) as http:
+            made = (await http.post("/sessions", json={})).json()
+            self.server.sessions += 1
+            fields = {"session": made["id"], "session_token": made["token"]}
+            url = f"{self.server.ws_url}?session={made['id']}"
+
+            def check(r: Any) -> None:
+                if isinstance(r, WsRun):
+                    assert r.first_text == P.HELLO_OUT and r.exit["exit_code"] == 0, (r.first_text, r.exit)
+                    assert r.exit.get("session_alive") is True, r.exit
+                else:
+                    assert r.returncode == 0 and r.stdout_bytes == len(P.HELLO_OUT), r
+
+            async def in_session() -> WsRun:
+                self.ws_runs += 1
+                return await ws_run(url, P.HELLO, fields=fields)
+
+            samples: dict[str, list[float]] = {"session_exit_open": [], "session_first_byte_open": [], "seed_exit": []}
+            for _ in range(self.plan.warmup):
+                await in_session()
+            for i in range(self.plan.latency_iters):
+                for s in rotated(["session", "docker-run"], i):
+                    if s == "session":
+                        self.server.settle()
+                        r = await in_session()
+                        try:
+                            check(r)
+                        except AssertionError as exc:
+                            self.failures.append({"workload": "session hello", "side": s, "detail": repr(exc)[:500]})
+                            continue
+                        samples["session_exit_open"].append(r.connect_s + r.exit_s)
+                        samples["session_first_byte_open"].append(r.connect_s + (r.first_byte_s or math.nan))
+                    else:
+                        d = await self.side("docker-run", P.HELLO, check)
+                        if d is not None:
+                            samples["seed_exit"].append(d.exit_s)
+            self.server.settle()
+            sequential: dict[str, dict[str, float]] = {}
+            count = self.plan.session_runs
+            t0 = now()
+            for _ in range(count):
+                r = await in_session()
+                assert r.exit["exit_code"] == 0 and r.first_text == P.HELLO_OUT, r.exit
+            took = now() - t0
+            sequential["ws"] = {"runs": count, "seconds": took, "runs_per_s": count / took}
+            t0 = now()
+            for _ in range(count):
+                answer = (await http.post("/run", json={"code": P.HELLO, **fields})).json()
+                assert answer["stdout"] == P.HELLO_OUT and answer["session_alive"] is True, answer
+            took = now() - t0
+            sequential["http"] = {"runs": count, "seconds": took, "runs_per_s": count / took}
+            self.ws_runs += count
+            await http.delete(f"/sessions/{made['id']}", headers={"X-Session-Token": made["token"]})
+            self.server.sessions -= 1
+        self.results["sessions"] = {
+            "hello": {k: summary(v) for k, v in samples.items()},
+            "sequential": sequential,
+            "loadavg": {"start": load_start, "end": list(os.getloadavg())},
+        }
+
 
 PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "latency": Bench.latency,
@@ -608,4 +676,5 @@ PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "oom": Bench.oom,
     "scale": Bench.scale,
     "memory": Bench.memory,
+    "sessions": Bench.sessions,
 }

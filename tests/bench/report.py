@@ -87,6 +87,35 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
                 )
             )
         out.append((title, t, note))
+    if "sessions" in r:
+        ses = r["sessions"]
+        hello = ses["hello"]
+        t = [["", "median", "p90", "vs docker run"]]
+        seed = hello["seed_exit"]["median"]
+        for key, name in (
+            ("session_first_byte_open", "session run: WebSocket connect to first output"),
+            ("session_exit_open", "session run: WebSocket connect to exit"),
+            ("seed_exit", "docker run: spawn to exit"),
+        ):
+            t.append([name, ms(hello[key]["median"]), ms(hello[key]["p90"]), ratio(seed, hello[key]["median"])])
+        for via, name in (("ws", "a WebSocket each"), ("http", "POST /run, one kept-alive connection")):
+            seq = ses["sequential"][via]
+            t.append([f"sequential hello runs in one session, {name}", f"{seq['runs_per_s']:.0f} runs/s",
+                      f"{seq['runs']} runs in {seq['seconds']:.2f} s", ""])  # fmt: skip
+        load = ses.get("loadavg", {})
+        note = (
+            "A run in a live session (protocol v3) writes the code to the interpreter that is already there: "
+            "no container is made or removed. Measured with the `sessions` phase alone"
+            + (f" ({ses['measured_at']})" if "measured_at" in ses else "")
+            + (
+                f"; load average {', '.join(f'{x:.2f}' for x in load['start'])} at its start and "
+                f"{', '.join(f'{x:.2f}' for x in load['end'])} at its end (a shared machine)"
+                if load
+                else ""
+            )
+            + "."
+        )
+        out.append(("Sessions: a run in a live session", t, note))
     if "throughput" in r:
         t = [["concurrency", "side", "runs/s median", "min-max", "client-visible runs/s", "whole run median", "p90",
               "machine CPU/run", "engine CPU/run", "server CPU/run", "vs epicbox", "vs streaming SDK churn",
@@ -431,7 +460,9 @@ def target_rows(doc: dict[str, Any]) -> list[list[str]]:
     t = [["target", "measured", "needed", "result", "detail"]]
     for tg in doc["targets"]:
         fmt = (
-            (lambda v: f"{v:.2f}x")
+            (lambda v: f"{v:.0f}/s")
+            if tg["key"] == "session_runs_per_s"
+            else (lambda v: f"{v:.2f}x")
             if tg["higher_is_better"]
             else (lambda v: f"{v:.2f} MiB")
             if tg["key"] == "memory"

@@ -103,6 +103,7 @@ class BenchServer:
         self.ws_url = self.proc.ws_url
         self.url = self.proc.url
         self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.sessions = 0  # sessions open (each holds a running sandbox beside the pool)
 
     def cpu_s(self) -> float:
         return proc_cpu_s(self.pid)
@@ -122,7 +123,8 @@ class BenchServer:
     def settle(
         self, limit_s: float = 30.0, on_idle: Callable[[], None] | None = None, ask_server: bool = True
     ) -> float:
-        """Block until the server is idle: the pool full and every used sandbox removed. Returns the wait.
+        """Block until the server is idle: the pool full (beside the open sessions' sandboxes) and
+        every used sandbox removed. Returns the wait.
 
         ``on_idle`` is called once the engine is idle, before the server is asked about its pool
         (so a CPU reading taken there does not include that request). Without ``ask_server`` the
@@ -136,7 +138,7 @@ class BenchServer:
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise RuntimeError(f"the server did not settle within {limit_s} s: {self.watch.state.get(self.owner)}")
-            if self.watch.wait_for(self.owner, self.pool_size, min(left, 1.0)):
+            if self.watch.wait_for(self.owner, self.pool_size + self.sessions, min(left, 1.0)):
                 time.sleep(0.005)  # the start call's reply reaches the server just after the engine's event
                 if on_idle is not None:
                     on_idle()

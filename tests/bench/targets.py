@@ -125,6 +125,31 @@ def evaluate(r: dict[str, Any]) -> list[Target]:
                 f"{m['rss_before_kb'] / 1024:.1f} MiB -> {m['rss_after_kb'] / 1024:.1f} MiB",
             )
         )
+    if "sessions" in r:
+        ses = r["sessions"]
+        seed, live = ses["hello"]["seed_exit"]["median"], ses["hello"]["session_exit_open"]["median"]
+        out.append(
+            Target(
+                "session_exit",
+                "hello world in a live session, WebSocket connect to exit, >= 40x faster than docker run",
+                seed / live,
+                40.0,
+                True,
+                f"docker run {seed * 1000:.0f} ms / session run {live * 1000:.1f} ms (medians)",
+            )
+        )
+        ws = ses["sequential"]["ws"]
+        out.append(
+            Target(
+                "session_runs_per_s",
+                "sequential hello-world runs in one session (a WebSocket each) >= 100 a second",
+                ws["runs_per_s"],
+                100.0,
+                True,
+                f"{ws['runs']} runs in {ws['seconds']:.2f} s; POST /run on one connection: "
+                f"{ses['sequential']['http']['runs_per_s']:.0f}/s",
+            )
+        )
     if "timeouts" in r:
         worst = max(r["timeouts"].values(), key=lambda t: t["overshoot"]["max"])
         out.append(
