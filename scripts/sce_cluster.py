@@ -63,6 +63,14 @@ def start_time(pid: int) -> str | None:
         return None
 
 
+def pid_namespace(pid: int | str = "self") -> str | None:
+    """The inode of /proc/PID/ns/pid: the last part of a server's ``sce.owner`` label."""
+    try:
+        return str(os.stat(f"/proc/{pid}/ns/pid").st_ino)
+    except OSError:
+        return None
+
+
 def running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -120,12 +128,13 @@ class PidFile:
         return None
 
     def owner(self, host: str | None = None) -> str | None:
-        """The server's ``sce.owner`` label value (``host:pid:start-time``), dead or alive."""
+        """The server's ``sce.owner`` label value (``host:pid:start-time:pid-namespace``), dead or
+        alive (the servers run in this script's pid namespace)."""
         try:
             pid, started = self.path.read_text().split()[:2]
         except (OSError, ValueError):
             return None
-        return f"{host or socket.gethostname()}:{pid}:{started}"
+        return f"{host or socket.gethostname()}:{pid}:{started}:{pid_namespace()}"
 
 
 # --- the engine API over a unix socket (stdlib only) -----------------------------------------------------
