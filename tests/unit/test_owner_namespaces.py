@@ -37,7 +37,7 @@ def test_old_owner_ids_without_a_namespace_are_read_as_this_namespace() -> None:
 
 def test_this_process_owner_id_names_its_namespace_and_is_alive() -> None:
     me = owner_id()
-    host, pid, start, ns = me.split(":")
+    _host, pid, start, ns = me.split(":")
     assert int(pid) == os.getpid() and start.isdigit() and ns == pid_namespace() and ns.isdigit()
     assert owner_is_alive(me)
     assert owner_id(os.getpid()) == me
