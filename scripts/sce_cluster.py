@@ -213,7 +213,11 @@ class Engine:
     name: str = "engine2"
     images: tuple[str, ...] = DEFAULT_IMAGES
     shutdown_timeout_s: int = 2  # containers get this long on an engine stop before SIGKILL
-    tls_port: int | None = None  # also listen on tcp://127.0.0.1:PORT, TLS with client certificates
+    tls_port: int | None = None  # also listen on tcp://TLS_ADDRESS:PORT, TLS with client certificates
+    tls_address: str = "127.0.0.1"
+    # daemon.json's TLS keys (tlsverify, tlscacert, tlscert, tlskey) of certificates made elsewhere
+    # (docs/DEPLOY.md's walkthrough); None: a throw-away CA of its own in tls_dir (make_tls)
+    tls_config: dict[str, object] | None = None
 
     @property
     def tls_dir(self) -> Path:
@@ -222,7 +226,7 @@ class Engine:
 
     @property
     def tls_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.tls_port}"
+        return f"tcp://{self.tls_address}:{self.tls_port}"
 
     @property
     def socket(self) -> str:
@@ -254,7 +258,10 @@ class Engine:
     def command(self) -> list[str]:
         config = self.dir / f"{self.name}-daemon.json"
         config.write_text(
-            json.dumps({"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}})
+            json.dumps(
+                {"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}
+                | (self.tls_config or {})
+            )
         )
         return [
             "dockerd",
@@ -274,6 +281,8 @@ class Engine:
     def _tls_args(self) -> list[str]:
         if self.tls_port is None:
             return []
+        if self.tls_config is not None:
+            return ["-H", self.tls_url]  # the rest is in its config file
         make_tls(self.tls_dir)
         d = self.tls_dir
         return [
@@ -418,6 +427,7 @@ class Server:
     index: int
     port: int
     env: dict[str, str]
+    host: str = "127.0.0.1"
 
     @property
     def name(self) -> str:
@@ -425,7 +435,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pidfile(self) -> PidFile:
@@ -444,7 +454,7 @@ class Server:
     def start(self) -> int:
         pid = self.pid()
         if pid is None:
-            env = without_sce(os.environ) | self.env | {"SCE_BIND": f"127.0.0.1:{self.port}"}
+            env = without_sce(os.environ) | self.env | {"SCE_BIND": f"{self.host}:{self.port}"}
             with self.log.open("ab") as log:
                 proc = subprocess.Popen(
                     [python(), "-m", "app", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -513,6 +523,7 @@ class Balancer:
     check_fall: int | None = None
     check_rise: int | None = None
     template: Path = ROOT / "deploy" / "haproxy.cfg"
+    source: str | None = None  # the address HAProxy connects to the servers from (its host's)
 
     @property
     def config(self) -> Path:
@@ -558,11 +569,13 @@ class Balancer:
                 continue
             if word == "server" and section.startswith("backend"):
                 if "sce1" in line.split():  # the template's servers become ours, in their place
-                    out.extend(f"    server {s.name} 127.0.0.1:{s.port}" for s in self.servers)
+                    out.extend(f"    server {s.name} {s.host}:{s.port}" for s in self.servers)
                 continue
             if word == "default-server":
                 line = self._timing(line)
             out.append(line)
+            if word == "backend" and self.source is not None:
+                out.append(f"    source {self.source}")
         return "\n".join(out) + "\n"
 
     def _timing(self, line: str) -> str:
