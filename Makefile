@@ -78,7 +78,7 @@ clean:
 # engines, HAProxy on 127.0.0.1:5100 in front; `make cluster-stop` stops all of it by pid.
 .PHONY: cluster cluster-stop
 cluster: install engine image
-	scripts/cluster up
+	scripts/cluster up $(if $(TLS),--tls)
 
 cluster-stop:
 	scripts/cluster down

@@ -1,6 +1,7 @@
 """A scale-out trial on one host, loopback only: a second Docker engine, N servers, HAProxy in front.
 
     scripts/cluster up       start what is not running yet (idempotent); print what runs where
+    scripts/cluster up --tls ... with the servers reaching engine2 over tcp://127.0.0.1:2376, mutual TLS
     scripts/cluster status   print what runs where
     scripts/cluster down     stop everything it started, by pid; remove the containers its servers left
     scripts/cluster down --purge   ... and the second engine's data root (its images)
@@ -658,9 +659,10 @@ class Cluster:
     check_rise: int | None = None
     engines_per_server: str = "both"  # "both": every server uses both engines; "split": server i uses engine i
     notes: list[str] = field(default_factory=list)
+    tls_port: int | None = None  # engine2 over tcp://127.0.0.1:PORT with mutual TLS (make_tls), not its socket
 
     def __post_init__(self) -> None:
-        self.engine = Engine(self.dir, self.data / "engine2")
+        self.engine = Engine(self.dir, self.data / "engine2", tls_port=self.tls_port)
         self.servers = [Server(self.dir, i, self.base_port + i, {}) for i in range(1, self.servers_n + 1)]
         self.balancer = Balancer(
             self.dir, self.base_port, self.servers, self.check_inter_ms, self.check_fall, self.check_rise
@@ -668,13 +670,15 @@ class Cluster:
 
     @property
     def engine_urls(self) -> list[str]:
-        return [f"unix://{MAIN_SOCKET}", self.engine.url]
+        return [f"unix://{MAIN_SOCKET}", self.engine.tls_url if self.tls_port else self.engine.url]
 
     def env_for(self, server: Server, known: set[str]) -> dict[str, str]:
         """Each server's SCE_* settings, from what this checkout's server supports."""
         env: dict[str, str] = {}
         if "docker_hosts" in known and self.engines_per_server == "both":
             env["SCE_DOCKER_HOSTS"] = ",".join(self.engine_urls)
+            if self.tls_port:
+                env["SCE_DOCKER_TLS_DIR"] = str(self.engine.tls_dir)
         else:
             env["SCE_DOCKER_HOST"] = self.engine_urls[(server.index - 1) % 2]
             self.notes.append(f"{server.name}: one engine each (this server has no SCE_DOCKER_HOSTS)")
@@ -728,7 +732,8 @@ class Cluster:
         lines = []
         pid = self.engine.pid()
         lines.append(f"engine1  the host's own dockerd    unix://{MAIN_SOCKET}")
-        lines.append(f"engine2  {'pid ' + str(pid) if pid else 'not running':<22} {self.engine.url}")
+        url = self.engine.tls_url + " (mutual TLS)" if self.tls_port else self.engine.url
+        lines.append(f"engine2  {'pid ' + str(pid) if pid else 'not running':<22} {url}")
         for server in self.servers:
             pid = server.pid()
             got = server.health(timeout=2) if pid else None
@@ -783,11 +788,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=int(os.environ.get("CLUSTER_SERVERS", "2")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "5100")))
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("CLUSTER_DIR", str(DEFAULT_DIR))))
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=os.environ.get("CLUSTER_TLS", "") not in ("", "0"),
+        help="the servers reach engine2 over tcp://127.0.0.1:2376 with mutual TLS (certificates in the cluster dir)",
+    )
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("CLUSTER_DATA", str(DEFAULT_DATA))))
     args = parser.parse_args(argv)
     # SCE_* from the caller's environment reach every server (e.g. SCE_RUNTIME=runsc scripts/cluster up)
     extra = {k: v for k, v in os.environ.items() if k.startswith("SCE_")}
-    cluster = Cluster(args.dir, args.data, args.port, args.servers, extra)
+    cluster = Cluster(args.dir, args.data, args.port, args.servers, extra, tls_port=2376 if args.tls else None)
     if args.action != "render-haproxy" and os.geteuid() != 0:
         print("scripts/cluster: starting a second dockerd needs root", file=sys.stderr)
         return 1
