@@ -83,7 +83,7 @@ clean:
 # `make cluster TLS=1`: the servers reach the second engine over tcp://127.0.0.1:2376 with mutual TLS.
 .PHONY: cluster cluster-stop
 cluster: install engine image
-	scripts/cluster up
+	scripts/cluster up $(if $(TLS),--tls)
 
 cluster-stop:
 	scripts/cluster down

@@ -3,8 +3,10 @@
 Every container carries labels the server itself sets (never trust an image's: they reach every
 container made from it), among them an owner naming one server process (``host:pid:start-time``)
 and a lease. On a shared engine every server reaps, so a sandbox is an orphan only if its owner
-is a process on this host that no longer runs, or it has outlived its lease (by the engine's clock,
-which covers servers on other hosts without any clock of theirs).
+is a process on this host, in this pid namespace, that no longer runs, or it has outlived its lease
+(by the engine's clock, which covers servers on other hosts, or in other containers, without any
+clock of theirs). A server in a container with its own pid namespace cannot see other servers'
+pids: the owner id carries the namespace so that it never takes them for dead.
 """
 
 from __future__ import annotations
@@ -35,24 +37,46 @@ def process_start_time(pid: int) -> str | None:
 _process_start_time = process_start_time  # the name tests and tools import
 
 
+def pid_namespace(pid: int | str = "self") -> str | None:
+    """The identity of ``pid``'s pid namespace (the inode of /proc/PID/ns/pid), or None if unknown."""
+    try:
+        return str(os.stat(f"/proc/{pid}/ns/pid").st_ino)
+    except OSError:
+        return None
+
+
 def owner_id(pid: int | None = None) -> str:
-    """``host:pid:start-time`` names one server process for as long as it lives."""
+    """``host:pid:start-time:pid-namespace`` names one server process for as long as it lives."""
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{process_start_time(pid)}"
+    return f"{socket.gethostname()}:{pid}:{process_start_time(pid)}:{pid_namespace(pid)}"
 
 
 def owner_is_alive(
-    owner: str, *, host: str | None = None, start_time: Callable[[int], str | None] = process_start_time
+    owner: str,
+    *,
+    host: str | None = None,
+    namespace: str | None = None,
+    start_time: Callable[[int], str | None] = process_start_time,
 ) -> bool:
-    """An owner on this host is alive while its pid runs with the same start time.
+    """An owner on this host and in this pid namespace is alive while its pid runs with the same
+    start time.
 
-    Owners on another host cannot be checked from here and are assumed alive.
+    Owners on another host, or in another pid namespace (another server's container), cannot be
+    checked from here and are assumed alive: their lease bounds them. An owner id without a
+    namespace (``host:pid:start-time``, written before it had one) is taken as this namespace's.
     """
-    try:
-        owner_host, pid, start = owner.rsplit(":", 2)
-    except ValueError:
+    parts = owner.split(":")
+    if len(parts) == 3:
+        owner_host, pid, start = parts
+        owner_ns = None
+    elif len(parts) == 4:
+        owner_host, pid, start, owner_ns = parts
+    else:
         return False
     if owner_host != (host if host is not None else socket.gethostname()):
+        return True
+    mine = namespace if namespace is not None else pid_namespace()
+    if owner_ns is not None and owner_ns != mine:
         return True
     return pid.isdigit() and start_time(int(pid)) == start
 
