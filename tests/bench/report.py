@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import charts
+from tests.bench.common import percentile
 
 SIDE_NAMES = {
     "ws-deflate": "service, WebSocket (client offers deflate, as browsers do)",
@@ -38,6 +39,11 @@ def ms(x: float | None) -> str:
         return "-"
     v = x * 1000
     return f"{v:.0f} ms" if abs(v) >= 100 else f"{v:.1f} ms"
+
+
+def pct(m: dict[str, Any], q: float) -> float | None:
+    """A percentile of a summary's raw samples (None when there are none)."""
+    return percentile(m["samples"], q) if m.get("samples") else None
 
 
 def ratio(a: float, b: float) -> str:
@@ -87,6 +93,29 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], str]]:
                 )
             )
         out.append((title, t, note))
+    if "timeline" in r:
+        tl = r["timeline"]
+        st, bu = tl["steady"], tl["burst"]
+        t = [["mark, from opening the WebSocket", f"steady {st['rate']:g} runs/s: median", "p10", "p90",
+              f"bursts of {tl['burst_clients']}: median", "p10", "p90"]]  # fmt: skip
+        names = {"connect": "connected", "started": "`started`", "first_byte": "first `stdout`", "exit": "`exit`"}
+        for k, name in names.items():
+            a, b = st.get(k, {}), bu.get(k, {})
+            t.append([name, ms(a.get("median")), ms(pct(a, 10)), ms(a.get("p90")),
+                      ms(b.get("median")), ms(pct(b, 10)), ms(b.get("p90"))])  # fmt: skip
+        seed = tl["seed_first_byte"]
+        warm = [b["warm"] for b in tl["bursts"]]
+        note = (
+            f"Steady: {st['runs']} hello-world runs started on a clock ({st['ok']} ok in {st['seconds']:.1f} s; "
+            f"{st['warm']} warm, {st['cold']} cold starts). Bursts: {len(tl['bursts'])} times, after "
+            f"{tl['burst_quiet_s']:g} s of quiet, {tl['burst_clients']} clients at the same moment; warm sandboxes "
+            f"found: {', '.join(map(str, warm))} (ready before: "
+            f"{', '.join(str(b['ready_before']) for b in tl['bursts'])}); each burst's first bytes: "
+            + "; ".join(", ".join(ms(x) for x in b["first_byte"]) for b in tl["bursts"])
+            + f". The seed's `docker run`, sampled between the bursts: first byte median {ms(seed['median'])}, "
+            f"p90 {ms(seed['p90'])}."
+        )
+        out.append(("One run's timeline: steady rate and bursts after a quiet period", t, note))
     if "throughput" in r:
         t = [["concurrency", "side", "runs/s median", "min-max", "client-visible runs/s", "whole run median", "p90",
               "machine CPU/run", "engine CPU/run", "server CPU/run", "vs epicbox", "vs streaming SDK churn",
