@@ -532,6 +532,41 @@ def _json_safe(value: Any) -> Any:
 
 
 LIMITS = """\
+- **The first byte of a warm run**, taken apart (2026-12-03, 2 cores shared with other work, load
+  average 11-20; monotonic stamps on both sides of one kernel clock, patched into a copy of the
+  bootstrap by a probe that is not part of the code; medians of 40-70 runs): the server's write of
+  the program 0.15 ms; the program reaching the waiting bootstrap through the engine (dockerd, the
+  shim, the pipe) 0.4-1.3 ms; in the bootstrap, its header (~70 one-byte reads) 0.10 ms, the
+  output's setup 0.12 ms, the module and the compile 0.13 ms, `import atexit` 0.07 ms (now done
+  before the program arrives: 0.002 ms); the output back through the engine 1.3-5 ms for hello
+  world (whose process exits, and is torn down by the engine, at that very moment) against
+  0.4-1.8 ms for a program that flushes and goes on; the server's demultiplexing and line
+  assembly 0.04-0.15 ms, the event to the WebSocket's sender 0.05 ms. So the 3-4 ms between
+  `started` and hello world's first byte are the engine's two copies; nothing in the server or
+  the bootstrap is large. Letting the process wait, after its end records, until the engine had
+  read its pipe (`FIONREAD`, at most 5 ms) shortened the output's way back (2.9 against 2.1 ms)
+  but not the whole (6.1 ms with it, 5.8 without, interleaved, 70 runs): not adopted. Two timers did
+  hold output back, each measured apart (interleaved rounds, the same session): **the sandbox's
+  flusher** flushed every 10 ms from the program's start, so a line printed at once by a program
+  that goes on working waited for its first tick: from the print to the server 11.8 ms, now
+  3.6 ms, the whole write-to-first-output 15.4 against 6.9 ms (40 and 50 runs, five rounds),
+  since its first ticks come at 1, 2, 4 and 8 ms, then every 10 (a burst of prints makes a
+  handful more writes in its first 15 ms); **the server's line assembly** held a partial line
+  (an `input()` prompt) for `SCE_FLUSH_INTERVAL_MS` = 25 ms although the sandbox had already
+  batched it: a prompt reached the run's consumer after 30.2 ms, now 7.3 ms with 2 ms (25 runs
+  each, interleaved). Hello world's own first byte leaves at its exit and neither explains a
+  change there (in the same rounds its median also came out lower, 11.8 against 5.0 ms, with the
+  machine's load swinging between rounds: not claimed).
+- **Bursts** (a class pressing Run together): with a fixed pool of 2, a burst of 8 after a
+  quiet moment finds 2 warm and starts 6 cold, all at once: their first bytes 0.4-0.9 s from
+  opening the WebSocket against 23-92 ms for the 2 warm (2026-12-03, `--quick --phases
+  timeline`, two runs a side interleaved, 4 bursts each). A pool that grows to the largest
+  recent burst (`SCE_POOL_MAX=8`, bounded by the engine's capacity and `SCE_POOL_MEMORY_MB`,
+  back to `SCE_POOL_SIZE` after `SCE_POOL_WINDOW_S` without one) served every burst warm: 8 of
+  8, first bytes 34-134 ms (the burst's own connections and the pool's refill share the 2
+  cores). Its idle cost is memory only: a waiting sandbox ~3.4 MiB in its cgroup plus a
+  containerd shim (~13 MiB RSS, partly shared), no CPU. It is off by default (`SCE_POOL_MAX=0`);
+  sizing for a class is in docs/DEPLOY.md.
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
@@ -659,6 +694,14 @@ no work to what is being measured).
   live); `docker run, line-buffered` runs the same program with
   `sys.stdout.reconfigure(line_buffering=True)`, the cost every line would have as its own write.
 - **Host floor**: Debian's `/usr/bin/python3 -c CODE` on the host (the image's own Python build).
+- **Timeline** (`--phases timeline`): one hello world's marks as a client lives them, from opening
+  the WebSocket: connected, `started`, first `stdout`, `exit` (median, p10, p90). Steady: runs
+  started on a clock (10 a second, 100 runs; `--quick`: 5 a second, 20), whatever the others are
+  doing, below the engine's churn rate. Bursts: after a quiet period (20 s; `--quick`: 3 s), 8
+  clients start a run at the same moment, five times; warm ones counted by the server's pool
+  counters (`/healthz`). The seed's `docker run` is sampled between the bursts (two each), so
+  the 40x target compares figures of the same minutes. `--pool-max N` runs the server with a
+  pool that grows with bursts (`SCE_POOL_MAX`).
 - **Throughput**: N hello-world runs (60 at c=4, 80 at c=16: enough that a batch's start and
   end, when fewer than c runs are in flight, weigh little), c clients at a time, interleaved
   over ten rounds in a balanced order (each side goes first in two and follows every other side
