@@ -554,9 +554,11 @@ LIMITS = """\
   handful more writes in its first 15 ms); **the server's line assembly** held a partial line
   (an `input()` prompt) for `SCE_FLUSH_INTERVAL_MS` = 25 ms although the sandbox had already
   batched it: a prompt reached the run's consumer after 30.2 ms, now 7.3 ms with 2 ms (25 runs
-  each, interleaved). Hello world's own first byte leaves at its exit and neither explains a
-  change there (in the same rounds its median also came out lower, 11.8 against 5.0 ms, with the
-  machine's load swinging between rounds: not claimed).
+  each, interleaved); 100k lines did not change beyond the noise (47.3 against 49.4 ms to the
+  exit, 56.5 against 58 output events, medians of 10 each, interleaved). Hello world's own first
+  byte leaves at its exit and neither explains a change there (in the same rounds its median
+  also came out lower, 11.8 against 5.0 ms, with the machine's load swinging between rounds: not
+  claimed).
 - **Bursts** (a class pressing Run together): with a fixed pool of 2, a burst of 8 after a
   quiet moment finds 2 warm and starts 6 cold, all at once: their first bytes 0.4-0.9 s from
   opening the WebSocket against 23-92 ms for the 2 warm (2026-12-03, `--quick --phases
