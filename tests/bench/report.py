@@ -579,7 +579,10 @@ LIMITS = """\
   Against `docker run`'s first byte in the same minutes (240 and 259 ms) that is 6.7x and 8.4x,
   not the 40x the issue asks: at 10 runs a second the engine's churn takes most of the 2 cores
   (about 160 ms of machine CPU a run) and the warm runs' output waits on the same engine
-  (isolated, in the latency phase of the same run, 8.7 ms from opening, 25.6x).
+  (isolated, in the latency phase of the same run, 8.7 ms from opening, 25.6x). A warm burst's
+  first bytes (50-190 ms) share the engine with the pool's 8 replacements, started at once;
+  holding those back 150 ms moved them within the noise (4 bursts of 8 a side, interleaved:
+  20-288 ms against 18-139 ms): not adopted.
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
