@@ -300,6 +300,18 @@ def findings(doc: dict[str, Any]) -> list[str]:
             f"`docker run` in {ms(seed)} ({seed / ws:.0f}x), host Python in {ms(host)}: a warm sandbox "
             "has already paid for the container and the interpreter."
         )
+    if "timeline" in r:
+        tl = r["timeline"]
+        st, seed = tl["steady"], tl["seed_first_byte"]["median"]
+        fb = st["first_byte"]
+        out.append(
+            f"Timeline at a steady {st['rate']:g} runs/s: first byte from opening the WebSocket {ms(fb['median'])} "
+            f"(p90 {ms(fb['p90'])}, {fb['p90'] / fb['median']:.1f}x the median), {seed / fb['median']:.1f}x faster "
+            f"than `docker run`'s {ms(seed)}; {st['cold']} of {st['runs']} runs started cold. Bursts of "
+            f"{tl['burst_clients']} after {tl['burst_quiet_s']:g} s of quiet found "
+            f"{', '.join(str(b['warm']) for b in tl['bursts'])} warm; "
+            f"first byte median {ms(tl['burst']['first_byte']['median'])}."
+        )
     if "throughput" in r and "4" in r["throughput"]:
         t = r["throughput"]["4"]
         text = (
