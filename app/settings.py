@@ -120,8 +120,11 @@ class Settings(BaseSettings):
     tmpfs_mb: int = Field(16, ge=1, description="size of the writable /tmp")
     output_bytes: int = Field(1_000_000, ge=1024, description="total stdout+stderr before the run is killed")
     max_line_chars: int = Field(16_384, ge=80, description="a partial line longer than this is sent in pieces")
+    # 2 ms, not 25: the sandbox already batches its writes (a flusher every 10 ms), so a frame that
+    # ends mid-line is a prompt or progress text to show now, or a long line cut by a full buffer
+    # whose rest follows within microseconds; a prompt waited 25 ms more here (measured 2026-12-03)
     flush_interval_ms: int = Field(
-        25, ge=1, le=100, description="longest a partial line (no newline yet) is held before it is sent"
+        2, ge=1, le=100, description="longest a partial line (no newline yet) is held before it is sent"
     )
     image_max_bytes: int = Field(1_048_576, ge=1024, description="largest image a program may show, in bytes")
     files_out_max_count: int = Field(20, ge=0, description="most files a run sends back; past it: files_truncated")
@@ -201,6 +204,19 @@ class Settings(BaseSettings):
     # --- warm pool -----------------------------------------------------------------------------
     pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
     pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")
+    pool_max: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="the default runtime's pool grows to this after bursts of runs; <= pool size: no growth",
+    )
+    pool_burst_s: float = Field(2.0, gt=0, description="runs started within this many seconds count as one burst")
+    pool_window_s: float = Field(
+        600.0, gt=0, description="a burst is remembered this long (the pool stays as large), then the pool shrinks back"
+    )
+    pool_memory_mb: int = Field(
+        4096, ge=0, description="a grown pool's sandboxes together, counted at their memory limit, stay under this"
+    )
 
     # --- the scientific runtime (numpy, pandas, matplotlib, Pillow) --------------------------
     scientific_image: str = Field("sce-sandbox-scientific:bookworm", description="the scientific runtime's image tag")

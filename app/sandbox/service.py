@@ -21,6 +21,7 @@ from app.core.events import RunLimits
 from app.core.rich import RichLimits
 from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest, effective_timeout
+from app.sandbox.demand import growth_bound
 from app.sandbox.heap import IDLE_FIRST_S, HeapTrimmer
 from app.sandbox.interface import Engine, Lockdown, SandboxSpec
 from app.sandbox.pool import WarmPool
@@ -119,7 +120,18 @@ class SandboxService:
             EngineSlot(
                 e,
                 {
-                    name: WarmPool(e, spec, self.runtimes[name].pool_size, settings.pool_idle_max_s)
+                    name: WarmPool(
+                        e,
+                        spec,
+                        self.runtimes[name].pool_size,
+                        settings.pool_idle_max_s,
+                        # only the default runtime grows with demand (a class's runs)
+                        grow_to=growth_bound(settings.pool_max, settings.pool_memory_mb, spec.memory_mb, e.capacity)
+                        if name == DEFAULT_RUNTIME
+                        else 0,
+                        burst_s=settings.pool_burst_s,
+                        window_s=settings.pool_window_s,
+                    )
                     for name, spec in self.specs.items()
                 },
             )

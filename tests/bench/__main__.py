@@ -91,6 +91,8 @@ async def main_async(args: argparse.Namespace) -> int:
         env["SCE_RUNTIME"] = os.environ["SCE_RUNTIME"]
     if args.pool_size is not None:
         env["SCE_POOL_SIZE"] = str(args.pool_size)
+    if args.pool_max is not None:
+        env["SCE_POOL_MAX"] = str(args.pool_max)
     settings = Settings.model_validate({k.removeprefix("SCE_").lower(): v for k, v in env.items()})
     api = docker.APIClient(timeout=120, max_pool_size=32)
     config = engine_config(settings)
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output directory (default: docs/, or .bench/ with --quick)")
     parser.add_argument("--phases", help=f"comma-separated subset of: {','.join(PHASES)}")
     parser.add_argument("--pool-size", type=int, help="SCE_POOL_SIZE for the server (default: its own)")
+    parser.add_argument("--pool-max", type=int, help="SCE_POOL_MAX for the server: a pool that grows with bursts")
     parser.add_argument("--profile", action="store_true", help="profile every target's workload, missed or not")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
     parser.add_argument(

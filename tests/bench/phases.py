@@ -74,6 +74,11 @@ class Plan:
     mixed_runs: int = 1500
     scale_clients: int = 200
     session_runs: int = 300  # sequential hello runs in one session, per transport
+    steady_rate: float = 10.0  # runs/s started on a clock, below the engine's churn rate
+    steady_runs: int = 100
+    bursts: int = 5
+    burst_clients: int = 8
+    burst_quiet_s: float = 20.0  # idle before each burst (a pool sized by recent demand has shrunk)
 
     @classmethod
     def full(cls) -> Plan:
@@ -82,7 +87,9 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40, 50)
+        return cls(
+            1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40, 50, 5.0, 20, 2, 8, 3.0
+        )
 
 
 def rotated(sides: Sequence[str], i: int) -> list[str]:
@@ -188,6 +195,96 @@ class Bench:
         n = self.server.metric(f"{fo}_count") - fo_count
         self.results["latency_timeline"]["server_program_to_first_output_mean"] = (
             (self.server.metric(f"{fo}_sum") - fo_sum) / n if n else float("nan")
+        )
+
+    async def timeline(self) -> None:
+        """One run's timeline as a client lives it (from opening the WebSocket: connected, started,
+        first stdout byte, exit), at a steady rate started on a clock (open loop, below the engine's
+        churn rate) and in bursts after a quiet period (``burst_clients`` runs at the same moment:
+        how many found a warm sandbox, by the server's pool counters), against the seed's
+        ``docker run`` measured in the same phase, between the bursts."""
+        marks = ("connect", "started", "first_byte", "exit")
+
+        def stamps(r: WsRun) -> dict[str, float]:
+            return {
+                "connect": r.connect_s,
+                "started": r.connect_s + (r.started_s if r.started_s is not None else math.nan),
+                "first_byte": r.connect_s + (r.first_byte_s if r.first_byte_s is not None else math.nan),
+                "exit": r.connect_s + r.exit_s,
+            }
+
+        def ok(r: Any) -> bool:
+            return isinstance(r, WsRun) and r.first_text == P.HELLO_OUT and r.exit.get("exit_code") == 0
+
+        def pool() -> dict[str, Any]:
+            return dict(self.server.http.get("/healthz").json()["pool"])
+
+        # steady: a run started every 1/rate s whatever the others are doing
+        self.server.settle()
+        rate, n = self.plan.steady_rate, self.plan.steady_runs
+        t0 = now()
+
+        async def at(i: int) -> Any:
+            await asyncio.sleep(max(0.0, t0 + i / rate - now()))
+            return await ws_run(self.server.ws_url, P.HELLO)
+
+        before = pool()
+        steady = await asyncio.gather(*(at(i) for i in range(n)), return_exceptions=True)
+        took = now() - t0
+        after = pool()
+        good = [stamps(r) for r in steady if isinstance(r, WsRun) and ok(r)]
+        steady_out: dict[str, Any] = {
+            "rate": rate,
+            "runs": n,
+            "ok": len(good),
+            "seconds": took,
+            "warm": after["handed_out"] - before["handed_out"],
+            "cold": after["cold_starts"] - before["cold_starts"],
+            **{k: summary([g[k] for g in good]) for k in marks},
+        }
+        # bursts after a quiet period, with docker run (the seed) sampled between them
+        seed: list[float] = []
+        bursts: list[dict[str, Any]] = []
+        burst_marks: dict[str, list[float]] = {k: [] for k in marks}
+        for _ in range(self.plan.bursts):
+            self.server.settle()
+            for _ in range(2):
+                d = await run_process(self.command("docker-run", P.HELLO))
+                if d.returncode == 0 and d.first_byte_s is not None:
+                    seed.append(d.first_byte_s)
+            self.server.settle()
+            await asyncio.sleep(self.plan.burst_quiet_s)
+            before = pool()
+            rs = await asyncio.gather(
+                *(ws_run(self.server.ws_url, P.HELLO) for _ in range(self.plan.burst_clients)), return_exceptions=True
+            )
+            after = pool()
+            good = [stamps(r) for r in rs if isinstance(r, WsRun) and ok(r)]
+            for g in good:
+                for k in marks:
+                    burst_marks[k].append(g[k])
+            bursts.append(
+                {
+                    "ok": len(good),
+                    "warm": after["handed_out"] - before["handed_out"],
+                    "cold": after["cold_starts"] - before["cold_starts"],
+                    "ready_before": before["ready"],
+                    "first_byte": sorted(g["first_byte"] for g in good),
+                }
+            )
+        self.results["timeline"] = {
+            "steady": steady_out,
+            "bursts": bursts,
+            "burst": {k: summary(v) for k, v in burst_marks.items()},
+            "burst_quiet_s": self.plan.burst_quiet_s,
+            "burst_clients": self.plan.burst_clients,
+            "seed_first_byte": summary(seed),
+        }
+        self.log(
+            f"  steady {rate:g}/s: first byte from open median {steady_out['first_byte']['median'] * 1000:.1f} ms, "
+            f"p90 {steady_out['first_byte']['p90'] * 1000:.1f} ms; bursts: warm "
+            f"{[b['warm'] for b in bursts]} of {self.plan.burst_clients}; docker run first byte "
+            f"{summary(seed)['median'] * 1000:.0f} ms"
         )
 
     async def idle_sockets(self) -> None:
@@ -669,6 +766,7 @@ class Bench:
 
 PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "latency": Bench.latency,
+    "timeline": Bench.timeline,
     "idle_sockets": Bench.idle_sockets,
     "throughput": Bench.throughput,
     "streaming": Bench.streaming,
