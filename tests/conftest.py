@@ -28,7 +28,7 @@ from app.sandbox.docker.engine import LABEL_MANAGED, LABEL_OWNER, owner_id, owne
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_START_TIMEOUT_S = 30.0
+SERVER_START_TIMEOUT_S = 60.0  # a loaded 2-core machine starting three servers at once (each imports ~2 s of CPU)
 
 
 def _engine_ok() -> bool:
