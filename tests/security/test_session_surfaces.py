@@ -179,7 +179,7 @@ async def test_a_sessions_state_is_not_readable_by_another_client_session_or_run
 
 async def test_session_ids_and_tokens_are_long_random_and_an_ended_session_is_not_found(srv: ServerProcess) -> None:
     """Ids carry 128 random bits after the server's name, tokens 192 (``secrets``); all distinct;
-    once a session is deleted its id and token open nothing, on any route."""
+    once a session is deleted its id and token open nothing, on any route; no token is logged."""
     made = [await new_session(srv, C) for _ in range(3)]
     ids = [s["id"].removeprefix("sec.") for s in made]
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)  # 32 hex digits: 128 bits
@@ -196,6 +196,8 @@ async def test_session_ids_and_tokens_are_long_random_and_an_ended_session_is_no
     ws = await run_in(srv, C, ended["id"], ended["token"], "1")
     assert again.status_code == info.status_code == posted.status_code == 404
     assert ws.error["code"] == "not_found" and ws.close_code == 1008
+    log = srv.log()
+    assert not [s for s in made if s["token"] in log], "a session token reached the server's log"
 
 
 def test_the_token_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
