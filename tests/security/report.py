@@ -1320,7 +1320,7 @@ FIXED_SERVER_BUGS = [
     "runsc: `started.limits.pids` said 64 while the sandbox's cgroup allowed 256: it states the enforced limit now",
     "sessions: an interrupt that landed while the bootstrap wrote a record (a forged 1 MiB result, an image) cut "
     "it, the rest of the stream (the end records) became its data, and the session was killed after its grace "
-    "(1 run in 5 here): the interrupt now waits for the record's end "
+    "(4 of 9 runs of that test here): the interrupt now waits for the record's end "
     "(`test_session_surfaces.py::test_forged_records_stay_in_their_run_and_an_interrupt_never_cuts_one`, 3 of 3)",
     "sessions: a forged exception record's `line` of 10**30 reached the `exit` frame (no client holds that number "
     "exactly): lines past 2**31-1 make the record ill-formed (`test_a_forged_exception_record_is_cut_or_dropped`)",

@@ -303,11 +303,11 @@ FORGER = (  # 40 MiB of forged result records: the run's budget (8 MB as sent) e
 
 
 async def test_forged_records_stay_in_their_run_and_an_interrupt_never_cuts_one(srv: ServerProcess) -> None:
-    """A session program reaches its channel and forges result records of 1 MiB each, with a
-    forged exception record and fake control frames after them. Its frames stop at the run's budget
+    """A session program reaches its channel and forges 40 result records of 1 MiB each. Its frames
+    stop at the run's budget
     (2 x output_bytes as sent: ``output_limit``), and the interrupt that ends it waits for the
     record being written (one cut short hid the end records, so the session was killed after its
-    grace in 1 run of 5 before that fix): three times over, the session lives on. A run in another
+    grace in 4 of 9 runs before that fix): three times over, the session lives on. A run in another
     session meanwhile is untouched."""
     forger = await new_session(srv, A)
     bystander = await new_session(srv, B)
