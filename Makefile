@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 UI_OUT  := static/dist/app.js
 PYTEST_ARGS ?=
 
-.PHONY: install run image test test-runsc lint typecheck unit bench security-report clean engine wheel server-image
+.PHONY: install run image test test-runsc lint typecheck unit bench bench-sessions security-report clean engine wheel server-image
 
 install: $(STAMP) $(UI_OUT)
 
@@ -68,6 +68,10 @@ test-runsc: install image
 bench: install image
 	$(BIN)/python -m tests.bench
 
+# the sessions phase alone, added to the last full run's docs/PERFORMANCE.md
+bench-sessions: install image
+	$(BIN)/python -m tests.bench --phases sessions --merge docs/perf.json
+
 security-report: install image
 	$(BIN)/python -m tests.security.report
 
@@ -76,9 +80,10 @@ clean:
 
 # A scale-out trial on loopback (docs/DEPLOY.md): a second Docker engine, two servers using both
 # engines, HAProxy on 127.0.0.1:5100 in front; `make cluster-stop` stops all of it by pid.
+# `make cluster TLS=1`: the servers reach the second engine over tcp://127.0.0.1:2376 with mutual TLS.
 .PHONY: cluster cluster-stop
 cluster: install engine image
-	scripts/cluster up
+	scripts/cluster up $(if $(TLS),--tls)
 
 cluster-stop:
 	scripts/cluster down

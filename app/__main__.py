@@ -7,6 +7,7 @@
     sce schema [--openapi]      print the protocol's JSON Schema (or the OpenAPI document)
     sce run FILE.py | -c CODE   run a program on a server in this terminal (see app/client/cli.py)
     sce watch LINK | ID TOKEN   follow another run's output
+    sce repl [--runtime R]      a Python prompt on a session on a server (see app/client/repl.py)
     sce mcp --url URL           the server's MCP tools over stdio, for AI agents (see app/mcp/bridge.py)
 
 Every server-side subcommand reads ``Settings()`` first, so a bad ``SCE_*`` variable is reported the same
@@ -154,7 +155,7 @@ def _client_side(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for ``python -m app`` and the ``sce`` console script."""
     args = _parser().parse_args(argv)
-    if args.command in ("run", "watch", "mcp", "schema"):  # client side: the server's settings do not apply
+    if args.command in ("run", "watch", "repl", "mcp", "schema"):  # client side: the server's settings do not apply
         return _client_side(args)
     missing = _missing_server_extra(args.command)
     if missing:

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """The Docker backend's group of settings."""
+
+    host: str | None  # SCE_DOCKER_HOST (None: DOCKER_HOST or the local socket)
+    hosts: tuple[str | None, ...]  # SCE_DOCKER_HOSTS, else (host,)
+    tls_dir: str | None  # SCE_DOCKER_TLS_DIR
+    runtime: str  # SCE_RUNTIME
+    capacity: int  # SCE_ENGINE_CAPACITY, else SCE_MAX_CONCURRENT_RUNS
 
 
 def _split_csv(value: object) -> object:
@@ -76,7 +88,8 @@ class Settings(BaseSettings):
     )
     log_code: bool = Field(False, description="include program text in the per-run log line")
 
-    # --- the sandbox image and engine -----------------------------------------------------
+    # --- the sandbox backend: which one, and the Docker engine's settings (``Settings.docker()``) ---
+    backend: Literal["docker"] = Field("docker", description="the sandbox backend (one so far)")
     image: str = Field("sce-sandbox:bookworm", description="the sandbox image's tag")
     runtime: Literal["runc", "runsc"] = Field("runc", description="OCI runtime for sandboxes")
     docker_host: str | None = Field(None, description="engine URL; default: DOCKER_HOST or the local socket")
@@ -85,21 +98,12 @@ class Settings(BaseSettings):
         description="several engines for one server (comma-separated URLs); overrides SCE_DOCKER_HOST",
     )
     docker_tls_dir: str | None = Field(
-        None, description="directory with ca.pem, cert.pem, key.pem: mutual TLS for tcp:// engines"
-    )
-    engine_wire: bool = Field(
-        True,
-        description="a local engine's per-run calls (create, attach, start, remove) on the event loop "
-        "instead of docker-py in threads (less server CPU per run); off: docker-py for everything",
+        None,
+        description="directory with ca.pem, cert.pem, key.pem: mutual TLS for tcp:// engines "
+        "(the only CA trusted for them, whatever REQUESTS_CA_BUNDLE and the like say)",
     )
     engine_capacity: int | None = Field(
         None, ge=1, description="runs one engine carries at once; default: SCE_MAX_CONCURRENT_RUNS"
-    )
-    executor_threads: int | None = Field(
-        None,
-        ge=4,
-        le=1024,
-        description="threads for short blocking engine calls; default: from the concurrency settings",
     )
     image_mirror: str | None = Field(
         None, description="Debian mirror for building the image; default: the host's apt sources"
@@ -116,8 +120,11 @@ class Settings(BaseSettings):
     tmpfs_mb: int = Field(16, ge=1, description="size of the writable /tmp")
     output_bytes: int = Field(1_000_000, ge=1024, description="total stdout+stderr before the run is killed")
     max_line_chars: int = Field(16_384, ge=80, description="a partial line longer than this is sent in pieces")
+    # 2 ms, not 25: the sandbox already batches its writes (a flusher every 10 ms), so a frame that
+    # ends mid-line is a prompt or progress text to show now, or a long line cut by a full buffer
+    # whose rest follows within microseconds; a prompt waited 25 ms more here (measured 2026-12-03)
     flush_interval_ms: int = Field(
-        25, ge=1, le=100, description="longest a partial line (no newline yet) is held before it is sent"
+        2, ge=1, le=100, description="longest a partial line (no newline yet) is held before it is sent"
     )
     image_max_bytes: int = Field(1_048_576, ge=1024, description="largest image a program may show, in bytes")
     files_out_max_count: int = Field(20, ge=0, description="most files a run sends back; past it: files_truncated")
@@ -197,6 +204,19 @@ class Settings(BaseSettings):
     # --- warm pool -----------------------------------------------------------------------------
     pool_size: int = Field(2, ge=0, le=64, description="started sandboxes waiting for a program; 0 = off")
     pool_idle_max_s: float = Field(300.0, gt=0, description="a pooled sandbox older than this is replaced")
+    pool_max: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="the default runtime's pool grows to this after bursts of runs; <= pool size: no growth",
+    )
+    pool_burst_s: float = Field(2.0, gt=0, description="runs started within this many seconds count as one burst")
+    pool_window_s: float = Field(
+        600.0, gt=0, description="a burst is remembered this long (the pool stays as large), then the pool shrinks back"
+    )
+    pool_memory_mb: int = Field(
+        4096, ge=0, description="a grown pool's sandboxes together, counted at their memory limit, stay under this"
+    )
 
     # --- the scientific runtime (numpy, pandas, matplotlib, Pillow) --------------------------
     scientific_image: str = Field("sce-sandbox-scientific:bookworm", description="the scientific runtime's image tag")
@@ -206,13 +226,16 @@ class Settings(BaseSettings):
     scientific_tmpfs_mb: int = Field(64, ge=1, description="size of the scientific runtime's writable /tmp")
     scientific_pool_size: int = Field(1, ge=0, le=64, description="started scientific sandboxes waiting; 0 = off")
 
-    def engine_threads(self) -> int:
-        """Threads for one engine's blocking calls: a kill for every run at once, plus the pool's
-        starts and removals (in threads where the engine wire is off or cannot serve: remote
-        engines), so a timeout's kill never queues behind other calls."""
-        if self.executor_threads is not None:
-            return self.executor_threads
-        return min(1024, self.max_concurrent_runs + 2 * self.pool_size + 8)
+    def docker(self) -> DockerSettings:
+        """The Docker backend's settings as one group (their variables keep their SCE_ names)."""
+        hosts: tuple[str | None, ...] = tuple(self.docker_hosts) or (self.docker_host,)
+        return DockerSettings(
+            host=self.docker_host,
+            hosts=hosts,
+            tls_dir=self.docker_tls_dir,
+            runtime=self.runtime,
+            capacity=self.engine_capacity or self.max_concurrent_runs,
+        )
 
     @field_validator("allowed_origins", "docker_hosts", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
@@ -255,11 +278,6 @@ class Settings(BaseSettings):
             raise ValueError("SCE_TIMEOUT_S must not exceed SCE_TIMEOUT_MAX_S")
         if self.code_max_bytes >= self.max_message_bytes:
             raise ValueError("SCE_CODE_MAX_BYTES must be below SCE_MAX_MESSAGE_BYTES")
-        if self.executor_threads is not None and self.executor_threads < self.max_concurrent_runs + 2:
-            raise ValueError(
-                f"SCE_EXECUTOR_THREADS ({self.executor_threads}) must be at least SCE_MAX_CONCURRENT_RUNS + 2 "
-                f"({self.max_concurrent_runs + 2}): every live run may need a thread for its kill at once"
-            )
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

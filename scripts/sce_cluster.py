@@ -1,6 +1,7 @@
 """A scale-out trial on one host, loopback only: a second Docker engine, N servers, HAProxy in front.
 
     scripts/cluster up       start what is not running yet (idempotent); print what runs where
+    scripts/cluster up --tls ... with the servers reaching engine2 over tcp://127.0.0.1:2376, mutual TLS
     scripts/cluster status   print what runs where
     scripts/cluster down     stop everything it started, by pid; remove the containers its servers left
     scripts/cluster down --purge   ... and the second engine's data root (its images)
@@ -63,6 +64,14 @@ def start_time(pid: int) -> str | None:
         return None
 
 
+def pid_namespace(pid: int | str = "self") -> str | None:
+    """The inode of /proc/PID/ns/pid: the last part of a server's ``sce.owner`` label."""
+    try:
+        return str(os.stat(f"/proc/{pid}/ns/pid").st_ino)
+    except OSError:
+        return None
+
+
 def running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -120,12 +129,13 @@ class PidFile:
         return None
 
     def owner(self, host: str | None = None) -> str | None:
-        """The server's ``sce.owner`` label value (``host:pid:start-time``), dead or alive."""
+        """The server's ``sce.owner`` label value (``host:pid:start-time:pid-namespace``), dead or
+        alive (the servers run in this script's pid namespace)."""
         try:
             pid, started = self.path.read_text().split()[:2]
         except (OSError, ValueError):
             return None
-        return f"{host or socket.gethostname()}:{pid}:{started}"
+        return f"{host or socket.gethostname()}:{pid}:{started}:{pid_namespace()}"
 
 
 # --- the engine API over a unix socket (stdlib only) -----------------------------------------------------
@@ -204,7 +214,11 @@ class Engine:
     name: str = "engine2"
     images: tuple[str, ...] = DEFAULT_IMAGES
     shutdown_timeout_s: int = 2  # containers get this long on an engine stop before SIGKILL
-    tls_port: int | None = None  # also listen on tcp://127.0.0.1:PORT, TLS with client certificates
+    tls_port: int | None = None  # also listen on tcp://TLS_ADDRESS:PORT, TLS with client certificates
+    tls_address: str = "127.0.0.1"
+    # daemon.json's TLS keys (tlsverify, tlscacert, tlscert, tlskey) of certificates made elsewhere
+    # (docs/DEPLOY.md's walkthrough); None: a throw-away CA of its own in tls_dir (make_tls)
+    tls_config: dict[str, object] | None = None
 
     @property
     def tls_dir(self) -> Path:
@@ -213,7 +227,7 @@ class Engine:
 
     @property
     def tls_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.tls_port}"
+        return f"tcp://{self.tls_address}:{self.tls_port}"
 
     @property
     def socket(self) -> str:
@@ -245,7 +259,10 @@ class Engine:
     def command(self) -> list[str]:
         config = self.dir / f"{self.name}-daemon.json"
         config.write_text(
-            json.dumps({"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}})
+            json.dumps(
+                {"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}
+                | (self.tls_config or {})
+            )
         )
         return [
             "dockerd",
@@ -265,6 +282,8 @@ class Engine:
     def _tls_args(self) -> list[str]:
         if self.tls_port is None:
             return []
+        if self.tls_config is not None:
+            return ["-H", self.tls_url]  # the rest is in its config file
         make_tls(self.tls_dir)
         d = self.tls_dir
         return [
@@ -409,6 +428,7 @@ class Server:
     index: int
     port: int
     env: dict[str, str]
+    host: str = "127.0.0.1"
 
     @property
     def name(self) -> str:
@@ -416,7 +436,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pidfile(self) -> PidFile:
@@ -435,7 +455,9 @@ class Server:
     def start(self) -> int:
         pid = self.pid()
         if pid is None:
-            env = without_sce(os.environ) | self.env | {"SCE_BIND": f"127.0.0.1:{self.port}"}
+            # its sessions' ids begin with its name on HAProxy's server line: their requests come here
+            named = {"SCE_SERVER_NAME": self.name}
+            env = without_sce(os.environ) | named | self.env | {"SCE_BIND": f"{self.host}:{self.port}"}
             with self.log.open("ab") as log:
                 proc = subprocess.Popen(
                     [python(), "-m", "app", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -504,6 +526,7 @@ class Balancer:
     check_fall: int | None = None
     check_rise: int | None = None
     template: Path = ROOT / "deploy" / "haproxy.cfg"
+    source: str | None = None  # the address HAProxy connects to the servers from (its host's)
 
     @property
     def config(self) -> Path:
@@ -549,11 +572,13 @@ class Balancer:
                 continue
             if word == "server" and section.startswith("backend"):
                 if "sce1" in line.split():  # the template's servers become ours, in their place
-                    out.extend(f"    server {s.name} 127.0.0.1:{s.port}" for s in self.servers)
+                    out.extend(f"    server {s.name} {s.host}:{s.port}" for s in self.servers)
                 continue
             if word == "default-server":
                 line = self._timing(line)
             out.append(line)
+            if word == "backend" and self.source is not None:
+                out.append(f"    source {self.source}")
         return "\n".join(out) + "\n"
 
     def _timing(self, line: str) -> str:
@@ -636,9 +661,10 @@ class Cluster:
     check_rise: int | None = None
     engines_per_server: str = "both"  # "both": every server uses both engines; "split": server i uses engine i
     notes: list[str] = field(default_factory=list)
+    tls_port: int | None = None  # engine2 over tcp://127.0.0.1:PORT with mutual TLS (make_tls), not its socket
 
     def __post_init__(self) -> None:
-        self.engine = Engine(self.dir, self.data / "engine2")
+        self.engine = Engine(self.dir, self.data / "engine2", tls_port=self.tls_port)
         self.servers = [Server(self.dir, i, self.base_port + i, {}) for i in range(1, self.servers_n + 1)]
         self.balancer = Balancer(
             self.dir, self.base_port, self.servers, self.check_inter_ms, self.check_fall, self.check_rise
@@ -646,13 +672,15 @@ class Cluster:
 
     @property
     def engine_urls(self) -> list[str]:
-        return [f"unix://{MAIN_SOCKET}", self.engine.url]
+        return [f"unix://{MAIN_SOCKET}", self.engine.tls_url if self.tls_port else self.engine.url]
 
     def env_for(self, server: Server, known: set[str]) -> dict[str, str]:
         """Each server's SCE_* settings, from what this checkout's server supports."""
         env: dict[str, str] = {}
         if "docker_hosts" in known and self.engines_per_server == "both":
             env["SCE_DOCKER_HOSTS"] = ",".join(self.engine_urls)
+            if self.tls_port:
+                env["SCE_DOCKER_TLS_DIR"] = str(self.engine.tls_dir)
         else:
             env["SCE_DOCKER_HOST"] = self.engine_urls[(server.index - 1) % 2]
             self.notes.append(f"{server.name}: one engine each (this server has no SCE_DOCKER_HOSTS)")
@@ -706,7 +734,8 @@ class Cluster:
         lines = []
         pid = self.engine.pid()
         lines.append(f"engine1  the host's own dockerd    unix://{MAIN_SOCKET}")
-        lines.append(f"engine2  {'pid ' + str(pid) if pid else 'not running':<22} {self.engine.url}")
+        url = self.engine.tls_url + " (mutual TLS)" if self.tls_port else self.engine.url
+        lines.append(f"engine2  {'pid ' + str(pid) if pid else 'not running':<22} {url}")
         for server in self.servers:
             pid = server.pid()
             got = server.health(timeout=2) if pid else None
@@ -761,11 +790,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=int(os.environ.get("CLUSTER_SERVERS", "2")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "5100")))
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("CLUSTER_DIR", str(DEFAULT_DIR))))
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=os.environ.get("CLUSTER_TLS", "") not in ("", "0"),
+        help="the servers reach engine2 over tcp://127.0.0.1:2376 with mutual TLS (certificates in the cluster dir)",
+    )
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("CLUSTER_DATA", str(DEFAULT_DATA))))
     args = parser.parse_args(argv)
     # SCE_* from the caller's environment reach every server (e.g. SCE_RUNTIME=runsc scripts/cluster up)
     extra = {k: v for k, v in os.environ.items() if k.startswith("SCE_")}
-    cluster = Cluster(args.dir, args.data, args.port, args.servers, extra)
+    cluster = Cluster(args.dir, args.data, args.port, args.servers, extra, tls_port=2376 if args.tls else None)
     if args.action != "render-haproxy" and os.geteuid() != 0:
         print("scripts/cluster: starting a second dockerd needs root", file=sys.stderr)
         return 1

@@ -33,9 +33,13 @@ SERVER_START_TIMEOUT_S = 30.0
 
 def _engine_ok() -> bool:
     try:
+        image = Settings().image
+    except ValueError as exc:  # a bad or unknown SCE_* variable: say so, never skip every Docker test
+        raise pytest.UsageError(f"the environment's SCE_* settings are refused: {exc}") from exc
+    try:
         client = docker.from_env(timeout=5)
         client.ping()
-        client.images.get(Settings().image)
+        client.images.get(image)
         client.close()
         return True
     except Exception:

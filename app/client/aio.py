@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlencode
 
 import httpx
 import websockets
@@ -153,9 +154,14 @@ class AsyncClient:
         first = {"type": "watch", "id": run_id, "token": token}
         return AsyncRun(self, first, watching=True, callbacks=callbacks, on_notice=on_notice)
 
-    async def connect(self) -> ClientConnection:
+    async def connect(self, session: str | None = None) -> ClientConnection:
+        """A WebSocket to ``/run``; for a run in a session, ``?session=ID`` lets a balancer in front
+        of several servers send the upgrade to the server that holds the session (PROTOCOL.md)."""
+        url = self.ws_url
+        if session is not None:
+            url += ("&" if "?" in url else "?") + urlencode({"session": session})
         return await websockets.connect(
-            self.ws_url,
+            url,
             additional_headers=self.headers,
             open_timeout=self.open_timeout_s,
             max_size=None,  # the server bounds its frames (images and files out are its budget)
@@ -273,7 +279,7 @@ class AsyncRun:
 
     async def _connect_or_lose(self) -> ClientConnection:
         try:
-            return await self._client.connect()
+            return await self._client.connect(self._first.get("session"))
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code
             code, message = _HANDSHAKE.get(status, "internal"), f"the server refused the WebSocket (HTTP {status})"
@@ -458,7 +464,7 @@ class AsyncRun:
             if self._ended is not None:
                 return
             try:
-                ws = await self._client.connect()
+                ws = await self._client.connect(self._first.get("session"))
                 await ws.send(json.dumps(first))
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.ConnectionClosed) as error:
                 last = error

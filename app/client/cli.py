@@ -1,4 +1,5 @@
-"""``sce run`` and ``sce watch``: a program on the server, felt as if it ran in this terminal.
+"""``sce run`` and ``sce watch``: a program on the server, felt as if it ran in this terminal
+(``sce repl``, a prompt on a session, is app/client/repl.py).
 
 The program's stdout and stderr go to the terminal's own stdout and stderr as they arrive; what
 is typed is forwarded to its stdin (Ctrl+D closes it); Ctrl+C stops it (a second Ctrl+C leaves
@@ -117,6 +118,9 @@ def add_parsers(sub: Any) -> None:
     watch.add_argument("watch_token", nargs="?", metavar="TOKEN", help="with an id: its watch_token (or token)")
     watch.add_argument("--out", type=Path, metavar="DIR", help="write the files and images the program made here")
     _common(watch, url_from_link=True)
+    repl = sub.add_parser("repl", help="a Python prompt on a session: names live on between lines (Ctrl+D leaves)")
+    repl.add_argument("--runtime", help="a runtime's name (GET /runtimes); default: the server's default")
+    _common(repl)
     mcp_cli.add_parser(sub)  # sce mcp: the MCP tools over stdio (app/mcp)
 
 
@@ -145,6 +149,10 @@ def main(args: argparse.Namespace) -> int:
         say(str(exc))
         return EXIT_USAGE
     try:
+        if args.command == "repl":
+            from app.client import repl
+
+            return repl.main(client, args.runtime)
         if args.command == "watch":
             watched = client.watch(run_id, watch_token, on_notice=say)
             return asyncio.run(_follow(watched, Output(args.out, echo_input=True), forward_stdin=False))

@@ -163,7 +163,7 @@ def _with_security_headers(send: Send) -> Send:
 
 def mount_mcp(app: Quart, ctx: ServerContext, backend: SessionBackend | None = None) -> McpEndpoint | None:
     """Serve ``/mcp`` from ``app`` (unless ``SCE_MCP_ENABLED`` is off); ``backend``: the server's
-    sessions for ``keep_state`` (none yet: ``keep_state`` is refused with a clear sentence)."""
+    sessions for ``keep_state`` (``RegistrySessions``; without one ``keep_state`` is refused)."""
     if not ctx.settings.mcp_enabled:
         return None
     endpoint = McpEndpoint(ctx, backend or NoSessions())

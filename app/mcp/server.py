@@ -110,13 +110,13 @@ class McpTools:
             printed += len(data)  # progress must grow: the characters printed so far
             await rctx.session.report_progress(printed, None, data)
 
+        handle = None
         try:
             keep_state = arguments.get("keep_state", False)
             if not isinstance(keep_state, bool):
                 raise BadMessage("'keep_state' must be true or false")
             fields = {name: arguments[name] for name in results.RUN_ARGUMENTS if name in arguments}
             run_request = parse_run_fields(fields, ctx.settings)
-            handle = None
             if keep_state:
                 if owner is None:
                     raise StateUnavailable(NO_MCP_SESSION if self.state.available else NO_SESSIONS)
@@ -127,6 +127,8 @@ class McpTools:
         except SCEError as error:
             if not started:
                 ctx.metrics.errors.labels(error.code).inc()  # a run's own errors are counted by the run
+            if owner is not None and handle is not None and error.code == "not_found":
+                self.state.forget(owner, handle)  # it ended meanwhile: the next call starts afresh
             return results.refusal(error)
         if owner is not None and handle is not None and answer.session_alive is False:
             self.state.forget(owner, handle)

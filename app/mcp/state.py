@@ -8,8 +8,9 @@ the session was opened by another client). It ends with ``reset_state``, when th
 ends (the client's DELETE), after the MCP session's idle timeout with no request, or when the
 server's sessions end it (``session_alive`` false); past that a ``keep_state`` call starts afresh.
 
-The server's sessions are reached through ``SessionBackend``: until they are served here
-(``app/server/sessions.py``), ``NoSessions`` refuses ``keep_state`` with a clear sentence.
+The server's sessions are reached through ``SessionBackend``: ``RegistrySessions`` on the
+server's session registry (``app/server/sessions.py``); ``NoSessions`` (a server built without
+sessions) refuses ``keep_state`` with a clear sentence.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.errors import SCEError
+from app.protocol import SessionRequest
+
+if TYPE_CHECKING:
+    from app.server.sessions import SessionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +57,40 @@ class SessionBackend(Protocol):
 
     async def close(self, handle: SessionHandle) -> None: ...
 
+    def alive(self, handle: SessionHandle) -> bool:
+        """Whether the session still lives (it may have ended by its own idle timeout)."""
+        ...
+
 
 class NoSessions:
-    """This server keeps no state between runs (yet): every ``keep_state`` is refused."""
+    """This server keeps no state between runs: every ``keep_state`` is refused."""
 
     async def create(self, client: str, runtime: str | None) -> SessionHandle:
         raise StateUnavailable(NO_SESSIONS)
 
     async def close(self, handle: SessionHandle) -> None:
         return None
+
+    def alive(self, handle: SessionHandle) -> bool:
+        return False
+
+
+class RegistrySessions:
+    """``keep_state`` on the server's own sessions: made for the MCP client's key, so they count
+    against its share of sessions (``SCE_SESSIONS_PER_CLIENT``) like any ``POST /sessions``."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+
+    async def create(self, client: str, runtime: str | None) -> SessionHandle:
+        session = await self.registry.create(client, SessionRequest(runtime=runtime))
+        return SessionHandle(session.id, session.token, session.runtime)
+
+    async def close(self, handle: SessionHandle) -> None:
+        self.registry.end(self.registry.lookup(handle.id, handle.token), "its MCP session reset or ended it")
+
+    def alive(self, handle: SessionHandle) -> bool:
+        return handle.id in self.registry.sessions
 
 
 @dataclass
@@ -100,6 +130,8 @@ class KeptState:
         lock = self._making.setdefault(owner, asyncio.Lock())
         async with lock:
             kept = self._kept.get(owner)
+            if kept is not None and not self.backend.alive(kept.handle):
+                kept = None  # it ended by itself (its own idle timeout, its lifetime): start afresh
             if kept is None:
                 kept = _Kept(await self.backend.create(owner[0], runtime), self.clock())
                 self._kept[owner] = kept

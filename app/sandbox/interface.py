@@ -9,15 +9,44 @@ exit conventions an engine has stay inside its backend.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from app.core.exits import ExitObservation
 from app.core.streams import Stream
 
 
 @dataclass(frozen=True)
+class Lockdown:
+    """What every backend must enforce on every sandbox, whatever its engine: the contract a second
+    backend has to meet (tests/security checks the Docker backend against it).
+
+    The numeric limits (memory, pids, CPU, open files, /tmp size) are the ``SandboxSpec``'s own.
+    """
+
+    user: str = "10001:10001"  # never root, no name needed in the image
+    read_only_root: bool = True  # only the size-limited /tmp is writable
+    network: Literal["none"] = "none"  # no interface but loopback
+    drop_all_capabilities: bool = True
+    no_new_privileges: bool = True
+    # "project": the project's syscall filter (seccomp.json); "runtime": the runtime confines the
+    # guest itself (gVisor implements the calls in its own kernel, inside a host filter)
+    syscall_filter: Literal["project", "runtime"] = "project"
+    init: bool = True  # a reaper as pid 1: zombies are collected, signals reach the program
+    private_ipc: bool = True
+    no_swap: bool = True  # memory+swap equal to memory
+    no_logs: bool = True  # the engine keeps no copy of the output
+    working_dir: str = "/tmp"
+    environment: tuple[tuple[str, str], ...] = (
+        ("HOME", "/tmp"),
+        ("LANG", "C.UTF-8"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+    )
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
-    """What one sandbox is started with: its image and the limits it is promised."""
+    """What one sandbox is started with: its image, the limits it is promised and its lockdown."""
 
     runtime: str
     image: str
@@ -34,6 +63,7 @@ class SandboxSpec:
     # seconds after its creation past which any server may remove it (``sce.lease_s``); None: the
     # engine's own (a pooled sandbox's longest life). A session's sandbox lives longer.
     lease_s: int | None = None
+    lockdown: Lockdown = Lockdown()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Starting a container costs ~170 ms, almost all of it in the engine; a bootstrap 
 waiting answers in a few milliseconds. The pool keeps ``size`` of them ready, hands each out at
 most once, replaces one the moment it is taken, and recycles any that has waited longer than
 ``idle_max_s``. When it is empty (a burst, or the engine is slow) a run falls back to a cold
-start rather than waiting for the pool.
+start rather than waiting for the pool. With ``grow_to`` above ``size`` it keeps as many ready as
+the largest recent burst of runs, up to ``grow_to`` (``app.sandbox.demand``), and shrinks back to
+``size`` once no such burst has come for the demand's window.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from app.errors import SCEError
+from app.sandbox.demand import Demand, pool_target
 from app.sandbox.interface import Engine, Sandbox, SandboxSpec
 
 log = logging.getLogger(__name__)
@@ -28,11 +31,24 @@ RETRY_MAX_S = 10.0
 class WarmPool:
     """Warm sandboxes of one spec (one runtime) on one engine."""
 
-    def __init__(self, engine: Engine, spec: SandboxSpec, size: int, idle_max_s: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spec: SandboxSpec,
+        size: int,
+        idle_max_s: float,
+        *,
+        grow_to: int = 0,
+        burst_s: float = 2.0,
+        window_s: float = 600.0,
+    ) -> None:
         self.engine = engine
         self.spec = spec
-        self.size = size
+        self.size = size  # the base: always kept ready
         self.idle_max_s = idle_max_s
+        self.grow_to = max(size, grow_to)
+        self.demand = Demand(burst_s, window_s) if self.grow_to > size else None
+        self._cold_in_flight = 0  # runs' own cold starts under way (a burst's)
         self._ready: deque[Sandbox] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -46,9 +62,16 @@ class WarmPool:
     def ready(self) -> int:
         return len(self._ready)
 
+    def target(self, now: float | None = None) -> int:
+        """How many to keep ready now: ``size``, or the recent peak of demand up to ``grow_to``."""
+        if self.demand is None:
+            return self.size
+        return pool_target(self.size, self.demand.peak(time.monotonic() if now is None else now), self.grow_to)
+
     def state(self) -> dict[str, object]:
         return {
             "size": self.size,
+            "target": self.target(),
             "ready": self.ready,
             "handed_out": self.handed_out,
             "cold_starts": self.cold_starts,
@@ -61,12 +84,14 @@ class WarmPool:
             await self._changed.wait_for(lambda: predicate(self))
 
     def start(self) -> None:
-        if self.size > 0 and self._task is None:
+        if self.grow_to > 0 and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._fill(), name=f"warm-pool-{self.spec.runtime}")
 
     async def acquire(self) -> tuple[Sandbox, bool]:
         """A sandbox for one run, and whether it came warm from the pool."""
         now = time.monotonic()
+        if self.demand is not None:
+            self.demand.note(now)
         while self._ready:
             sandbox = self._ready.popleft()
             self._wake.set()
@@ -75,11 +100,16 @@ class WarmPool:
                 return sandbox, True
             self.engine.discard(sandbox)
         self.cold_starts += 1
+        self._cold_in_flight += 1
         self._wake.set()
-        return await self.engine.start_sandbox(self.spec), False
+        try:
+            return await self.engine.start_sandbox(self.spec), False
+        finally:
+            self._cold_in_flight -= 1
+            self._wake.set()
 
     async def _fill(self) -> None:
-        """Keep ``size`` ready: every missing sandbox is started at once, not one after another (a
+        """Keep ``target()`` ready: every missing sandbox is started at once, not one after another (a
         burst that takes all of them finds them replaced in one start's time, not ``size`` starts').
         After a failed start, no new one is tried until the back-off has passed."""
         delay = RETRY_MIN_S
@@ -89,13 +119,25 @@ class WarmPool:
             while True:
                 self._recycle_stale()
                 now = time.monotonic()
-                while len(self._ready) + len(starting) < self.size and now >= retry_at:
+                target = self.target(now)
+                if len(self._ready) > target:  # demand has passed: the oldest go first
+                    while len(self._ready) > target:
+                        self.engine.discard(self._ready.popleft())
+                    async with self._changed:
+                        self._changed.notify_all()
+                # growing past the base waits for a burst's own cold starts: the engine is not
+                # asked for more than the target at once, and the waiting clients' starts go first
+                target = max(self.size, target - self._cold_in_flight)
+                while len(self._ready) + len(starting) < target and now >= retry_at:
                     starting.add(asyncio.ensure_future(self.engine.start_sandbox(self.spec, pooled=True)))
                 self._wake.clear()
                 oldest = min((s.created_at for s in self._ready), default=now)
                 until = oldest + self.idle_max_s if self._ready else now + self.idle_max_s
                 if now < retry_at:
                     until = min(until, retry_at)
+                shrink_at = self.demand.changes_at() if self.demand is not None else None
+                if shrink_at is not None:
+                    until = min(until, shrink_at)
                 waker = asyncio.ensure_future(self._wake.wait())
                 try:
                     await asyncio.wait(

@@ -21,8 +21,9 @@ from app.core.events import RunLimits
 from app.core.rich import RichLimits
 from app.errors import BadMessage, SCEError, Unavailable
 from app.protocol import RunRequest, effective_timeout
+from app.sandbox.demand import growth_bound
 from app.sandbox.heap import IDLE_FIRST_S, HeapTrimmer
-from app.sandbox.interface import Engine, SandboxSpec
+from app.sandbox.interface import Engine, Lockdown, SandboxSpec
 from app.sandbox.pool import WarmPool
 from app.sandbox.run import Run, StdinBuffer
 from app.sandbox.runtimes import DEFAULT_RUNTIME, RuntimeSpec, runtimes_from
@@ -40,6 +41,9 @@ REAP_INTERVAL_S = 60.0
 
 def default_specs(settings: Settings) -> dict[str, SandboxSpec]:
     """What each runtime's sandboxes are started with, the default runtime first."""
+    # gVisor does not apply a container's syscall filter to its guest: its own kernel implements
+    # those calls, inside the host filter around the sentry
+    lockdown = Lockdown(syscall_filter="runtime" if settings.runtime == "runsc" else "project")
     return {
         name: SandboxSpec(
             runtime=name,
@@ -52,9 +56,19 @@ def default_specs(settings: Settings) -> dict[str, SandboxSpec]:
             command=runtime.command(),
             environment=runtime.environment,
             stdin_preamble=runtime.stdin_preamble(),
+            lockdown=lockdown,
         )
         for name, runtime in runtimes_from(settings).items()
     }
+
+
+def make_engines(settings: Settings) -> list[Engine]:
+    """The engines ``SCE_BACKEND`` names, one per configured host: the one place a backend is chosen."""
+    if settings.backend == "docker":
+        from app.sandbox.docker.engine import DockerEngine  # imported only when chosen
+
+        return [DockerEngine(settings, host=host) for host in settings.docker().hosts]
+    raise ValueError(f"unknown sandbox backend {settings.backend!r}")
 
 
 @dataclass(eq=False)
@@ -106,7 +120,18 @@ class SandboxService:
             EngineSlot(
                 e,
                 {
-                    name: WarmPool(e, spec, self.runtimes[name].pool_size, settings.pool_idle_max_s)
+                    name: WarmPool(
+                        e,
+                        spec,
+                        self.runtimes[name].pool_size,
+                        settings.pool_idle_max_s,
+                        # only the default runtime grows with demand (a class's runs)
+                        grow_to=growth_bound(settings.pool_max, settings.pool_memory_mb, spec.memory_mb, e.capacity)
+                        if name == DEFAULT_RUNTIME
+                        else 0,
+                        burst_s=settings.pool_burst_s,
+                        window_s=settings.pool_window_s,
+                    )
                     for name, spec in self.specs.items()
                 },
             )
@@ -126,10 +151,7 @@ class SandboxService:
 
     @staticmethod
     def _default_engines(settings: Settings) -> list[Engine]:
-        from app.sandbox.docker.engine import DockerEngine  # the default backend, only when asked
-
-        hosts: list[str | None] = list(settings.docker_hosts) or [settings.docker_host]
-        return [DockerEngine(settings, host=host) for host in hosts]
+        return make_engines(settings)
 
     # -- compatibility views of the first engine (one-engine callers and tests) ------------------
     @property

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.errors import Internal, SCEError
 from app.mcp.mount import mount_mcp
+from app.mcp.state import RegistrySessions
 from app.protocol import RuntimeInfo
 from app.sandbox.service import SandboxService
 from app.schema import json_schema, openapi
@@ -132,7 +133,9 @@ def create_app(settings: Settings | None = None, service: SandboxService | None 
         await ctx.sessions.close()
         await service.stop()
 
-    mount_mcp(app, ctx)  # /mcp: the same runs as tools for AI agents (app/mcp)
+    # /mcp: the same runs and sessions as tools for AI agents (app/mcp); keep_state on this registry
+    assert ctx.sessions is not None
+    mount_mcp(app, ctx, RegistrySessions(ctx.sessions))
     register_session_routes(app, ctx)
 
     @app.websocket("/run")

@@ -23,10 +23,11 @@ CEILING_SEP = "@"
 
 def check_host(headers: Headers, settings: Settings) -> None:
     """Only the configured host names (DNS rebinding: a page on evil.example whose name now points
-    at 127.0.0.1 sends ``Host: evil.example``). No Host at all is not a browser: allowed."""
+    at 127.0.0.1 sends ``Host: evil.example``). No Host at all is not a browser: allowed (hypercorn
+    hands an HTTP/1.0 request without one, such as HAProxy's health check, an empty Host)."""
     names = settings.host_names()
     host = headers.get("Host")
-    if names is None or host is None or host_of(host) in names:
+    if names is None or not host or host_of(host) in names:
         return
     raise BadMessage(f"host {host!r} is not a name this server answers to (SCE_ALLOWED_HOSTS)")
 

@@ -15,7 +15,6 @@ from hypercorn.utils import wrap_app
 from wsproto.connection import Connection
 from wsproto.events import CloseConnection, Event
 
-from app.server.app import create_app
 from app.server.context import ServerContext
 from app.server.ws import CLIENT_CLOSE_KEY
 from app.settings import Settings
@@ -127,6 +126,10 @@ async def serve_forever(settings: Settings) -> None:
     record_client_close_codes()
     config = hypercorn_config(settings)
     sockets = claim_address(config, settings.bind)
+    # imported once the address is ours: the app's imports (the MCP SDK's most of all) take about a
+    # second of CPU, and a server that cannot listen should say so at once
+    from app.server.app import create_app
+
     app = create_app(settings)
     ctx: ServerContext = app.extensions["sce"]
     stop = asyncio.Event()

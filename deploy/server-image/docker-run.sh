@@ -6,9 +6,10 @@
 #
 # --network host   serves on SCE_BIND of the host (engines set up by scripts/engine-up have no
 #                  bridge network, so -p cannot publish a port there)
-# --pid host       the reaper tells live servers from dead ones by their host pid: in its own pid
-#                  namespace a server takes every other server's sandboxes on this engine for orphans
-#                  and removes them
+# --pid host       the reaper tells live servers from dead ones by their host pid: a restarted
+#                  container then removes at once what its dead predecessor left, and judges the
+#                  parent cgroups of other servers rightly. In its own pid namespace a server leaves
+#                  other servers' sandboxes to their lease (it once removed them as orphans)
 # the socket       the engine's API (root on this host: the server is as trusted as the engine)
 # /sys/fs/cgroup   with --user 0: exact per-run figures (cpu_ms, memory_peak_bytes) and the OOM
 #                  judgement from a parent cgroup, as a server on the host has. Without both, the

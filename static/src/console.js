@@ -112,6 +112,18 @@ export class OutputConsole {
     this._schedule();
   }
 
+  /** A session run's final value (protocol v3 `result`), as the line `Out: REPR`. */
+  result(text) {
+    this.queue.push(["result", text]);
+    this._schedule();
+  }
+
+  /** A line between runs kept in one session (its console is not cleared between them). */
+  separator(text) {
+    this.queue.push(["separator", text]);
+    this._schedule();
+  }
+
   /** Show what the user typed, on the line it answers, and end that line. */
   echo(text) {
     this.flush();
@@ -171,6 +183,7 @@ export class OutputConsole {
       if (stream === "image") this._image(data);
       else if (stream === "file") this._file(data);
       else if (stream === "note") this._mediaLine("note").textContent = data;
+      else if (stream === "result" || stream === "separator") this._ownLine(stream, data);
       else this._feed(stream, data);
     }
     this.discard = 0;
@@ -201,6 +214,17 @@ export class OutputConsole {
     const url = URL.createObjectURL(new Blob([bytes], { type }));
     this.urls.push(url);
     return url;
+  }
+
+  _ownLine(kind, text) {
+    this.cur = null;
+    this.filesEl = null;
+    const line = this._newLine(kind);
+    line.classList.add(kind === "result" ? "out-line" : "run-sep");
+    line.textContent = kind === "result" ? `Out: ${text}` : text;
+    this._addChars(line, line.textContent.length);
+    this.cur = null;
+    return line;
   }
 
   _mediaLine(kind) {

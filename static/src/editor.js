@@ -12,6 +12,7 @@ import {
 import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
 import { python } from "@codemirror/lang-python";
+import { lintGutter, setDiagnostics } from "@codemirror/lint";
 import { tags as t } from "@lezer/highlight";
 
 const highlight = HighlightStyle.define([
@@ -31,9 +32,11 @@ const highlight = HighlightStyle.define([
   { tag: t.invalid, color: "var(--tok-invalid)" },
 ]);
 
-// CodeMirror's basicSetup, less the linter (there is none) and with our own highlighting.
+// CodeMirror's basicSetup with our own highlighting; the only diagnostics are the ones a run
+// gives back (the line an uncaught exception was raised at), set by markException.
 const setup = [
   lineNumbers(),
+  lintGutter(),
   highlightActiveLineGutter(),
   highlightSpecialChars(),
   history(),
@@ -96,6 +99,8 @@ const theme = EditorView.theme({
   ".cm-panels": { backgroundColor: "var(--surface)", color: "var(--fg)" },
   ".cm-panels.cm-panels-bottom": { borderTop: "1px solid var(--border)" },
   ".cm-searchMatch": { backgroundColor: "var(--search-match)", outline: "1px solid var(--border)" },
+  ".cm-lintRange-error": { backgroundImage: "none", textDecoration: "underline wavy var(--error)", textUnderlineOffset: "3px" },
+  ".cm-diagnostic": { fontFamily: "var(--mono)", whiteSpace: "pre-wrap" },
   ".cm-textfield, .cm-button": { color: "var(--fg)", backgroundColor: "var(--surface-2)", borderColor: "var(--border)" },
 });
 
@@ -148,6 +153,26 @@ export function createEditor(parent, { doc, onChange, onRun, label }) {
     /** Long lines wrap at the editor's width (on) or scroll sideways (off). */
     setWrap(on) {
       view.dispatch({ effects: wrapping.reconfigure(on ? EditorView.lineWrapping : []) });
+    },
+    /**
+     * Mark the line an uncaught exception was raised at (a run's `exit.exception`, protocol v3)
+     * with an error diagnostic carrying its name and value; null clears the marks.
+     */
+    markException(exception) {
+      const n = exception && Number.isInteger(exception.line) ? exception.line : 0;
+      const doc = view.state.doc;
+      if (n < 1 || n > doc.lines) {
+        view.dispatch(setDiagnostics(view.state, []));
+        return false;
+      }
+      const line = doc.line(n);
+      const text = line.text;
+      const from = line.from + (text.length - text.trimStart().length); // the code, not its indent
+      const message = exception.value ? `${exception.name}: ${exception.value}` : exception.name;
+      view.dispatch(setDiagnostics(view.state, [
+        { from, to: Math.max(from, line.to), severity: "error", source: "run", message },
+      ]));
+      return true;
     },
     /** A read-only editor (a watcher's view): no edits, no Run key. */
     setReadOnly(on) {

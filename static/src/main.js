@@ -14,6 +14,7 @@ import {
 import { filesField } from "./files.js";
 import { FilesIn } from "./filesin.js";
 import { DEFAULT_FILENAME, InputEcho, filenameProblem } from "./echo.js";
+import { PageSession, describeSession, keepWanted, rememberKeep, withSession } from "./kept.js";
 
 const STORAGE_KEY = "sce.code";
 const RUNTIME_KEY = "sce.runtime";
@@ -65,6 +66,9 @@ const ui = {
   filename: $("filename"),
   wrap: $("wrap"),
   theme: $("theme"),
+  keepState: $("keep-state"),
+  restart: $("restart"),
+  sessionState: $("session-state"),
 };
 
 const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
@@ -388,14 +392,15 @@ function hideStats() {
 
 /** @type {RunSession|null} */
 let session = null;
+let startingSession = false; // Keep state: POST /sessions in flight for a Run
 // {limits, finished, stopRequested, stdinClosed, started, id, watchToken, dropped, code, runtime}
 let run = null;
 
 function setControls() {
-  const active = Boolean(session);
+  const active = Boolean(session) || startingSession;
   const running = active && run.started && !run.finished;
   ui.run.disabled = active || Boolean(watching);
-  ui.stop.disabled = !active || run.stopRequested || Boolean(watching);
+  ui.stop.disabled = !session || run.stopRequested || Boolean(watching);
   const inputOn = running && !run.stdinClosed && !run.stopRequested && !watching && !run.reconnecting;
   const hadFocus = document.activeElement === ui.stdin;
   ui.stdin.disabled = !inputOn;
@@ -434,10 +439,18 @@ function newRunState() {
 }
 
 function openSession(frame) {
-  out.clear();
+  if (frame.session) {
+    // a run kept in the page's session: the console keeps the earlier runs, one line apart
+    const number = (kept.info && Number.isInteger(kept.info.runs) ? kept.info.runs : 0) + 1;
+    if (number === 1) out.clear();
+    out.separator(`In [${number}]`);
+  } else {
+    out.clear();
+  }
   hideStats();
   ui.statusLimits.textContent = "";
-  const current = new RunSession(runSocketUrl(location), frame, {
+  const url = frame.session ? withSession(runSocketUrl(location), frame.session) : runSocketUrl(location);
+  const current = new RunSession(url, frame, {
     onOpen: () => {
       if (session === current && !run.started) setStatus(watching ? "Waiting for the run…" : "Waiting for a sandbox…", "wait");
     },
@@ -463,8 +476,8 @@ function openSession(frame) {
   setControls();
 }
 
-function startRun() {
-  if (session || watching) return;
+async function startRun() {
+  if (session || watching || startingSession) return;
   const badName = checkFilename();
   if (badName) {
     setStatus(badName, "error");
@@ -481,6 +494,25 @@ function startRun() {
   const files = filesField(filesIn.files, bytesToBase64);
   if (files) frame.files = files;
   frame.stats = true;
+  editor.markException(null);
+  if (ui.keepState.checked) {
+    run.inSession = true;
+    startingSession = true;
+    setControls();
+    if (!kept.made) setStatus("Starting a session…", "wait");
+    try {
+      const made = await kept.ensure(run.runtime);
+      frame.session = made.id;
+      frame.session_token = made.token;
+    } catch (error) {
+      startingSession = false;
+      setStatus(`Could not start a session: ${error.message}`, "error", { retry: true });
+      setControls();
+      return;
+    }
+    startingSession = false;
+    showSession();
+  }
   openSession(frame);
   // On a phone the console is below the editor: show it.
   if (matchMedia(NARROW).matches) ui.console.scrollIntoView({ block: "nearest" });
@@ -517,6 +549,10 @@ function onFrame(f) {
     case "image":
       out.image(f);
       break;
+    case "result":
+      // a session run's last expression (v3): shown as a notebook shows it
+      if (typeof f.text === "string") out.result(f.text);
+      break;
     case "file":
       out.file(f);
       break;
@@ -534,8 +570,13 @@ function onFrame(f) {
       const used = describeResources(f);
       let status = f.truncated && f.reason !== "output_limit" ? `${text} · output truncated` : text;
       if (used) status += ` · ${used}`;
+      if (f.exception && typeof f.exception.name === "string" && !watching) {
+        editor.markException(f.exception); // its line, with the exception's name and value
+        status += ` · ${f.exception.name}${Number.isInteger(f.exception.line) ? ` at line ${f.exception.line}` : ""}`;
+      }
       setStatus(status, exitTone(f));
       out.system(used ? `${text} · ${used}` : text, exitTone(f));
+      if (run.inSession) sessionRunEnded(f.session_alive !== false);
       setControls();
       break;
     }
@@ -544,7 +585,11 @@ function onFrame(f) {
       stopTimer();
       hideStats();
       let text = describeError(f.code, f.message);
-      if (f.code === "not_found") {
+      if (f.code === "not_found" && run.inSession) {
+        kept.forget();
+        showSession();
+        text = "The session has ended (idle too long, or the server restarted): Run again to start a new one.";
+      } else if (f.code === "not_found") {
         text = watching
           ? "This run cannot be watched: it has ended or the link is wrong."
           : "The connection dropped and the run could not be resumed: the server no longer has it.";
@@ -600,6 +645,65 @@ document.addEventListener("keydown", (event) => {
     startRun();
   }
 });
+
+// --- keep state: the page's session (v3) -------------------------------------------------------
+
+const kept = new PageSession(location);
+
+function showSession() {
+  const on = ui.keepState.checked && Boolean(kept.made) && !watching;
+  ui.sessionState.hidden = !on;
+  ui.restart.hidden = !ui.keepState.checked || Boolean(watching);
+  if (!on) return;
+  const info = kept.info || { state: "idle", expires_at: kept.made.expires_at };
+  ui.sessionState.textContent = describeSession(info);
+  ui.sessionState.dataset.state = info.state || "idle";
+  ui.sessionState.title = `Session ${kept.made.id} (${kept.made.runtime})`;
+}
+
+/** Ask the server how the session is (its runs, its expiry); it may have ended meanwhile. */
+async function refreshSession() {
+  if (!kept.made) return;
+  try {
+    await kept.refresh();
+  } catch {
+    /* the server is unreachable: keep showing what was known */
+  }
+  showSession();
+}
+
+function sessionRunEnded(alive) {
+  if (!alive) {
+    kept.forget();
+    out.system("The session ended: its state is gone. The next run starts a new one.", "warn");
+  }
+  refreshSession();
+}
+
+ui.keepState.checked = keepWanted();
+ui.keepState.addEventListener("change", () => {
+  rememberKeep(ui.keepState.checked);
+  if (!ui.keepState.checked && kept.made) kept.end(); // off: its sandbox is let go
+  showSession();
+});
+ui.restart.addEventListener("click", async () => {
+  if (session) {
+    run.stopRequested = true; // the DELETE ends the run in progress (killed)
+    setControls();
+  }
+  ui.restart.disabled = true;
+  await kept.end();
+  editor.markException(null);
+  out.clear();
+  out.system("Restarted: the next run starts with a clean interpreter.", "info");
+  setStatus("Session restarted", "idle");
+  ui.restart.disabled = false;
+  showSession();
+});
+setInterval(() => {
+  if (!kept.made || !ui.keepState.checked) return;
+  if (!session) refreshSession(); // its expiry moves on; it may have ended on the server
+}, 20_000);
 
 // --- standard input ---------------------------------------------------------------------------
 
@@ -701,10 +805,12 @@ if (watching) {
     history.replaceState(null, "", await shareUrl(location, editor.getCode(), { runtime: link.runtime }));
     location.reload();
   });
-  for (const el of [ui.examples, ui.runtime, ui.timeout, ui.filename]) el.disabled = true;
+  for (const el of [ui.examples, ui.runtime, ui.timeout, ui.filename, ui.keepState]) el.disabled = true;
   filesIn.lock();
 }
 setControls();
+showSession();
+if (ui.keepState.checked && kept.made && !watching) refreshSession(); // a reload: is it still there?
 if (startNote) setStatus(startNote, "error");
 else setStatus("Ready", "idle");
 loadRuntimes().finally(() => {

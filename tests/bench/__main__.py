@@ -1,8 +1,9 @@
-"""``python -m tests.bench [--quick] [--out DIR] [--phases a,b] [--profile] [--render JSON]``: measure, write up.
+"""``python -m tests.bench [--quick] [--out DIR] [--phases a,b] [--merge|--render JSON]``: measure, write up.
 
 A full run (``make bench``) writes docs/perf.json, docs/PERFORMANCE.md and docs/images/perf-*.png;
 ``--quick`` is a short smoke run written under .bench/ unless ``--out`` says otherwise; ``--render
-perf.json`` redraws the table, charts and doc from numbers already measured.
+perf.json`` redraws the table, charts and doc from numbers already measured; ``--phases sessions
+--merge docs/perf.json`` measures the sessions alone and adds them to the last full run's write-up.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ async def main_async(args: argparse.Namespace) -> int:
         env["SCE_RUNTIME"] = os.environ["SCE_RUNTIME"]
     if args.pool_size is not None:
         env["SCE_POOL_SIZE"] = str(args.pool_size)
+    if args.pool_max is not None:
+        env["SCE_POOL_MAX"] = str(args.pool_max)
     settings = Settings.model_validate({k.removeprefix("SCE_").lower(): v for k, v in env.items()})
     api = docker.APIClient(timeout=120, max_pool_size=32)
     config = engine_config(settings)
@@ -163,10 +166,31 @@ async def main_async(args: argparse.Namespace) -> int:
     }
     from tests.bench import report
 
+    if args.merge:
+        return merge(doc, Path(args.merge))
     out_dir = Path(args.out) if args.out else (ROOT / ".bench" if args.quick else ROOT / "docs")
     report.print_table(doc)
     report.write_all(doc, out_dir)
     log(f"wrote perf.json, PERFORMANCE.md and images/perf-*.png under {out_dir} ({doc['wall_s']} s)")
+    return 0
+
+
+MERGED_PHASES = ("sessions",)  # phases whose results stand alone (their own ratios, their own note)
+
+
+def merge(doc: dict[str, Any], into: Path) -> int:
+    """Put these phases' results into an earlier full run's perf.json and redraw its write-up: the
+    other figures stay as measured then. Only phases whose figures compare within themselves."""
+    from tests.bench import report
+
+    base = json.loads(into.read_text())
+    for key in MERGED_PHASES:
+        if key in doc["results"]:
+            base["results"][key] = {**doc["results"][key], "measured_at": doc["generated_at"]}
+    base["targets"] = [t.to_json() for t in evaluate(base["results"])]
+    report.print_table(base)
+    report.write_all(base, into.parent)
+    log(f"merged {', '.join(k for k in MERGED_PHASES if k in doc['results'])} into {into}")
     return 0
 
 
@@ -187,8 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output directory (default: docs/, or .bench/ with --quick)")
     parser.add_argument("--phases", help=f"comma-separated subset of: {','.join(PHASES)}")
     parser.add_argument("--pool-size", type=int, help="SCE_POOL_SIZE for the server (default: its own)")
+    parser.add_argument("--pool-max", type=int, help="SCE_POOL_MAX for the server: a pool that grows with bursts")
     parser.add_argument("--profile", action="store_true", help="profile every target's workload, missed or not")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
+    parser.add_argument(
+        "--merge",
+        metavar="JSON",
+        help=f"put the measured phases ({', '.join(MERGED_PHASES)}) into this perf.json and redraw its write-up",
+    )
     parser.add_argument("--render", metavar="JSON", help="only redraw the table, charts and doc from a perf.json")
     args = parser.parse_args(argv)
     if args.render:

@@ -1,7 +1,7 @@
 """The other sides of each comparison: the seed's ``docker run`` per request, bare SDK churn, host Python.
 
 The ``docker run`` flags are derived from the engine's own container configuration
-(``DockerEngine._container_config``), so the seed's design is measured under exactly the limits
+(``DockerEngine.container_body``), so the seed's design is measured under exactly the limits
 the service applies; a host-config key the translation does not know stops the benchmark rather
 than silently measuring something laxer. Every container made here carries ``sce.managed=true``,
 ``sce.bench=true`` and an ``sce.owner`` naming this process (so a server starting meanwhile does
@@ -41,12 +41,21 @@ BENCH_LABELS = {LABEL_MANAGED: "true", LABEL_BENCH: "true", LABEL_OWNER: BENCH_O
 def engine_config(settings: Settings) -> dict[str, Any]:
     """The engine's container configuration for one sandbox of the default runtime, read from the engine itself."""
     engine = DockerEngine(settings, owner=BENCH_OWNER)
-    try:
-        return engine._container_config(default_specs(settings)[DEFAULT_RUNTIME], False)
-    finally:
-        engine.executor.shutdown(wait=False)
-        if engine._api is not None:
-            engine._api.close()
+    body = engine.container_body(default_specs(settings)[DEFAULT_RUNTIME], False)
+    # as docker-py's create_container takes it (the host config passes through unchanged)
+    return {
+        "image": body["Image"],
+        "command": body["Cmd"],
+        "network_disabled": body["NetworkDisabled"],
+        "user": body["User"],
+        "working_dir": body["WorkingDir"],
+        "environment": dict(item.split("=", 1) for item in body["Env"]),
+        "stdin_open": True,
+        "detach": False,
+        "tty": False,
+        "labels": body["Labels"],
+        "host_config": body["HostConfig"],
+    }
 
 
 def _seccomp_file(profile: str) -> str:

@@ -27,13 +27,21 @@ class WsRun:
     frames: int
     first_text: str = ""
     sent_at: float = 0.0  # wall-clock time the run frame was sent
+    started_s: float | None = None  # run frame sent -> started frame
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def ws_run(
-    url: str, code: str, *, run_timeout: float | None = None, mode: str = "deflate", within: float = 120
+    url: str,
+    code: str,
+    *,
+    run_timeout: float | None = None,
+    mode: str = "deflate",
+    within: float = 120,
+    fields: dict[str, Any] | None = None,
 ) -> WsRun:
-    frame: dict[str, Any] = {"type": "run", "code": code}
+    """One run over its own WebSocket; ``fields`` go into the run frame (a session's, for one)."""
+    frame: dict[str, Any] = {"type": "run", "code": code, **(fields or {})}
     if run_timeout is not None:
         frame["timeout"] = run_timeout
     first: float | None = None
@@ -41,6 +49,7 @@ async def ws_run(
     chars = 0
     frames = 0
     exit_frame: dict[str, Any] | None = None
+    started: float | None = None
     async with asyncio.timeout(within):
         t0 = now()
         async with websockets.connect(url, max_size=None, compression=COMPRESSION[mode], open_timeout=30) as ws:
@@ -51,7 +60,9 @@ async def ws_run(
                 frames += 1
                 msg = json.loads(message)
                 kind = msg["type"]
-                if kind == "stdout":
+                if kind == "started" and started is None:
+                    started = now() - t_send
+                elif kind == "stdout":
                     if first is None:
                         first = now() - t_send
                         first_text = msg["data"]
@@ -63,7 +74,7 @@ async def ws_run(
                     raise RuntimeError(f"server error frame: {msg}")
     if exit_frame is None:
         raise RuntimeError("the connection closed without an exit frame")
-    return WsRun(t1 - t0, first, exit_s, chars, exit_frame, frames, first_text, sent_at)
+    return WsRun(t1 - t0, first, exit_s, chars, exit_frame, frames, first_text, sent_at, started)
 
 
 async def open_idle(url: str, count: int) -> list[Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
 import random
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -72,6 +73,12 @@ class Plan:
     mixed_warmup: int = 200
     mixed_runs: int = 1500
     scale_clients: int = 200
+    session_runs: int = 300  # sequential hello runs in one session, per transport
+    steady_rate: float = 10.0  # runs/s started on a clock, below the engine's churn rate
+    steady_runs: int = 100
+    bursts: int = 5
+    burst_clients: int = 8
+    burst_quiet_s: float = 20.0  # idle before each burst (a pool sized by recent demand has shrunk)
 
     @classmethod
     def full(cls) -> Plan:
@@ -80,7 +87,9 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40)
+        return cls(
+            1, 4, (4, 16), {4: 8, 16: 16}, {4: 1, 16: 1}, 1, (1.0,), 1, 2, 20, 20, 100, 40, 50, 5.0, 20, 2, 8, 3.0
+        )
 
 
 def rotated(sides: Sequence[str], i: int) -> list[str]:
@@ -186,6 +195,96 @@ class Bench:
         n = self.server.metric(f"{fo}_count") - fo_count
         self.results["latency_timeline"]["server_program_to_first_output_mean"] = (
             (self.server.metric(f"{fo}_sum") - fo_sum) / n if n else float("nan")
+        )
+
+    async def timeline(self) -> None:
+        """One run's timeline as a client lives it (from opening the WebSocket: connected, started,
+        first stdout byte, exit), at a steady rate started on a clock (open loop, below the engine's
+        churn rate) and in bursts after a quiet period (``burst_clients`` runs at the same moment:
+        how many found a warm sandbox, by the server's pool counters), against the seed's
+        ``docker run`` measured in the same phase, between the bursts."""
+        marks = ("connect", "started", "first_byte", "exit")
+
+        def stamps(r: WsRun) -> dict[str, float]:
+            return {
+                "connect": r.connect_s,
+                "started": r.connect_s + (r.started_s if r.started_s is not None else math.nan),
+                "first_byte": r.connect_s + (r.first_byte_s if r.first_byte_s is not None else math.nan),
+                "exit": r.connect_s + r.exit_s,
+            }
+
+        def ok(r: Any) -> bool:
+            return isinstance(r, WsRun) and r.first_text == P.HELLO_OUT and r.exit.get("exit_code") == 0
+
+        def pool() -> dict[str, Any]:
+            return dict(self.server.http.get("/healthz").json()["pool"])
+
+        # steady: a run started every 1/rate s whatever the others are doing
+        self.server.settle()
+        rate, n = self.plan.steady_rate, self.plan.steady_runs
+        t0 = now()
+
+        async def at(i: int) -> Any:
+            await asyncio.sleep(max(0.0, t0 + i / rate - now()))
+            return await ws_run(self.server.ws_url, P.HELLO)
+
+        before = pool()
+        steady = await asyncio.gather(*(at(i) for i in range(n)), return_exceptions=True)
+        took = now() - t0
+        after = pool()
+        good = [stamps(r) for r in steady if isinstance(r, WsRun) and ok(r)]
+        steady_out: dict[str, Any] = {
+            "rate": rate,
+            "runs": n,
+            "ok": len(good),
+            "seconds": took,
+            "warm": after["handed_out"] - before["handed_out"],
+            "cold": after["cold_starts"] - before["cold_starts"],
+            **{k: summary([g[k] for g in good]) for k in marks},
+        }
+        # bursts after a quiet period, with docker run (the seed) sampled between them
+        seed: list[float] = []
+        bursts: list[dict[str, Any]] = []
+        burst_marks: dict[str, list[float]] = {k: [] for k in marks}
+        for _ in range(self.plan.bursts):
+            self.server.settle()
+            for _ in range(2):
+                d = await run_process(self.command("docker-run", P.HELLO))
+                if d.returncode == 0 and d.first_byte_s is not None:
+                    seed.append(d.first_byte_s)
+            self.server.settle()
+            await asyncio.sleep(self.plan.burst_quiet_s)
+            before = pool()
+            rs = await asyncio.gather(
+                *(ws_run(self.server.ws_url, P.HELLO) for _ in range(self.plan.burst_clients)), return_exceptions=True
+            )
+            after = pool()
+            good = [stamps(r) for r in rs if isinstance(r, WsRun) and ok(r)]
+            for g in good:
+                for k in marks:
+                    burst_marks[k].append(g[k])
+            bursts.append(
+                {
+                    "ok": len(good),
+                    "warm": after["handed_out"] - before["handed_out"],
+                    "cold": after["cold_starts"] - before["cold_starts"],
+                    "ready_before": before["ready"],
+                    "first_byte": sorted(g["first_byte"] for g in good),
+                }
+            )
+        self.results["timeline"] = {
+            "steady": steady_out,
+            "bursts": bursts,
+            "burst": {k: summary(v) for k, v in burst_marks.items()},
+            "burst_quiet_s": self.plan.burst_quiet_s,
+            "burst_clients": self.plan.burst_clients,
+            "seed_first_byte": summary(seed),
+        }
+        self.log(
+            f"  steady {rate:g}/s: first byte from open median {steady_out['first_byte']['median'] * 1000:.1f} ms, "
+            f"p90 {steady_out['first_byte']['p90'] * 1000:.1f} ms; bursts: warm "
+            f"{[b['warm'] for b in bursts]} of {self.plan.burst_clients}; docker run first byte "
+            f"{summary(seed)['median'] * 1000:.0f} ms"
         )
 
     async def idle_sockets(self) -> None:
@@ -598,9 +697,76 @@ class Bench:
         scale["streaming_server_cpu_ms_per_run"] = (self.server.cpu_s() - cpu0) * 1000 / 4
         self.results["scale"] = scale
 
+    async def sessions(self) -> None:
+        """A run in a live session (protocol v3) costs no container: hello world over the WebSocket
+        (connect to exit) against the seed's ``docker run``, interleaved; then sequential hello
+        runs in one session, as fast as one client sends them, over the WebSocket (a connection
+        each, as any client) and ``POST /run`` (one kept-alive HTTP connection)."""
+        load_start = list(os.getloadavg())
+        async with httpx.AsyncClient(base_url=self.server.url, timeout=60) as http:
+            made = (await http.post("/sessions", json={})).json()
+            self.server.sessions += 1
+            fields = {"session": made["id"], "session_token": made["token"]}
+            url = f"{self.server.ws_url}?session={made['id']}"
+
+            def check(r: Any) -> None:
+                if isinstance(r, WsRun):
+                    assert r.first_text == P.HELLO_OUT and r.exit["exit_code"] == 0, (r.first_text, r.exit)
+                    assert r.exit.get("session_alive") is True, r.exit
+                else:
+                    assert r.returncode == 0 and r.stdout_bytes == len(P.HELLO_OUT), r
+
+            async def in_session() -> WsRun:
+                self.ws_runs += 1
+                return await ws_run(url, P.HELLO, fields=fields)
+
+            samples: dict[str, list[float]] = {"session_exit_open": [], "session_first_byte_open": [], "seed_exit": []}
+            for _ in range(self.plan.warmup):
+                await in_session()
+            for i in range(self.plan.latency_iters):
+                for s in rotated(["session", "docker-run"], i):
+                    if s == "session":
+                        self.server.settle()
+                        r = await in_session()
+                        try:
+                            check(r)
+                        except AssertionError as exc:
+                            self.failures.append({"workload": "session hello", "side": s, "detail": repr(exc)[:500]})
+                            continue
+                        samples["session_exit_open"].append(r.connect_s + r.exit_s)
+                        samples["session_first_byte_open"].append(r.connect_s + (r.first_byte_s or math.nan))
+                    else:
+                        d = await self.side("docker-run", P.HELLO, check)
+                        if d is not None:
+                            samples["seed_exit"].append(d.exit_s)
+            self.server.settle()
+            sequential: dict[str, dict[str, float]] = {}
+            count = self.plan.session_runs
+            t0 = now()
+            for _ in range(count):
+                r = await in_session()
+                assert r.exit["exit_code"] == 0 and r.first_text == P.HELLO_OUT, r.exit
+            took = now() - t0
+            sequential["ws"] = {"runs": count, "seconds": took, "runs_per_s": count / took}
+            t0 = now()
+            for _ in range(count):
+                answer = (await http.post("/run", json={"code": P.HELLO, **fields})).json()
+                assert answer["stdout"] == P.HELLO_OUT and answer["session_alive"] is True, answer
+            took = now() - t0
+            sequential["http"] = {"runs": count, "seconds": took, "runs_per_s": count / took}
+            self.ws_runs += count
+            await http.delete(f"/sessions/{made['id']}", headers={"X-Session-Token": made["token"]})
+            self.server.sessions -= 1
+        self.results["sessions"] = {
+            "hello": {k: summary(v) for k, v in samples.items()},
+            "sequential": sequential,
+            "loadavg": {"start": load_start, "end": list(os.getloadavg())},
+        }
+
 
 PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "latency": Bench.latency,
+    "timeline": Bench.timeline,
     "idle_sockets": Bench.idle_sockets,
     "throughput": Bench.throughput,
     "streaming": Bench.streaming,
@@ -608,4 +774,5 @@ PHASES: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "oom": Bench.oom,
     "scale": Bench.scale,
     "memory": Bench.memory,
+    "sessions": Bench.sessions,
 }

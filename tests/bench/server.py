@@ -92,6 +92,7 @@ class BenchServer:
     def __init__(self, env: dict[str, str], pool_size: int) -> None:
         self.env = env
         self.pool_size = pool_size
+        self.grows = int(env.get("SCE_POOL_MAX", "0")) > pool_size
         self.watch = ContainerWatch()
         try:
             self.proc = _Process(env)
@@ -103,6 +104,14 @@ class BenchServer:
         self.ws_url = self.proc.ws_url
         self.url = self.proc.url
         self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.sessions = 0  # sessions open (each holds a running sandbox beside the pool)
+
+    def expected(self) -> int:
+        """Sandboxes waiting when idle: the pool's size, or its current target when it grows with
+        demand (``SCE_POOL_MAX``; asked of the server, so only then)."""
+        if not self.grows:
+            return self.pool_size
+        return int(self.http.get("/healthz").json()["pool"]["target"])
 
     def cpu_s(self) -> float:
         return proc_cpu_s(self.pid)
@@ -122,7 +131,8 @@ class BenchServer:
     def settle(
         self, limit_s: float = 30.0, on_idle: Callable[[], None] | None = None, ask_server: bool = True
     ) -> float:
-        """Block until the server is idle: the pool full and every used sandbox removed. Returns the wait.
+        """Block until the server is idle: the pool full (beside the open sessions' sandboxes) and
+        every used sandbox removed. Returns the wait.
 
         ``on_idle`` is called once the engine is idle, before the server is asked about its pool
         (so a CPU reading taken there does not include that request). Without ``ask_server`` the
@@ -136,7 +146,7 @@ class BenchServer:
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise RuntimeError(f"the server did not settle within {limit_s} s: {self.watch.state.get(self.owner)}")
-            if self.watch.wait_for(self.owner, self.pool_size, min(left, 1.0)):
+            if self.watch.wait_for(self.owner, self.expected() + self.sessions, min(left, 1.0)):
                 time.sleep(0.005)  # the start call's reply reaches the server just after the engine's event
                 if on_idle is not None:
                     on_idle()
@@ -144,7 +154,7 @@ class BenchServer:
                 if not ask_server:
                     time.sleep(0.02)
                     return time.perf_counter() - t0
-                if self.pool_ready() >= self.pool_size:
+                if self.pool_ready() >= self.expected():
                     return time.perf_counter() - t0
                 time.sleep(0.02)
 

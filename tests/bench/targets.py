@@ -73,6 +73,31 @@ def evaluate(r: dict[str, Any]) -> list[Target]:
                     f"docker run {seed_exit * 1000:.0f} ms / POST /run {http * 1000:.1f} ms (medians)",
                 )
             )
+    if "timeline" in r:
+        tl = r["timeline"]
+        seed = tl["seed_first_byte"]["median"]
+        st = tl["steady"]["first_byte"]
+        out.append(
+            Target(
+                "first_byte_steady",
+                f"hello world first byte from opening the WebSocket, at a steady {tl['steady']['rate']:g} runs/s, "
+                ">= 40x faster than docker run",
+                seed / st["median"],
+                40.0,
+                True,
+                f"docker run {seed * 1000:.0f} ms / WebSocket {st['median'] * 1000:.1f} ms (medians, same phase)",
+            )
+        )
+        out.append(
+            Target(
+                "first_byte_steady_p90",
+                f"at a steady {tl['steady']['rate']:g} runs/s, first byte p90 within 2x of its median",
+                st["p90"] / st["median"],
+                2.0,
+                False,
+                f"p90 {st['p90'] * 1000:.1f} ms / median {st['median'] * 1000:.1f} ms",
+            )
+        )
     for c, t in r.get("throughput", {}).items():
         sdk = t["sdk_runs_per_s"]["median"]
         ws = t["ws_runs_per_s"]["median"]
@@ -123,6 +148,31 @@ def evaluate(r: dict[str, Any]) -> list[Target]:
                 6.0,
                 False,
                 f"{m['rss_before_kb'] / 1024:.1f} MiB -> {m['rss_after_kb'] / 1024:.1f} MiB",
+            )
+        )
+    if "sessions" in r:
+        ses = r["sessions"]
+        seed, live = ses["hello"]["seed_exit"]["median"], ses["hello"]["session_exit_open"]["median"]
+        out.append(
+            Target(
+                "session_exit",
+                "hello world in a live session, WebSocket connect to exit, >= 40x faster than docker run",
+                seed / live,
+                40.0,
+                True,
+                f"docker run {seed * 1000:.0f} ms / session run {live * 1000:.1f} ms (medians)",
+            )
+        )
+        ws = ses["sequential"]["ws"]
+        out.append(
+            Target(
+                "session_runs_per_s",
+                "sequential hello-world runs in one session (a WebSocket each) >= 100 a second",
+                ws["runs_per_s"],
+                100.0,
+                True,
+                f"{ws['runs']} runs in {ws['seconds']:.2f} s; POST /run on one connection: "
+                f"{ses['sequential']['http']['runs_per_s']:.0f}/s",
             )
         )
     if "timeouts" in r:

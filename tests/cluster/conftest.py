@@ -94,7 +94,7 @@ def all_containers(sock: str, owner: str) -> list[str]:
 
 
 def owner_label(pid: int) -> str:
-    return f"{socket.gethostname()}:{pid}:{sce_cluster.start_time(pid)}"
+    return f"{socket.gethostname()}:{pid}:{sce_cluster.start_time(pid)}:{sce_cluster.pid_namespace(pid)}"
 
 
 class Balancer:

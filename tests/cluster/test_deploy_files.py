@@ -6,6 +6,7 @@ installed and run. No engine needed; each tool check is skipped where its tool i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -171,3 +172,37 @@ def test_compose_accepts_its_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "network_mode: host" in done.stdout and "SCE_BIND: 127.0.0.1:5000" in done.stdout
+
+
+def test_the_walkthrough_agrees_with_the_deploy_files() -> None:
+    """DEPLOY.md's two-host walkthrough (run by test_deploy_walkthrough.py where root is at hand)
+    names the files, settings, ports and servers that deploy/ and scripts/engine-up have."""
+    from app.settings import Settings
+    from tests.cluster.test_deploy_walkthrough import HOSTS, engine_up_daemon_json, walkthrough_blocks
+
+    blocks = walkthrough_blocks(DOC.read_text())
+    host = blocks["host"]
+    env_text = re.search(r"cat >(\S+) <<END\n(.*?)\nEND$", host, re.M | re.S)
+    assert env_text, "the walkthrough no longer writes the env file with a here-document"
+    unit = UNIT.read_text()
+    assert env_text.group(1) == re.search(r"^EnvironmentFile=(\S+)$", unit, re.M).group(1)  # type: ignore[union-attr]
+    env = dict(line.split("=", 1) for line in env_text.group(2).splitlines())
+    known = {f"SCE_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, set(env) - known
+    example = ENV_EXAMPLE.read_text()
+    tls_dir = re.search(r"^#SCE_DOCKER_TLS_DIR=(\S+)$", example, re.M).group(1)  # type: ignore[union-attr]
+    assert env["SCE_DOCKER_TLS_DIR"] == tls_dir and f"`SCE_DOCKER_TLS_DIR` | `{tls_dir}`" in DOC.read_text()
+    assert all(f"{tls_dir}/{name}" in host for name in ("ca.pem", "cert.pem", "key.pem"))
+    engines = env["SCE_DOCKER_HOSTS"].split(",")
+    assert engines == [f"tcp://{h.address}:2376" for h in HOSTS]
+    assert 'DOCKER_OPTS=\\"-H tcp://$ADDR:2376\\"' in host
+    haproxy = (DEPLOY / "haproxy.cfg").read_text()
+    for h in HOSTS:  # each server's name and address are a server line of deploy/haproxy.cfg
+        assert re.search(rf"^\s+server {h.server} {re.escape(h.address)}:5000\b", haproxy, re.M), h
+    assert env["SCE_BIND"] == "$ADDR:5000" and env["SCE_SERVER_NAME"] == "$S"
+    assert env["SCE_TRUSTED_PROXIES"] == HOSTS[0].address  # HAProxy on host A
+    daemon = json.loads(blocks["daemon"])
+    assert {k: v for k, v in daemon.items() if not k.startswith("tls")} == engine_up_daemon_json()
+    for key, name in (("tlscacert", "ca.pem"), ("tlscert", "server-cert.pem"), ("tlskey", "server-key.pem")):
+        assert daemon[key] == f"/etc/docker/tls/{name}" and f" /etc/docker/tls/{name}\n" in host
+    assert "ca-key.pem" not in host, "the CA's key never leaves the administrator's machine"

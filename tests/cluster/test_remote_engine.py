@@ -8,29 +8,21 @@ the network between a server and an engine host.
 from __future__ import annotations
 
 import asyncio
-import os
+import base64
+import json
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import ServerProcess
-from tests.wsclient import run_ws
+from tests.wsclient import collect, run_ws
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
-
-NO_TLS_CLIENT = (
-    "this server has no SCE_DOCKER_TLS_DIR: its engine client for tcp:// is made without a TLSConfig, and "
-    "docker-py then speaks plain HTTP, which the engine refuses"
-)
-
-
-def server_has(setting: str) -> bool:
-    from app.settings import Settings
-
-    return setting in Settings.model_fields
 
 
 def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,65 +46,93 @@ def test_engine_socket_demands_a_client_certificate(engine2: Any) -> None:
     assert verified.returncode == 0 and verified.stdout.strip(), verified.stderr
 
 
-# requests (under docker-py) lets these variables replace a session's own CA for every request
-# (psf/requests#3829): with them set, the engine's certificate is checked against the system's CAs
-CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-CA_BUNDLE_OVERRIDES = (
-    "with REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the server's environment (set on this machine), requests "
-    "checks the engine's certificate against that bundle instead of SCE_DOCKER_TLS_DIR/ca.pem and the TLS engine "
-    "is never used (CERTIFICATE_VERIFY_FAILED); the engine client needs trust_env = False (which also keeps "
-    "HTTP(S)_PROXY away from engine connections)"
-)
+# these machines (and many hosts) export them: a CA they name must never replace the TLS directory's
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+OPERATOR_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
-SSL_ATTACH = (
-    "over TLS the engine answers, but runs are refused as `unavailable` (not supported yet): the attach socket "
-    "docker-py hands over is an ssl.SSLSocket, which the loop's sock_* calls cannot drive and which cannot be "
-    "half-closed for stdin's end; a TLS engine needs its attach stream through an asyncio transport"
-)
+LINES = 2000
+FILES_OUT = "print(open('data/in.txt').read().upper(), end='')\nopen('out.txt', 'w').write('made on the remote engine')"
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("ca_bundle_env", ["cleared", "inherited"])
-async def test_server_runs_on_an_engine_over_tls(engine2: Any, ca_bundle_env: str) -> None:
-    """A server whose only engine is reached over TCP with mutual TLS serves runs."""
-    if not server_has("docker_tls_dir"):
-        pytest.xfail(NO_TLS_CLIENT)
-    inherited = any(os.environ.get(v) for v in CA_BUNDLE_VARIABLES)
-    if ca_bundle_env == "inherited" and not inherited:
-        pytest.skip("no CA bundle variable in this environment")
+@pytest.fixture(scope="module", params=["inherited", "cleared"])
+def tls_server(request: pytest.FixtureRequest, engine2: Any) -> Iterator[ServerProcess]:
+    """A server whose only engine is engine2 over TCP with mutual TLS: with the CA variables as an
+    operator's environment has them (set to the system bundle), or cleared."""
     env = {
         "SCE_DOCKER_HOSTS": engine2.tls_url,
         "SCE_DOCKER_TLS_DIR": str(engine2.tls_dir),
         "SCE_SCIENTIFIC_POOL_SIZE": "0",
+        "SCE_POOL_SIZE": "1",
     }
-    if ca_bundle_env == "cleared":
-        env |= dict.fromkeys(CA_BUNDLE_VARIABLES, "")  # empty counts as unset for requests
-    server = ServerProcess(env, healthy=False)
+    if request.param == "inherited":
+        env |= dict.fromkeys(("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"), OPERATOR_BUNDLE)
+    else:
+        env |= dict.fromkeys(CA_BUNDLE_VARIABLES, "")
+    server = ServerProcess(env)  # ready: healthy, its warm sandbox started on engine2
     try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-            deadline = time.monotonic() + 20
-            health: dict[str, Any] = {}
-            while time.monotonic() < deadline:
-                health = (await http.get("/healthz")).json()
-                if health.get("status") == "ok":
-                    break
-                await asyncio.sleep(0.2)  # polling the server's view of its engine
-            if health.get("status") != "ok" and ca_bundle_env == "inherited":
-                pytest.xfail(CA_BUNDLE_OVERRIDES)
-            assert health.get("status") == "ok", f"{health}\n{server.log()[-2000:]}"
-        result = await run_ws(server.ws_url, "print(2 + 2)", within=60)
-        errors = result.of("error")
-        if errors and errors[0]["code"] == "unavailable" and "TLS" in errors[0]["message"]:
-            pytest.xfail(SSL_ATTACH)
-        assert result.text() == "4\n" and result.exit["exit_code"] == 0, result.frames
+        yield server
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_hello_world_over_tls(tls_server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=tls_server.url, timeout=10) as http:
+        health = (await http.get("/healthz")).json()
+    assert health["status"] == "ok", health
+    result = await run_ws(tls_server.ws_url, "print(2 + 2)", within=60)
+    assert result.text() == "4\n" and result.exit["exit_code"] == 0, result.frames
+
+
+@pytest.mark.timeout(120)
+async def test_input_reads_stdin_to_its_end_over_tls(tls_server: ServerProcess) -> None:
+    """stdin's end crosses TLS (a close_notify half-close): input() then EOFError, output still flows."""
+    code = "import sys\nprint(input().upper())\ntry:\n    input()\nexcept EOFError:\n    print('eof')\nprint('after')"
+    extra = [{"type": "stdin", "data": "ada\n", "eof": True}]
+    result = await run_ws(tls_server.ws_url, code, extra=extra, within=60)
+    assert result.text() == "ADA\neof\nafter\n" and result.exit["exit_code"] == 0, result.frames
+
+
+@pytest.mark.timeout(120)
+async def test_kill_and_timeout_over_tls(tls_server: ServerProcess) -> None:
+    killed = await run_ws(
+        tls_server.ws_url, "import time\nprint('up', flush=True)\ntime.sleep(60)", extra=[{"type": "kill"}]
+    )
+    assert killed.exit["reason"] == "killed", killed.frames
+    started = time.monotonic()
+    timed = await run_ws(tls_server.ws_url, "while True: pass", run_timeout=1, within=60)
+    assert timed.exit["reason"] == "timeout" and time.monotonic() - started < 20, timed.frames
+
+
+@pytest.mark.timeout(120)
+async def test_files_in_and_out_over_tls(tls_server: ServerProcess) -> None:
+    async with asyncio.timeout(60):
+        async with websockets.connect(tls_server.ws_url, max_size=None) as ws:
+            files = [{"path": "data/in.txt", "content": "sent in"}]
+            await ws.send(json.dumps({"type": "run", "code": FILES_OUT, "files": files}))
+            result = await collect(ws)
+    assert result.text() == "SENT IN" and result.exit["exit_code"] == 0, result.frames
+    out = {f["path"]: f for f in result.of("file")}
+    assert base64.b64decode(out["out.txt"]["data"]) == b"made on the remote engine"
+
+
+@pytest.mark.timeout(120)
+async def test_many_lines_arrive_whole_and_in_order_over_tls(tls_server: ServerProcess) -> None:
+    result = await run_ws(tls_server.ws_url, f"for i in range({LINES}):\n    print(i)", within=60)
+    assert result.text() == "".join(f"{i}\n" for i in range(LINES)) and result.exit["exit_code"] == 0
+
+
+@pytest.mark.timeout(120)
+async def test_memory_limit_is_an_oom_over_tls(tls_server: ServerProcess) -> None:
+    result = await run_ws(tls_server.ws_url, "b = b'\\x01' * (512 << 20)", within=60)
+    assert result.exit["reason"] == "oom", result.frames
 
 
 @pytest.mark.timeout(120)
 async def test_server_without_certificates_cannot_use_a_tls_engine(engine2: Any) -> None:
     """tcp:// without SCE_DOCKER_TLS_DIR fails closed: the engine is never used, nothing runs."""
     server = ServerProcess({"SCE_DOCKER_HOSTS": engine2.tls_url, "SCE_SCIENTIFIC_POOL_SIZE": "0"}, healthy=False)
+    assert "SCE_DOCKER_TLS_DIR" in server.log(), server.log()  # the log says what is missing
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             health = await http.get("/healthz")

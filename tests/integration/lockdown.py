@@ -1,6 +1,6 @@
 """Sandboxes for the integration tests, made with the engine's own container config.
 
-``sandbox_config`` asks ``DockerEngine._container_config`` (read-only root, user 10001, no network,
+``sandbox_config`` asks ``DockerEngine.container_body`` (read-only root, user 10001, no network,
 the runtime's memory, pids and tmpfs, all capabilities dropped...) rather than restating those
 flags, so a test runs exactly what production runs, plus the test's own labels for cleanup.
 """
@@ -23,13 +23,20 @@ from app.settings import Settings
 def sandbox_config(settings: Settings, spec: RuntimeSpec, labels: dict[str, str]) -> dict[str, object]:
     """The production container config for ``spec``, with ``labels`` added."""
     engine = DockerEngine(settings, owner=owner_id())
-    try:
-        sandbox = default_specs(settings)[spec.name]
-        config = engine._container_config(sandbox, False)
-    finally:
-        engine.executor.shutdown(wait=False)  # no engine call was made: only the config is wanted
-    config["labels"] = {**config["labels"], **labels}
-    return config
+    body = engine.container_body(default_specs(settings)[spec.name], False)
+    return {  # as docker-py's create_container takes it (the host config passes through unchanged)
+        "image": body["Image"],
+        "command": body["Cmd"],
+        "network_disabled": body["NetworkDisabled"],
+        "user": body["User"],
+        "working_dir": body["WorkingDir"],
+        "environment": dict(item.split("=", 1) for item in body["Env"]),
+        "stdin_open": True,
+        "detach": False,
+        "tty": False,
+        "labels": {**body["Labels"], **labels},
+        "host_config": body["HostConfig"],
+    }
 
 
 def run_program(

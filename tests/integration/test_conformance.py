@@ -37,8 +37,7 @@ BY_TYPE = {
 }
 HTTP = openapi(strict=True)["components"]["schemas"]
 SEEN: set[str] = set()  # every frame type validated here, checked complete by the last test
-# what no run on this server can produce yet: the sessions' result (added with sessions)
-NOT_PRODUCIBLE = {"result"}
+NOT_PRODUCIBLE: set[str] = set()  # every frame type the models declare is reached below
 
 
 def http_validator(name: str) -> jsonschema.Draft202012Validator:
@@ -215,6 +214,34 @@ def test_a_runtime_whose_image_is_missing_is_listed_and_fits(missing_image: Serv
 def test_the_server_publishes_the_same_documents(served: ServerProcess) -> None:
     assert httpx.get(served.url + "/schema/frames.json", timeout=10).json() == json_schema()
     assert httpx.get(served.url + "/openapi.json", timeout=10).json() == openapi()
+
+
+async def test_session_answers_and_frames_fit_the_strict_schemas(served: ServerProcess) -> None:
+    """v3: the sessions' HTTP answers, a run's ``result`` frame, ``exit.session_alive`` and
+    ``exit.exception``, over the WebSocket and POST /run."""
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as http:
+        made = await http.post("/sessions", json={})
+        assert made.status_code == 201, made.text
+        assert_answer_fits("SessionCreated", made.json())
+        session = {"session": made.json()["id"], "session_token": made.json()["token"]}
+        headers = {"X-Session-Token": session["session_token"]}
+        try:
+            assert (await http.post("/run", json={"code": "x = 41", **session})).status_code == 200
+            frames = await raw_frames(served.ws_url, {"type": "run", "code": "x + 1", **session})
+            assert_fits(frames)
+            assert {k: v for k, v in frames[-2].items() if k != "seq"} == {"type": "result", "text": "42"}
+            assert frames[-1]["session_alive"] is True and "exception" not in frames[-1]
+            failed = await raw_frames(served.ws_url, {"type": "run", "code": "y = 1\n1 / x * {}['k']", **session})
+            assert_fits(failed)
+            assert failed[-1]["exception"] == {"name": "KeyError", "value": "'k'", "line": 2}
+            answer = await http.post("/run", json={"code": "x", **session})
+            assert_answer_fits("RunAnswer", answer.json())
+            assert answer.json()["result"] == "41" and answer.json()["session_alive"] is True
+            state = await http.get(f"/sessions/{session['session']}", headers=headers)
+            assert_answer_fits("SessionInfo", state.json())
+            assert state.json()["runs"] == 4 and state.json()["state"] == "idle"
+        finally:
+            assert (await http.delete(f"/sessions/{session['session']}", headers=headers)).status_code == 204
 
 
 def test_every_kind_of_server_frame_was_seen() -> None:

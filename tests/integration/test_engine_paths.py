@@ -1,15 +1,11 @@
-"""The two ways the engine makes a sandbox, on the real engine: the wire (a local engine's per-run
-calls on the event loop, the default) and docker-py in threads (every other transport, or
-``SCE_ENGINE_WIRE=false``). Everything else in tests/ runs on the wire; here both must make the
-same container and carry a run from start to removal."""
+"""The one way the engine makes a sandbox (every call on the event loop), on the real engine: a run
+from start to removal, and a missing image named as such."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
-import docker
 import pytest
 
 from app.core.events import Exit, Output
@@ -24,50 +20,16 @@ from tests.conftest import project_containers
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
 
-def inspect(container_id: str) -> dict[str, Any]:
-    client = docker.from_env(timeout=10)
-    try:
-        found: dict[str, Any] = client.api.inspect_container(container_id)
-        return found
-    finally:
-        client.close()
-
-
 @pytest.fixture
-async def engines() -> AsyncIterator[tuple[DockerEngine, DockerEngine]]:
-    wired = DockerEngine(Settings())
-    sdk = DockerEngine(Settings(engine_wire=False))
-    yield wired, sdk
-    for engine in (wired, sdk):
-        await engine.drain_cleanup()
-        await engine.close()
+async def engines() -> AsyncIterator[tuple[DockerEngine]]:
+    engine = DockerEngine(Settings())
+    yield (engine,)
+    await engine.drain_cleanup()
+    await engine.close()
 
 
-async def test_both_paths_make_the_same_container(engines: tuple[DockerEngine, DockerEngine]) -> None:
-    wired, sdk = engines
-    assert await wired.wire() is not None and await sdk.wire() is None
-    spec = default_specs(Settings())[DEFAULT_RUNTIME]
-    made = [await engine.start_sandbox(spec) for engine in engines]
-    try:
-        configs = [inspect(sandbox.id) for sandbox in made]
-        for c in configs:
-            c["Config"]["Labels"].pop(LABEL_INSTANCE)  # each engine's own
-            c["Config"].pop("Hostname")  # each container's own id
-            c["HostConfig"].pop("CgroupParent")  # each sandbox's own parent
-        assert configs[0]["Config"] == configs[1]["Config"]
-        assert configs[0]["HostConfig"] == configs[1]["HostConfig"]
-        assert all(c["State"]["Running"] for c in configs)
-    finally:
-        for engine, sandbox in zip(engines, made, strict=True):
-            engine.discard(sandbox)
-    for engine in engines:
-        await engine.drain_cleanup()
-    assert not {s.id for s in made} & {c["Id"] for c in project_containers()}
-
-
-@pytest.mark.parametrize("wire", [True, False], ids=["wire", "sdk"])
-async def test_a_run_from_start_to_removal_on_each_path(wire: bool) -> None:
-    svc = SandboxService(Settings(pool_size=1, scientific_pool_size=0, engine_wire=wire))
+async def test_a_run_from_start_to_removal() -> None:
+    svc = SandboxService(Settings(pool_size=1, scientific_pool_size=0))
     await svc.start()
     await svc.ready.wait()
     try:
@@ -86,17 +48,17 @@ async def test_a_run_from_start_to_removal_on_each_path(wire: bool) -> None:
                 events = [e async for e in run.events()]
         assert isinstance(events[-1], Exit) and events[-1].reason == "timeout"
         engine = svc.slots[0].engine
-        assert isinstance(engine, DockerEngine) and (await engine.wire() is not None) == wire
+        assert isinstance(engine, DockerEngine)
         owner = engine.owner
     finally:
         await svc.stop()
     assert project_containers(owner) == []
 
 
-async def test_a_missing_image_is_unavailable_on_the_wire(engines: tuple[DockerEngine, DockerEngine]) -> None:
-    wired, _ = engines
+async def test_a_missing_image_is_unavailable_and_named(engines: tuple[DockerEngine]) -> None:
+    (wired,) = engines
     spec = default_specs(Settings(image="sce-sandbox:no-such-tag"))[DEFAULT_RUNTIME]
-    with pytest.raises(Unavailable, match="missing"):
+    with pytest.raises(Unavailable, match=r"sce-sandbox:no-such-tag.* missing"):
         await wired.start_sandbox(spec)
     await wired.drain_cleanup()
     assert [c for c in project_containers(wired.owner) if c["Labels"].get(LABEL_INSTANCE) == wired.instance] == []

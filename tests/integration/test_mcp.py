@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,16 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import ROOT, ServerFactory, ServerProcess, module_server, server_containers, until
+from app.sandbox.docker.engine import LABEL_LEASE, LABEL_OWNER
+from tests.conftest import (
+    ROOT,
+    ServerFactory,
+    ServerProcess,
+    module_server,
+    project_containers,
+    server_containers,
+    until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(90)]
 
@@ -169,16 +179,64 @@ async def test_list_runtimes_is_get_runtimes(mcp_server: ServerProcess) -> None:
     assert [item["name"] for item in listing][:1] == ["python"] and "scientific" in text_of(result)
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_keep_state_is_refused_clearly_and_reset_finds_nothing(mcp_server: ServerProcess, mode: str) -> None:
-    async with connect(mcp_server.url, mode=mode) as client:
+async def test_keep_state_keeps_names_until_reset_and_only_for_its_mcp_session(mcp_server: ServerProcess) -> None:
+    """keep_state needs an MCP session: the handshake era (``mode="legacy"``, 2025-11-25)."""
+    async with connect(mcp_server.url, mode="legacy") as client, connect(mcp_server.url, mode="legacy") as other:
+        defined = await client.call_tool("run_python", {"code": "x = 41\ndef f(): return x + 1", "keep_state": True})
+        used = await client.call_tool("run_python", {"code": "print(f())\nx", "keep_state": True})
+        elsewhere = await other.call_tool("run_python", {"code": "print(x)", "keep_state": True})
+        reset = await client.call_tool("reset_state", {})
+        after = await client.call_tool("run_python", {"code": "print(x)", "keep_state": True})
+        again = await client.call_tool("reset_state", {})
+        await other.call_tool("reset_state", {})
+    assert defined.is_error is False, text_of(defined)
+    assert used.is_error is False and text_of(used).startswith("42\n")
+    assert used.structured_content is not None and used.structured_content["result"] == "41"
+    assert used.structured_content["session_alive"] is True
+    # another MCP session of the same client has its own interpreter: x is not defined there
+    assert elsewhere.is_error is True and "NameError" in text_of(elsewhere)
+    assert reset.is_error is False and reset.structured_content == {"reset": True}
+    assert after.is_error is True and "NameError: name 'x' is not defined" in text_of(after)
+    assert again.structured_content == {"reset": True}  # the call after the reset made a fresh one
+
+
+async def test_keep_state_without_an_mcp_session_is_refused_clearly(mcp_server: ServerProcess) -> None:
+    """The SDK's default revision (2026-07-28) has no MCP sessions, so no state can belong to one."""
+    async with connect(mcp_server.url) as client:
         kept = await client.call_tool("run_python", {"code": "x = 1", "keep_state": True})
         reset = await client.call_tool("reset_state", {})
         plain = await client.call_tool("run_python", {"code": "print('still fine')"})
     assert kept.is_error is True
-    assert "state between calls is not available on this server yet" in text_of(kept)
+    assert "keep_state needs an MCP session" in text_of(kept) and "2025-11-25" in text_of(kept)
     assert reset.is_error is False and reset.structured_content == {"reset": False}
     assert plain.is_error is False and text_of(plain).startswith("still fine\n")
+
+
+def session_sandboxes(pid: int) -> list[str]:
+    """A server's session sandboxes: their lease covers a session's lifetime (an hour by default),
+    a pooled one's only the pool's idle limit (minutes)."""
+    prefix = f"{socket.gethostname()}:{pid}:"
+    return [
+        c["Id"]
+        for c in project_containers()
+        if (c.get("Labels") or {}).get(LABEL_OWNER, "").startswith(prefix)
+        and int((c.get("Labels") or {}).get(LABEL_LEASE, "0")) >= 3600
+    ]
+
+
+async def test_a_kept_session_ends_with_its_mcp_session(mcp_server: ServerProcess) -> None:
+    """The client leaves (the SDK DELETEs its MCP session): the code session's sandbox goes."""
+
+    async def released() -> bool | str:
+        left = session_sandboxes(mcp_server.proc.pid)
+        return not left or f"{len(left)} session sandbox(es) left"
+
+    await until(released, 15, "the earlier tests' session sandboxes removed")
+    async with connect(mcp_server.url, mode="legacy") as client:
+        kept = await client.call_tool("run_python", {"code": "x = 1", "keep_state": True})
+        assert kept.is_error is False, text_of(kept)
+        assert len(session_sandboxes(mcp_server.proc.pid)) == 1
+    await until(released, 15, "the session's sandbox removed")
 
 
 async def test_bad_arguments_are_the_runs_own_refusals(mcp_server: ServerProcess) -> None:
@@ -296,7 +354,10 @@ async def test_the_documented_python_example_prints_what_the_doc_says(mcp_server
     assert lines[0] == "['run_python', 'reset_state', 'list_runtimes']"
     assert lines[1] == "live: 45"
     assert "True" in lines and "ZeroDivisionError: division by zero" in lines
-    assert re.fullmatch(r"\[the program exited with code 1 in \d+\.\d\d s\]", lines[-2]) and lines[-1] == "1"
+    assert (
+        re.fullmatch(r"\[the program raised ZeroDivisionError at line 2; exit code 1, \d+\.\d\d s\]", lines[-2])
+        and lines[-1] == "1"
+    )
 
 
 def test_the_documented_configurations_are_json_naming_this_server() -> None:

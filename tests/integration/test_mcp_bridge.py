@@ -47,7 +47,9 @@ async def test_the_tools_run_on_the_server_with_progress(bridged: ServerProcess)
         result = await client.call_tool("run_python", {"code": code}, progress_callback=on_progress)
         answered = time.monotonic()
         runtimes = await client.call_tool("list_runtimes", {})
-        kept = await client.call_tool("run_python", {"code": "x = 1", "keep_state": True})
+        await client.call_tool("run_python", {"code": "x = 41", "keep_state": True})
+        kept = await client.call_tool("run_python", {"code": "x + 1", "keep_state": True})
+        reset = await client.call_tool("reset_state", {})
     assert names == {"run_python", "reset_state", "list_runtimes"}
     assert result.is_error is True  # the ZeroDivisionError, as the server said it
     assert "first\n" in text_of(result) and "ZeroDivisionError" in text_of(result)
@@ -55,7 +57,10 @@ async def test_the_tools_run_on_the_server_with_progress(bridged: ServerProcess)
     first = [at for at, message in seen if message and "first" in message]
     assert first and answered - first[0] > 1.0, f"the output did not arrive while the program ran: {seen}"
     assert runtimes.structured_content is not None and runtimes.structured_content["runtimes"][0]["name"] == "python"
-    assert kept.is_error is True and "not available on this server yet" in text_of(kept)
+    # one sce mcp process is one MCP session (the handshake era): its state is kept until reset
+    assert kept.is_error is False and kept.structured_content is not None
+    assert kept.structured_content["result"] == "42"
+    assert reset.structured_content == {"reset": True}
 
 
 async def test_without_the_token_the_server_refuses(bridged: ServerProcess) -> None:

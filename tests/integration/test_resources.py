@@ -157,12 +157,12 @@ async def test_no_parent_cgroup_outlives_its_sandbox_however_it_ends() -> None:
         await engine.drain_cleanup()
         # what is left belongs to sandboxes that still exist (a start may be in flight meanwhile),
         # or is an emptied parent kept for the next one
-        tree = engine.cgroup_tree
-        assert tree is not None
+        assert engine.parents is not None
+        tree = engine.parents.tree
         left = {p.rsplit("/", 1)[1] for p in my_parents()}
-        free = set(engine._free_parents)
+        free = set(engine.parents.free)
         assert all(tree.is_empty(name) for name in free)
-        assert len(left - set(engine._parents.values()) - free) <= 1, left
+        assert len(left - set(engine.parents.by_container.values()) - free) <= 1, left
     finally:
         await svc.stop()
     assert my_parents() == []
@@ -178,16 +178,15 @@ async def test_a_reused_parent_reports_its_new_sandbox_alone() -> None:
     try:
         _, heavy = await run(svc, BUSY_1S.replace("print('done')", TOUCH_60MB))
         await engine.drain_cleanup()
-        tree = engine.cgroup_tree
-        assert tree is not None and tree.reusable
-        assert len(engine._free_parents) == 1
-        reused = engine._free_parents[0]
+        assert engine.parents is not None and engine.parents.tree.reusable
+        assert len(engine.parents.free) == 1
+        reused = engine.parents.free[0]
         async with svc.run(RunRequest("print(4)")) as r:
             # gVisor usually leaves ~280 KiB charged to an emptied parent, too much to reuse it
             # exactly, but not always (CI, 2026-12-01): there it is reused only when its leftover
             # was under PARENT_LEFTOVER_MAX_BYTES; either way the figures below start from nothing
             if settings.runtime != "runsc":
-                assert engine._parents[r.sandbox.id] == reused
+                assert engine.parents.by_container[r.sandbox.id] == reused
             async for _ in r.events():
                 pass
             light = r.exit
@@ -202,8 +201,8 @@ async def test_a_reused_parent_reports_its_new_sandbox_alone() -> None:
 
 async def test_a_starting_server_removes_empty_parents_of_dead_servers(service: SandboxService) -> None:
     engine = engine_of(service)
-    tree = engine.cgroup_tree
-    assert tree is not None
+    assert engine.parents is not None
+    tree = engine.parents.tree
     dead = "sce-999999999-1-0123456789ab"  # a pid that cannot run
     alive = parent_name(os.getpid(), _process_start_time(os.getpid()))  # a live server's, unknown to this engine
     tree.create(dead)
@@ -285,3 +284,32 @@ async def test_metrics_have_cpu_and_peak_histograms_per_runtime(server: ServerPr
     for name in ("sce_run_cpu_seconds_count", "sce_run_memory_peak_bytes_count"):
         line = next(line for line in text.splitlines() if line.startswith(f'{name}{{runtime="python"}}'))
         assert float(line.split()[-1]) >= 1
+
+
+CGROUP_V1 = os.path.isdir("/sys/fs/cgroup/memory")
+# issue #30.7: fills its memory to within a charge batch of the limit (its own cgroup says how
+# close), tells so, then exits 137 by itself
+NEAR_LIMIT_THEN_137 = """
+import os
+def read(name):
+    with open('/sys/fs/cgroup/memory/' + name) as f:
+        return int(f.read())
+limit, kept = read('memory.limit_in_bytes'), []
+while read('memory.usage_in_bytes') < limit - (768 << 10):
+    kept.append(b'\\x01' * (128 << 10))
+print('near', read('memory.max_usage_in_bytes') >= limit - (1 << 20), flush=True)
+os._exit(137)
+"""
+
+
+async def test_a_program_at_its_limit_that_exits_137_itself_is_no_oom(service: SandboxService) -> None:
+    if not CGROUP_V1:
+        pytest.skip("cgroup v1 only (v2 counts OOM kills itself)")
+    events, exit_ = await run(service, NEAR_LIMIT_THEN_137)
+    said = "".join(e.data for e in events if hasattr(e, "data"))
+    if service.settings.runtime == "runsc":
+        # gVisor's engine flag is unreliable, so its verdict still reads the parent's peak: a program
+        # that reaches its limit by itself and exits 137 is called oom there (a known gap, not fixed)
+        pytest.xfail("runsc: the OOM verdict reads the peak (the engine flag is unreliable there)")
+    assert "near True" in said, said  # the program really was at its limit
+    assert (exit_.reason, exit_.exit_code) == ("exit", 137), exit_

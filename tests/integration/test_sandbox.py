@@ -179,7 +179,7 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
     async with service.run(RunRequest("import time\nprint('up', flush=True)\ntime.sleep(30)")) as run:
         engine = service.engine
         assert isinstance(engine, DockerEngine)
-        info = await engine.call(engine.inspect_blocking, run.sandbox.id)
+        info = await engine.wire.inspect(run.sandbox.id)
         run.kill()
         await collect(run)
     host = info["HostConfig"]
@@ -290,11 +290,11 @@ async def test_reaping_removes_orphans_and_spares_live_owners() -> None:
     spec = default_specs(settings)["python"]
     orphan, mine, theirs, lapsed = [await engine.start_sandbox(spec) for engine in engines]
     try:
-        now = await alive.call(alive._engine_now)
+        now = await alive.engine_now()
         created = {c["Id"]: c["Created"] for c in project_containers()}
         while now <= created[lapsed.id] + 1:
             await asyncio.sleep(0.2)
-            now = await alive.call(alive._engine_now)
+            now = await alive.engine_now()
         svc = SandboxService(settings)
         await svc.start()
         await svc.ready.wait()
@@ -306,3 +306,24 @@ async def test_reaping_removes_orphans_and_spares_live_owners() -> None:
         for engine, sandbox in zip(engines, (orphan, mine, theirs, lapsed), strict=True):
             engine.discard(sandbox)
             await engine.close()
+
+
+SOCKET_FAMILIES = """
+import socket
+for name in ('AF_VSOCK', 'AF_ALG', 'AF_UNIX', 'AF_INET', 'AF_INET6'):
+    try:
+        socket.socket(getattr(socket, name), socket.SOCK_SEQPACKET if name == 'AF_ALG' else socket.SOCK_STREAM).close()
+        print(name, 'made')
+    except OSError as exc:
+        print(name, 'refused', exc.errno)
+"""
+
+
+async def test_vsock_and_alg_sockets_cannot_be_made(service: SandboxService) -> None:
+    """issue #30.8: on a VM host vsock reaches past the network namespace; the profile (Docker's
+    current default) refuses AF_VSOCK and AF_ALG, and gVisor implements neither. Ordinary families
+    can still be made (a namespace with only lo: nothing to reach)."""
+    events, _ = await run_code(service, SOCKET_FAMILIES)
+    said = dict(line.split(" ", 1) for line in text(events).splitlines())
+    assert said["AF_VSOCK"].startswith("refused") and said["AF_ALG"].startswith("refused"), said
+    assert said["AF_UNIX"] == said["AF_INET"] == "made", said

@@ -371,7 +371,7 @@ async def test_binary_output_is_kept_within_its_frame_budget_as_sent(plain: Serv
             frame = json.loads(message)
             frames.append(frame)
             if frame["type"] in ("stdout", "stderr"):
-                sent += len(message)
+                sent += len(message.encode("utf-8") if isinstance(message, str) else message)  # bytes as sent
     exit_ = frames[-1]
     assert exit_["type"] == "exit" and exit_["reason"] == "output_limit" and exit_["truncated"], exit_
     assert sent <= 2 * 1_000_000, f"{sent} bytes of output frames as sent"

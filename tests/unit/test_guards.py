@@ -164,3 +164,11 @@ def test_a_token_list_that_holds_no_token_refuses_to_start(value: str) -> None:
 def test_an_empty_token_list_is_no_tokens() -> None:
     assert Settings(api_tokens="").api_tokens == []  # type: ignore[arg-type]
     assert Settings(api_tokens=" a , b ").api_tokens == ["a", "b"]  # type: ignore[arg-type]
+
+
+def test_no_host_or_an_empty_one_is_not_a_browser_and_is_served() -> None:
+    """HAProxy's `option httpchk` sends HTTP/1.0 without Host, which hypercorn hands on as ``""``:
+    refused, it took every server out of rotation once SCE_ALLOWED_HOSTS was set."""
+    assert host_ok(None, allowed_hosts="sce.example.org")
+    assert host_ok("", allowed_hosts="sce.example.org")
+    assert not host_ok("evil.example", allowed_hosts="sce.example.org")

@@ -130,6 +130,11 @@ class FakeSessions:
     async def close(self, handle: SessionHandle) -> None:
         self.closed.append(handle)
 
+    def alive(self, handle: SessionHandle) -> bool:
+        return handle not in self.closed and handle not in self.expired
+
+    expired: tuple[SessionHandle, ...] = ()
+
 
 async def test_each_mcp_session_of_each_client_has_its_own_state() -> None:
     backend = FakeSessions()
@@ -144,6 +149,15 @@ async def test_each_mcp_session_of_each_client_has_its_own_state() -> None:
     assert await state.end(("addr:a", "m1")) is False  # nothing left to end
     state.forget(("addr:b", "m1"), other_client)  # the server ended it by itself: nothing to close
     assert backend.closed == [first] and len(state) == 1
+
+
+async def test_a_session_that_ended_by_itself_is_made_afresh() -> None:
+    backend = FakeSessions()
+    state = KeptState(backend, idle_timeout_s=60)
+    first = await state.session_for(("addr:a", "m1"), None)
+    backend.expired = (first,)  # the server ended it (its own idle timeout) with no run to say so
+    second = await state.session_for(("addr:a", "m1"), None)
+    assert second != first and len(backend.made) == 2 and len(state) == 1
 
 
 async def test_idle_state_is_ended_by_the_sweep_and_a_request_keeps_it() -> None:

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from app.core.exits import ExitObservation, classify_exit
-from app.sandbox.docker import engine as engine_module
+from app.sandbox.docker import sandbox as engine_module
+from app.sandbox.docker.accounting import ParentCgroups
+from app.sandbox.docker.attach import AttachStream
 from app.sandbox.docker.cgroups import CgroupTree
-from app.sandbox.docker.engine import DockerSandbox
+from app.sandbox.docker.sandbox import DockerSandbox
 from app.sandbox.interface import SandboxSpec
 
 pytestmark = pytest.mark.timeout(30)
@@ -27,11 +29,11 @@ def _sandbox(
 ) -> DockerSandbox:
     # with figures from the stats API the engine measures by no tree, but its parents are still made in one
     fake_engine: Any = SimpleNamespace(
-        cgroups=None if stats_api else tree, cgroup_tree=tree, settings=SimpleNamespace(runtime=runtime)
+        cgroups=None if stats_api else tree, parents=ParentCgroups(tree, 8), settings=SimpleNamespace(runtime=runtime)
     )
     a, b = socket.socketpair()
     b.close()
-    sandbox = DockerSandbox(fake_engine, SPEC, "c0ffee", None, a, PARENT)
+    sandbox = DockerSandbox(fake_engine, SPEC, "c0ffee", AttachStream(a), PARENT)
 
     async def state() -> dict[str, Any]:
         return {"Running": False, "Status": "exited", "ExitCode": code, "OOMKilled": oom_flag}
@@ -95,3 +97,10 @@ async def test_an_oom_is_still_told_when_figures_come_from_the_stats_api(tmp_pat
         137, oom_killed=True
     )
     assert await _sandbox(_v1(tmp_path / "c", 10 << 20), "runsc", 2, stats_api=True).wait() == ExitObservation(2)
+
+
+async def test_under_runc_a_full_memory_and_its_own_137_is_no_oom(tmp_path: Path) -> None:
+    """issue #30.7: a program that fills its memory to the limit then calls ``os._exit(137)`` reports
+    exit 137 (the engine's flag, the kernel's event, is unset); the peak alone is no verdict."""
+    assert await _sandbox(_v1(tmp_path, LIMIT), "runc", 137).wait() == ExitObservation(137, oom_killed=False)
+    assert await _sandbox(_v1(tmp_path / "b", LIMIT), "runc", 137, oom_flag=True).wait() == ExitObservation(137, True)

@@ -219,20 +219,19 @@ def test_metrics_observe_cpu_and_peak_per_runtime() -> None:
 
 
 def test_sweeps_remove_dead_servers_parents_and_on_stop_this_engines_own_only(tmp_path: Path) -> None:
-    from app.sandbox.docker.engine import DockerEngine, _process_start_time
-    from app.settings import Settings
+    from app.sandbox.docker.accounting import ParentCgroups
+    from app.sandbox.docker.ownership import process_start_time
 
     mounts = {c: str(tmp_path / c) for c in ("memory", "cpuacct", "pids")}
     tree = CgroupTree(1, mounts, list(mounts.values()))
-    me = (os.getpid(), _process_start_time(os.getpid()))
-    engine, neighbour = DockerEngine(Settings()), DockerEngine(Settings())  # two engines, one process
-    engine.cgroup_tree = tree
+    me = (os.getpid(), process_start_time(os.getpid()))
+    engine, neighbour = ParentCgroups(tree, 8), ParentCgroups(tree, 8)  # two engines, one process
     dead = "sce-999999999-1-0123456789ab"
-    own = parent_name(*me, engine._parent_tag)
-    other = parent_name(*me, neighbour._parent_tag)
+    own = parent_name(*me, engine.tag)
+    other = parent_name(*me, neighbour.tag)
     for name in (dead, own, other):
         tree.create(name)
-    assert engine.sweep_parents(mine=False) == 1  # a start: only the dead server's
+    assert engine.sweep(mine=False) == 1  # a start: only the dead server's
     assert tree.parents() == {own, other}
-    assert engine.sweep_parents(mine=True) == 1  # a stop: its own too, never the neighbour's
+    assert engine.sweep(mine=True) == 1  # a stop: its own too, never the neighbour's
     assert tree.parents() == {other}
