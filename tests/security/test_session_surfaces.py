@@ -390,7 +390,7 @@ async def test_what_threads_print_between_runs_is_bounded(srv: ServerProcess) ->
     await asyncio.sleep(4)  # the scenario itself: no run in progress while the thread writes
     second = await run_in(srv, C, session["id"], session["token"], "print('next')")
     out = second.text()
-    assert out.endswith("next\n") and second.exit["reason"] == "exit", second.exit
+    assert out.endswith("next\n") and second.exit["reason"] == "exit", (len(out.encode()), second.exit)
     carried = len(out.encode()) - len("next\n")
     assert carried <= BETWEEN_RUNS_MAX_BYTES, f"{carried} bytes carried over"
     print(f"CARRIED {carried} bytes (first run: {first.exit['stdout_bytes']} bytes)")
