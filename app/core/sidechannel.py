@@ -36,6 +36,8 @@ KIND_EXIT = _inside.KIND_EXIT.decode("ascii")
 KIND_EXCEPTION = _inside.KIND_EXCEPTION.decode("ascii")
 KIND_RESULT = _inside.KIND_RESULT.decode("ascii")
 EXCEPTION_NAME_MAX_CHARS = 200
+EXCEPTION_LINE_MAX = 2**31 - 1
+"""A forged record's ``line`` past this (a JSON number no client holds exactly) is not well formed."""
 MAX_HEADER_BYTES = 48
 """``kind:meta_len:data_len\\n`` after the nonce; longer is not a header."""
 MAX_META_BYTES = 65_536
@@ -236,6 +238,6 @@ def exception_of(record: Record) -> tuple[str, str, int | None] | None:
     name, value, line = meta.get("name"), meta.get("value"), meta.get("line")
     if not isinstance(name, str) or not name or not isinstance(value, str):
         return None
-    if line is not None and (type(line) is not int or line < 1):
+    if line is not None and (type(line) is not int or not 1 <= line <= EXCEPTION_LINE_MAX):
         return None
     return name[:EXCEPTION_NAME_MAX_CHARS], value[: _inside.EXCEPTION_VALUE_MAX_CHARS], line

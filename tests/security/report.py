@@ -76,6 +76,7 @@ class RuntimeResults:
     host_config: dict[str, Any] = field(default_factory=dict)
     still_serves: bool = False
     surfaces: dict[str, tuple[str, float, str]] = field(default_factory=dict)  # test -> (outcome, s, message)
+    surface_out: dict[str, str] = field(default_factory=dict)  # test -> what it printed (its measurements)
     run_log_line: str = ""  # one of the server's per-run log lines, as written
 
     def out(self, key: str) -> Outcome | None:
@@ -134,33 +135,43 @@ def shown_security_opt(option: str) -> str:
     return f"seccomp=<{ours}: {rules} rules>"
 
 
-SURFACES = "tests/security/test_surfaces.py"
+SURFACE_FILES = ("tests/security/test_surfaces.py", "tests/security/test_session_surfaces.py")
+SURFACES = "`, `".join(SURFACE_FILES)  # shown between backticks
 
 
-def run_surfaces(runtime: str) -> dict[str, tuple[str, float, str]]:
-    """The server-level attacks (tokens, watchers, forwarded headers, rate limits, engines, OOM under load)
-    as pytest runs them, under ``runtime``: test name -> (passed/failed/skipped, seconds, message)."""
+def run_surfaces(runtime: str) -> tuple[dict[str, tuple[str, float, str]], dict[str, str]]:
+    """The server-level attacks (tokens, watchers, forwarded headers, rate limits, engines, OOM under load;
+    sessions and MCP) as pytest runs them, under ``runtime``: test name -> (passed/failed/skipped, seconds,
+    message), and test name -> what the test printed (its measurements)."""
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "surfaces.xml"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCE_")} | {"SCE_RUNTIME": runtime}
         subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SURFACES, f"--junitxml={junit}"],
+            [
+                *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_logging=system-out"),
+                *SURFACE_FILES,
+                f"--junitxml={junit}",
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,
-            timeout=1800,
+            timeout=3600,
         )
         if not junit.exists():
-            return {}
+            return {}, {}
         found: dict[str, tuple[str, float, str]] = {}
+        printed: dict[str, str] = {}
         for case in ET.parse(junit).getroot().iter("testcase"):
             problem = case.find("failure")
             problem = case.find("error") if problem is None else problem
             skipped = case.find("skipped")
             status = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
             message = (problem.get("message") if problem is not None else "") or ""
-            found[case.get("name", "?")] = (status, float(case.get("time", 0)), message[:300])
-        return found
+            name = case.get("name", "?")
+            found[name] = (status, float(case.get("time", 0)), message[:300])
+            out = case.find("system-out")
+            printed[name] = (out.text or "") if out is not None else ""
+        return found, printed
 
 
 def _case(key: str, **changes: Any) -> Case:
@@ -231,7 +242,7 @@ async def collect_runtime(runtime: str, repeat: int) -> RuntimeResults:
         server.stop()
     results.run_log_line = next((line for line in server.log().splitlines() if '"event": "run"' in line), "")
     log(f"{runtime}: server-level attacks ({SURFACES})")
-    results.surfaces = run_surfaces(runtime)
+    results.surfaces, results.surface_out = run_surfaces(runtime)
     if canary in server.log():
         results.verdicts["~server-log"] = Verdict("fail", ("the canary reached the server's log",))
     return results
@@ -333,6 +344,34 @@ def surface(r: RuntimeResults, *names: str) -> str:
             + (f": {message}" if message else "")
         )
     return "; ".join(parts)
+
+
+def surface_family(r: RuntimeResults, base: str, *prefixes: str) -> str:
+    """A parametrized surface test's variants: how many passed, and the measurement lines they printed
+    (those starting with one of ``prefixes``)."""
+    if not r.surfaces:
+        return "(server-level tests not run)"
+    names = [n for n in r.surfaces if n == base or n.startswith(base + "[")]
+    if not names:
+        return f"{base.removeprefix('test_').replace('_', ' ')}: not run"
+    passed = sum(1 for n in names if r.surfaces[n][0] == "passed")
+    failed = [n for n in names if r.surfaces[n][0] == "failed"]
+    secs = sum(r.surfaces[n][1] for n in names)
+    head = f"{'✓' if passed == len(names) else '**FAILED**'} {passed}/{len(names)} ({secs:.0f} s)"
+    if failed:
+        head += ": " + "; ".join(f"{n}: {r.surfaces[n][2]}" for n in failed)
+    lines = [
+        line.strip()
+        for n in names
+        for line in r.surface_out.get(n, "").splitlines()
+        if prefixes and line.strip().startswith(prefixes)
+    ]
+    return head + ("; " + "; ".join(lines) if lines else "")
+
+
+def mcp_argument_sets(r: RuntimeResults) -> int:
+    printed = r.surface_out.get("test_hostile_mcp_tool_arguments_are_clear_refusals", "")
+    return sum(1 for line in printed.splitlines() if line.startswith("MCPARG"))
 
 
 def frame_count(out: Outcome | None) -> int:
@@ -798,6 +837,87 @@ def protection_rows(
             ),
         ),
         (
+            "Sessions: state and tokens",
+            "a session is its own sandbox, found by its id (the server's name + 128 random bits) and its token (192 "
+            "bits, `secrets`), compared with `hmac.compare_digest`; an unknown id, an ended session and a wrong "
+            "token get one answer (404 / `not_found`, 1008); the token is a bearer capability, like a run's",
+            [
+                "test_session_surfaces.py::test_a_sessions_state_is_not_readable_by_another_client_session_or_run",
+                "test_session_ids_and_tokens_are_long_random_and_an_ended_session_is_not_found",
+                "test_the_token_comparison_is_constant_time",
+            ],
+            lambda r: surface(
+                r,
+                "test_a_sessions_state_is_not_readable_by_another_client_session_or_run",
+                "test_session_ids_and_tokens_are_long_random_and_an_ended_session_is_not_found",
+                "test_the_token_comparison_is_constant_time",
+            ),
+        ),
+        (
+            "Sessions: a program that ignores the interrupt",
+            "a timeout, kill or output cap interrupts the session's program (KeyboardInterrupt); past the 2 s grace "
+            "the sandbox is killed: `session_alive` false, the session not_found, its sandbox removed",
+            ["test_session_surfaces.py::test_a_program_that_ignores_the_interrupt_ends_its_session[*]"],
+            lambda r: surface_family(r, "test_a_program_that_ignores_the_interrupt_ends_its_session", "STUCK"),
+        ),
+        (
+            "Sessions: a program that tampers with its session",
+            "records are re-checked and charged to the run's frame budget; an interrupt waits for the record being "
+            "written (a cut one hid the end records); the control channel is a pipe the program cannot write; what "
+            "threads print between runs is kept up to 1 MiB",
+            [
+                "test_session_surfaces.py::test_forged_records_stay_in_their_run_and_an_interrupt_never_cuts_one",
+                "test_fake_control_frames_on_stdout_are_data",
+                "test_a_forged_exception_record_is_cut_or_dropped[*]",
+                "test_what_threads_print_between_runs_is_bounded",
+            ],
+            lambda r: (
+                surface_family(r, "test_forged_records_stay_in_their_run_and_an_interrupt_never_cuts_one", "FORGED")
+                + "; control frames: "
+                + surface_family(r, "test_fake_control_frames_on_stdout_are_data", "CONTROL")
+                + "; forged exception records: "
+                + surface_family(r, "test_a_forged_exception_record_is_cut_or_dropped", "EXCEPTION")
+                + "; between runs: "
+                + surface_family(r, "test_what_threads_print_between_runs_is_bounded", "CARRIED")
+            ),
+        ),
+        (
+            "Sessions: bombs, limits",
+            "a session's sandbox has a run's limits; an OOM (or a sandbox killed after its grace) ends the session; "
+            "sessions hold run slots (SCE_SESSIONS_PER_CLIENT, SCE_SESSIONS_MAX), so sessions and runs never "
+            "exceed SCE_MAX_CONCURRENT_RUNS sandboxes",
+            [
+                "test_session_surfaces.py::test_a_bomb_in_one_session_leaves_another_alone[*]",
+                "test_session_and_run_limits_hold_per_client_and_per_server",
+                "tests/integration/test_sessions.py::test_an_idle_session_expires_and_its_sandbox_goes",
+            ],
+            lambda r: (
+                surface_family(r, "test_a_bomb_in_one_session_leaves_another_alone", "BOMB")
+                + "; "
+                + surface(r, "test_session_and_run_limits_hold_per_client_and_per_server")
+            ),
+        ),
+        (
+            "MCP: tool arguments, session ids, vanished agents",
+            "run_python's arguments go through POST /run's parser (isError with the protocol's code and message); "
+            "other arguments are ignored (no session can be named); bodies over max_message_bytes get 413; an MCP "
+            "session belongs to the client key that opened it (404 for any other); runs count against the "
+            "client's share and rate as /run's; an agent that leaves ends its run",
+            [
+                "test_session_surfaces.py::test_hostile_mcp_tool_arguments_are_clear_refusals",
+                "test_an_mcp_session_id_reused_by_another_client_is_refused",
+                "test_session_and_run_limits_hold_per_client_and_per_server",
+                "test_a_vanished_agent_does_not_hold_a_sandbox[*]",
+            ],
+            lambda r: (
+                surface_family(r, "test_hostile_mcp_tool_arguments_are_clear_refusals", "MCPARG body")
+                + f" ({mcp_argument_sets(r)} hostile argument sets refused); "
+                + surface(r, "test_an_mcp_session_id_reused_by_another_client_is_refused")
+                + "; "
+                + surface_family(r, "test_a_vanished_agent_does_not_hold_a_sandbox", "VANISHED")
+            ),
+        ),
+        (
             "Input limits",
             "code ≤ 65 536 UTF-8 bytes (inclusive); frames ≤ max_message_bytes; malformed input → documented errors",
             ["code/at_the_size_limit", "code/one_byte_over", "code/multibyte_over", "test_fuzz.py"],
@@ -963,7 +1083,9 @@ def doc(res: dict[str, RuntimeResults], elapsed_s: float) -> str:
         f"- `{SURFACES}` (run by this report under each runtime; the table above shows each test's outcome): "
         "resume/watch tokens (guessing, another run's id, expiry, a takeover race), a watcher that never reads, "
         "forwarded headers from an untrusted peer, rate limits over both transports, unreachable engines, "
-        "six OOMs at once three times, the stated pids limit."
+        "six OOMs at once three times, the stated pids limit; and over sessions and MCP: state and tokens, "
+        "programs that ignore the interrupt, forged records, bombs in a session, session limits, hostile MCP "
+        "arguments and session ids, vanished agents."
     )
     add("")
     add(log_section(runs))
@@ -1196,6 +1318,12 @@ FIXED_SERVER_BUGS = [
     "sentry that died at the limit as `exit` 2: both are `oom` now, from the parent cgroup "
     "(`test_surfaces.py::test_every_oom_is_reported_as_oom_under_load`: 18 of 18)",
     "runsc: `started.limits.pids` said 64 while the sandbox's cgroup allowed 256: it states the enforced limit now",
+    "sessions: an interrupt that landed while the bootstrap wrote a record (a forged 1 MiB result, an image) cut "
+    "it, the rest of the stream (the end records) became its data, and the session was killed after its grace "
+    "(4 of 9 runs of that test here): the interrupt now waits for the record's end "
+    "(`test_session_surfaces.py::test_forged_records_stay_in_their_run_and_an_interrupt_never_cuts_one`, 3 of 3)",
+    "sessions: a forged exception record's `line` of 10**30 reached the `exit` frame (no client holds that number "
+    "exactly): lines past 2**31-1 make the record ill-formed (`test_a_forged_exception_record_is_cut_or_dropped`)",
     "files out: a record's path was only checked for a leading '/': a forged record could name "
     "`../../etc/cron.d/x` for a client to join under its download folder; the server now applies the files-in "
     "rules (`files_out/forged_records`, `tests/unit/test_rich.py`)",

@@ -149,6 +149,7 @@ def test_exception_records_are_checked_and_cut_to_size() -> None:
         {"name": "E", "value": "x", "line": 0},
         {"name": "E", "value": "x", "line": True},
         {"name": "E", "value": "x", "line": "3"},
+        {"name": "E", "value": "x", "line": 10**30},  # forged: no client holds that number exactly
     ]
     for bad in bad_metas:
         assert of(bad) is None, bad

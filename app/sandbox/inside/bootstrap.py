@@ -215,6 +215,9 @@ def _write_fd_quiet(fd: int, data: bytes) -> None:
         pass
 
 
+_in_record = [0, False]  # records being written now, and an interrupt that waits for their end
+
+
 class _Channel:
     # records on stdout, tagged with the run's nonce; limits enforced here and again by the server
     def __init__(self, nonce: bytes, max_count: int, max_file: int, max_total: int, max_image: int) -> None:
@@ -227,9 +230,16 @@ class _Channel:
 
             head = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
         record = MARKER + b"%s:%s:%d:%d\n" % (self.nonce, kind, len(head), len(data)) + head + data
-        with _lock():  # the flusher writes nothing between the text before the record and the record
-            _flush_out()
-            _write_all(record)
+        _in_record[0] += 1  # a session's interrupt waits for the record's end (a cut one hides the rest)
+        try:
+            with _lock():  # the flusher writes nothing between the text before the record and the record
+                _flush_out()
+                _write_all(record)
+        finally:
+            _in_record[0] -= 1
+        if _in_record[1] and not _in_record[0]:
+            _in_record[1] = False
+            raise KeyboardInterrupt
 
     def fits(self, size: int, limit: int) -> bool:
         if size <= limit and size <= self.left:

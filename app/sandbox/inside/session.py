@@ -33,6 +33,7 @@ from app.sandbox.inside.bootstrap import (
     _exit_code,
     _final_figures,
     _flushing,
+    _in_record,
     _leave,
     _prepare,
     _print_exception,
@@ -95,6 +96,9 @@ class _Control:
 
     def on_sigint(self, signum: int, frame: "Any") -> None:
         if self.running:  # between programs an interrupt that came late is nobody's
+            if _in_record[0]:  # mid-record: cut, it would swallow the end records (emit raises after it)
+                _in_record[1] = True
+                return
             raise KeyboardInterrupt
 
     def new_stdin(self) -> None:
