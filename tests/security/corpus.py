@@ -660,7 +660,7 @@ add(
         check=lambda out, ctx: (
             None
             if {line.split("=", 1)[0] for line in out.stdout.splitlines()}
-            <= {"HOME", "HOSTNAME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE"}
+            <= {"HOME", "HOSTNAME", "LANG", "LOGNAME", "PATH", "PYTHONDONTWRITEBYTECODE", "USER"}
             else f"unexpected variables: {out.stdout!r}"
         ),
     ),
