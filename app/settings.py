@@ -24,6 +24,8 @@ class DockerSettings:
     tls_dir: str | None  # SCE_DOCKER_TLS_DIR
     runtime: str  # SCE_RUNTIME
     capacity: int  # SCE_ENGINE_CAPACITY, else SCE_MAX_CONCURRENT_RUNS
+    uid_base: int  # SCE_SANDBOX_UID_BASE
+    uid_count: int  # SCE_SANDBOX_UID_COUNT
 
 
 def _split_csv(value: object) -> object:
@@ -104,6 +106,12 @@ class Settings(BaseSettings):
     )
     engine_capacity: int | None = Field(
         None, ge=1, description="runs one engine carries at once; default: SCE_MAX_CONCURRENT_RUNS"
+    )
+    sandbox_uid_base: int = Field(
+        100_000, ge=1000, description="lowest UID:GID a sandbox runs as (each sandbox gets its own)"
+    )
+    sandbox_uid_count: int = Field(
+        1_000_000, ge=16, description="how many UIDs from SCE_SANDBOX_UID_BASE sandboxes are picked from at random"
     )
     image_mirror: str | None = Field(
         None, description="Debian mirror for building the image; default: the host's apt sources"
@@ -235,6 +243,8 @@ class Settings(BaseSettings):
             tls_dir=self.docker_tls_dir,
             runtime=self.runtime,
             capacity=self.engine_capacity or self.max_concurrent_runs,
+            uid_base=self.sandbox_uid_base,
+            uid_count=self.sandbox_uid_count,
         )
 
     @field_validator("allowed_origins", "docker_hosts", "trusted_proxies", "allowed_hosts", mode="before")

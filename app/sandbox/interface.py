@@ -23,7 +23,9 @@ class Lockdown:
     The numeric limits (memory, pids, CPU, open files, /tmp size) are the ``SandboxSpec``'s own.
     """
 
-    user: str = "10001:10001"  # never root, no name needed in the image
+    # never root, no name needed in the image; the Docker engine gives each sandbox a UID:GID of its
+    # own instead (SCE_SANDBOX_UID_*), so per-user kernel limits (inotify, pipes, mqueue) are per run
+    user: str = "10001:10001"
     read_only_root: bool = True  # only the size-limited /tmp is writable
     network: Literal["none"] = "none"  # no interface but loopback
     drop_all_capabilities: bool = True
@@ -39,6 +41,8 @@ class Lockdown:
     environment: tuple[tuple[str, str], ...] = (
         ("HOME", "/tmp"),
         ("LANG", "C.UTF-8"),
+        ("USER", "runner"),  # the UID has no passwd entry: getpass.getuser() reads these first
+        ("LOGNAME", "runner"),
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
         ("PYTHONDONTWRITEBYTECODE", "1"),
     )

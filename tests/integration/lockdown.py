@@ -1,12 +1,13 @@
 """Sandboxes for the integration tests, made with the engine's own container config.
 
-``sandbox_config`` asks ``DockerEngine.container_body`` (read-only root, user 10001, no network,
+``sandbox_config`` asks ``DockerEngine.container_body`` (read-only root, a UID of its own, no network,
 the runtime's memory, pids and tmpfs, all capabilities dropped...) rather than restating those
 flags, so a test runs exactly what production runs, plus the test's own labels for cleanup.
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 import time
 
@@ -21,9 +22,11 @@ from app.settings import Settings
 
 
 def sandbox_config(settings: Settings, spec: RuntimeSpec, labels: dict[str, str]) -> dict[str, object]:
-    """The production container config for ``spec``, with ``labels`` added."""
+    """The production container config for ``spec``, with ``labels`` added (and, as the engine
+    gives every sandbox, a random UID:GID from the range that the image's /etc/passwd does not name)."""
     engine = DockerEngine(settings, owner=owner_id())
-    body = engine.container_body(default_specs(settings)[spec.name], False)
+    uid = settings.sandbox_uid_base + secrets.randbelow(settings.sandbox_uid_count)
+    body = engine.container_body(default_specs(settings)[spec.name], False, None, uid)
     return {  # as docker-py's create_container takes it (the host config passes through unchanged)
         "image": body["Image"],
         "command": body["Cmd"],

@@ -171,7 +171,7 @@ async def test_environment_holds_only_what_the_runner_sets(
     monkeypatch.setenv("CANARY_SERVER_SECRET", "s3cr3t")
     events, _ = await run_code(service, "import os\nprint(sorted(os.environ))")
     names = eval(text(events))
-    assert set(names) <= {"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "HOSTNAME"}
+    assert set(names) <= {"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "HOSTNAME", "USER", "LOGNAME"}
     assert "s3cr3t" not in text(events)
 
 
@@ -197,7 +197,26 @@ async def test_container_is_locked_down(service: SandboxService) -> None:
     assert host["Init"] is True
     assert host["LogConfig"]["Type"] == "none"
     assert "nosuid" in host["Tmpfs"]["/tmp"] and "nodev" in host["Tmpfs"]["/tmp"]
-    assert info["Config"]["User"] == "10001:10001"
+    uid, gid = (int(part) for part in info["Config"]["User"].split(":"))
+    settings = service.settings
+    assert uid == gid and settings.sandbox_uid_base <= uid < settings.sandbox_uid_base + settings.sandbox_uid_count
+
+
+async def test_concurrent_sandboxes_never_share_a_uid_and_work_without_a_passwd_entry(
+    service: SandboxService,
+) -> None:
+    """Two sandboxes at once run as two different non-root UIDs (per-user kernel limits are per run),
+    and a UID the image's /etc/passwd does not name still has a home, a user name and a writable /tmp."""
+    code = (
+        "import getpass, os, pathlib\n"
+        "pathlib.Path('/tmp/f').write_text('x')\n"
+        "print(os.getuid(), os.getgid(), getpass.getuser(), os.path.expanduser('~'), open('/tmp/f').read())"
+    )
+    (a, _), (b, _) = await asyncio.gather(run_code(service, code), run_code(service, code))
+    uid_a, gid_a, *rest_a = text(a).split()
+    uid_b, _, *rest_b = text(b).split()
+    assert rest_a == rest_b == ["runner", "/tmp", "x"], (text(a), text(b))
+    assert uid_a == gid_a and uid_a != uid_b and int(uid_a) >= service.settings.sandbox_uid_base
 
 
 async def test_cancelled_consumer_kills_and_removes_the_container(service: SandboxService) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import websockets
 
 from app.schema import SERVER_FRAMES
+from app.settings import Settings
 
 # --- the data model -----------------------------------------------------------------------------
 
@@ -659,7 +660,7 @@ add(
         check=lambda out, ctx: (
             None
             if {line.split("=", 1)[0] for line in out.stdout.splitlines()}
-            <= {"HOME", "HOSTNAME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE"}
+            <= {"HOME", "HOSTNAME", "LANG", "LOGNAME", "PATH", "PYTHONDONTWRITEBYTECODE", "USER"}
             else f"unexpected variables: {out.stdout!r}"
         ),
     ),
@@ -794,6 +795,18 @@ add(
     "classes) and by the container's HostConfig in the report",
     proves="the kernel holds the real limits: memory 128 MiB, pids 64",
 )
+
+
+def check_own_uid(stdout: str) -> str | None:
+    """``IDS uid euid gid [gid]``: one non-root UID, its own GID, in the default sandbox UID range."""
+    line = next((li for li in stdout.splitlines() if li.startswith("IDS ")), "")
+    ids = line.replace("[", " ").replace("]", " ").replace(",", " ").split()[1:]
+    base, count = (Settings.model_fields[f"sandbox_uid_{n}"].default for n in ("base", "count"))
+    if len(ids) != 4 or len(set(ids)) != 1 or not base <= int(ids[0]) < base + count:
+        return f"not one UID:GID of its own in the sandbox range: {line!r}"
+    return None
+
+
 add(
     "identity_and_capabilities",
     "import os\nprint('IDS', os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\n"
@@ -801,14 +814,20 @@ add(
     "    if line.startswith(('Cap', 'NoNewPrivs', 'Seccomp:', 'Uid', 'Gid')):\n        print(line.strip())\n",
     exits(
         0,
-        require=("IDS 10001 10001 10001 [10001]", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000"),
-        check=lambda out, ctx: (
-            "CapBnd is not empty"
-            if "CapBnd:\t0000000000000000" not in out.stdout
-            else ("NoNewPrivs is not 1" if "NoNewPrivs" in out.stdout and "NoNewPrivs:\t1" not in out.stdout else None)
+        require=("IDS ", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000"),
+        check=all_of(
+            lambda out, ctx: check_own_uid(out.stdout),
+            lambda out, ctx: (
+                "CapBnd is not empty"
+                if "CapBnd:\t0000000000000000" not in out.stdout
+                else (
+                    "NoNewPrivs is not 1" if "NoNewPrivs" in out.stdout and "NoNewPrivs:\t1" not in out.stdout else None
+                )
+            ),
         ),
     ),
-    proves="runs as uid 10001 with no capabilities at all (bounding set empty), no_new_privs",
+    proves="runs as a UID:GID of its own (in SCE_SANDBOX_UID_BASE's range, never 0) with no capabilities at all "
+    "(bounding set empty), no_new_privs",
 )
 add(
     "process_table",

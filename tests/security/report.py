@@ -487,7 +487,9 @@ def protection_rows(
         ),
         (
             "Unprivileged user, no capabilities",
-            "user 10001:10001, cap_drop ALL, no-new-privileges; setuid binaries do not elevate",
+            "a UID:GID of its own per sandbox (random in SCE_SANDBOX_UID_BASE's range, never one of the server's "
+            "live sandboxes: per-user kernel limits are per run), cap_drop ALL, no-new-privileges; setuid binaries "
+            "do not elevate",
             [
                 "secrets/identity_and_capabilities",
                 "privilege/setuid_root",

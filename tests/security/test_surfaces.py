@@ -554,3 +554,40 @@ async def test_a_class_behind_one_address_is_served_by_cookie(classroom: ServerP
     outcomes = ["exit" if r.of("exit") else r.error["message"] for r in bare]
     assert outcomes.count("exit") == 2, outcomes
     assert any("this client already has 2" in o for o in outcomes), outcomes
+
+
+# --- per-user kernel limits ----------------------------------------------------------------------
+
+INOTIFY_HOG = (  # run A: every inotify instance it can get (EMFILE/ENFILE ends the loop), then waits
+    "import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nn = 0\n"
+    "while libc.inotify_init() >= 0:\n    n += 1\n"
+    "print('held', n, os.strerror(ctypes.get_errno()), 'uid', os.getuid(), flush=True)\ntime.sleep(30)\n"
+)
+INOTIFY_ONE = (  # run B: one inotify instance, as any file watcher would want
+    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nfd = libc.inotify_init()\n"
+    "print('got', fd, os.strerror(ctypes.get_errno()) if fd < 0 else 'ok', 'uid', os.getuid())\n"
+)
+
+
+async def test_one_run_exhausting_inotify_leaves_another_clients_run_its_own(plain: ServerProcess) -> None:
+    """Issue 30.4: every sandbox ran as host UID 10001, so run A holding all 128 inotify instances
+    (a per-user kernel limit) made run B's inotify_init fail with EMFILE. Each sandbox now has a UID
+    of its own: B gets an instance while A still holds all of its own."""
+    async with asyncio.timeout(90), websockets.connect(plain.ws_url, max_size=None) as hog:
+        await hog.send(json.dumps({"type": "run", "code": INOTIFY_HOG, "timeout": 40}))
+        held = ""
+        async for message in hog:
+            frame = json.loads(message)
+            assert frame["type"] not in ("exit", "error"), frame
+            held += frame.get("data", "") if frame["type"] == "stdout" else ""
+            if "\n" in held:
+                break
+        other = await run_ws(plain.ws_url, INOTIFY_ONE)  # another connection, as another client would
+        await hog.send(json.dumps({"type": "kill"}))
+        await collect(hog)
+    got = "".join(f["data"] for f in other.of("stdout"))
+    print(f"\nrun A: {held.strip()}; run B: {got.strip()}")
+    assert held.startswith("held ") and int(held.split()[1]) >= 100, held  # A really did exhaust something
+    assert other.exit["reason"] == "exit" and other.exit["exit_code"] == 0, other.frames
+    assert got.startswith("got ") and int(got.split()[1]) >= 0, (held, got)
+    assert held.split()[-1] != got.split()[-1], (held, got)  # two UIDs

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from app.core.exits import ExitObservation
+from app.errors import Unavailable
 from app.sandbox.docker.attach import AttachStream
+from app.sandbox.docker.engine import DockerEngine
 from app.sandbox.docker.judge import judge_exit
 from app.sandbox.docker.lockdown import SECCOMP_OPT, create_body
 from app.sandbox.docker.ownership import LABEL_LEASE, LABEL_OWNER, is_orphan, owner_is_alive, parent_is_stale
 from app.sandbox.docker.wire import EngineAddressError, parse_engine_url, tls_context
 from app.sandbox.interface import Lockdown, SandboxSpec
+from app.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -88,6 +91,7 @@ def test_the_create_body_carries_every_lockdown_promise() -> None:
     body = create_body(SPEC, runtime="runc", labels={"a": "b"}, cgroup_parent="sce-1-2-x")
     host = body["HostConfig"]
     assert body["User"] == "10001:10001" and body["NetworkDisabled"] is True and body["StdinOnce"] is True
+    assert create_body(SPEC, runtime="runc", labels={}, user="123456:123456")["User"] == "123456:123456"
     assert host["ReadonlyRootfs"] is True and host["NetworkMode"] == "none" and host["CapDrop"] == ["ALL"]
     assert host["SecurityOpt"] == ["no-new-privileges", SECCOMP_OPT]
     assert host["Memory"] == host["MemorySwap"] == 128 << 20 and host["PidsLimit"] == 64
@@ -97,6 +101,21 @@ def test_the_create_body_carries_every_lockdown_promise() -> None:
     assert host["CgroupParent"] == "/sce-1-2-x" and host["Runtime"] == "runc"
     assert "X=1" in body["Env"] and "HOME=/tmp" in body["Env"]
     json.dumps(body)  # as sent
+
+
+def test_each_sandbox_gets_a_uid_of_its_own_from_the_range() -> None:
+    """Per-user kernel limits (inotify instances, pipe buffers) are per run only if no two live
+    sandboxes share a UID: a tiny range makes every pick collide unless the engine avoids it."""
+    engine = DockerEngine(Settings(sandbox_uid_base=200_000, sandbox_uid_count=16))
+    uids = [engine._take_uid() for _ in range(16)]
+    assert sorted(uids) == list(range(200_000, 200_016))
+    with pytest.raises(Unavailable, match="SCE_SANDBOX_UID_COUNT"):
+        engine._take_uid()
+    engine._uid_of["c1"] = uids[3]
+    engine._release_uid("c1")
+    assert engine._take_uid() == uids[3]  # the only one free again
+    body = engine.container_body(SPEC, False, None, uids[0])
+    assert body["User"] == f"{uids[0]}:{uids[0]}"
 
 
 def test_runsc_confines_syscalls_itself() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import ssl
 import time
 import uuid
@@ -104,6 +105,11 @@ class DockerEngine:
         self._cleanup: set[asyncio.Task[None]] = set()
         self._unremoved: set[str] = set()  # removals the engine refused every time: retried at each reap
         self._orphan_starts: set[asyncio.Future[DockerSandbox]] = set()
+        # each sandbox's own UID:GID, never one a live sandbox of this server has: per-user kernel
+        # limits (inotify instances, pipe buffers, mqueue bytes) are then one run's, not all runs'
+        self._uid_range = range(docker.uid_base, docker.uid_base + docker.uid_count)
+        self._live_uids: set[int] = set()
+        self._uid_of: dict[str, int] = {}  # container id -> its UID, released on removal
         self.on_engine_error: Callable[[BaseException], None] = lambda exc: None
         # resources: parent cgroups where this server sees the engine's tree, else the stats API
         self.parents: ParentCgroups | None = None  # where parents are made and removed
@@ -169,10 +175,32 @@ class DockerEngine:
             LABEL_LEASE: str(spec.lease_s or self.lease_s),  # a session's covers its lifetime
         }
 
-    def container_body(self, spec: SandboxSpec, pooled: bool, cgroup_parent: str | None = None) -> dict[str, Any]:
+    def container_body(
+        self, spec: SandboxSpec, pooled: bool, cgroup_parent: str | None = None, uid: int | None = None
+    ) -> dict[str, Any]:
         return create_body(
-            spec, runtime=self.settings.runtime, labels=self.labels(spec, pooled), cgroup_parent=cgroup_parent
+            spec,
+            runtime=self.settings.runtime,
+            labels=self.labels(spec, pooled),
+            cgroup_parent=cgroup_parent,
+            user=f"{uid}:{uid}" if uid is not None else None,
         )
+
+    def _take_uid(self) -> int:
+        """A random UID from the range that no live sandbox of this server has (a set of at most
+        capacity + pool entries in a range of a million: a retry is rare, a loop never long)."""
+        if len(self._live_uids) >= len(self._uid_range):
+            raise Unavailable(f"every UID of SCE_SANDBOX_UID_COUNT ({len(self._uid_range)}) is in use")
+        while True:
+            uid = self._uid_range[secrets.randbelow(len(self._uid_range))]
+            if uid not in self._live_uids:
+                self._live_uids.add(uid)
+                return uid
+
+    def _release_uid(self, container_id: str) -> None:
+        uid = self._uid_of.pop(container_id, None)
+        if uid is not None:
+            self._live_uids.discard(uid)
 
     async def _start(self, spec: SandboxSpec, pooled: bool) -> DockerSandbox:
         await self._settle_usage_source()
@@ -183,13 +211,16 @@ class DockerEngine:
                 parent = parents.take()
             except OSError as exc:  # accounting never fails a run: this one is measured by the stats API
                 log.warning("could not make a parent cgroup (%s); stats API for this sandbox", exc, exc_info=True)
+        uid = self._take_uid()
         try:
-            body = encode(self.container_body(spec, pooled, parent))
+            body = encode(self.container_body(spec, pooled, parent, uid))
             container_id = await self.wired("create a sandbox", self.wire.create(body))
         except BaseException:
+            self._live_uids.discard(uid)
             if parents is not None and parent is not None:
                 parents.drop(parent)
             raise
+        self._uid_of[container_id] = uid  # released once the container is removed
         if parents is not None and parent is not None:
             parents.by_container[container_id] = parent  # removed with the container, whatever happens next
         stream = None
@@ -258,8 +289,10 @@ class DockerEngine:
             await asyncio.sleep(delay)
             try:
                 await self.wired(f"remove {container_id[:12]}", self.wire.remove(container_id))
+                self._release_uid(container_id)
                 break
             except WireNotFound:
+                self._release_uid(container_id)
                 break
             except Unavailable as exc:
                 log.info("removing %s failed (%s); trying again", container_id[:12], exc.message)

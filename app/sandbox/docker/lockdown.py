@@ -37,9 +37,15 @@ def security_options(lockdown: Lockdown) -> list[str]:
 
 
 def create_body(
-    spec: SandboxSpec, *, runtime: str, labels: dict[str, str], cgroup_parent: str | None = None
+    spec: SandboxSpec,
+    *,
+    runtime: str,
+    labels: dict[str, str],
+    cgroup_parent: str | None = None,
+    user: str | None = None,
 ) -> dict[str, Any]:
-    """The container for ``spec``: its limits and its lockdown, attached stdin that closes once."""
+    """The container for ``spec``: its limits and its lockdown, attached stdin that closes once;
+    ``user`` (the engine's pick for this sandbox) replaces the lockdown's default UID:GID."""
     lock = spec.lockdown
     memory = spec.memory_mb * MIB
     host_config: dict[str, Any] = {
@@ -69,7 +75,7 @@ def create_body(
         # making, bind-mounting and tearing down a network sandbox for it, which cost ~110 ms of CPU
         # per container here and capped runs/s (docs/PERFORMANCE.md).
         "NetworkDisabled": lock.network == "none",
-        "User": lock.user,
+        "User": user or lock.user,
         "WorkingDir": lock.working_dir,
         "Env": [f"{k}={v}" for k, v in {**dict(lock.environment), **dict(spec.environment)}.items()],
         # attached stdin that closes once: the program sees EOF when the server half-closes, and
