@@ -173,7 +173,11 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop(signal.SIGKILL)  # a server that never became ready is not left running
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S

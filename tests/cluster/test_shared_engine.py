@@ -38,7 +38,12 @@ async def runs_on(server: ServerProcess) -> list[WsResult]:
 
 @pytest.mark.timeout(300)
 async def test_three_servers_start_run_reap_and_stop_together_and_no_run_fails(engine2: Any) -> None:
-    servers = list(await asyncio.gather(*(start_server(engine2) for _ in range(3))))
+    started = await asyncio.gather(*(start_server(engine2) for _ in range(3)), return_exceptions=True)
+    servers = [s for s in started if isinstance(s, ServerProcess)]
+    if len(servers) < len(started):  # one did not start: the others are stopped, not left running
+        for server in servers:
+            await asyncio.to_thread(server.stop)
+        raise next(s for s in started if isinstance(s, BaseException))
     logs: list[str] = []
     results: list[WsResult] = []
     try:
