@@ -1826,9 +1826,11 @@ add(
             else f"files_truncated={(o.exit or {}).get('files_truncated')} files={len(o.of('file'))}"
         ),
     ),
-    runsc=Expect(reasons=("exit", "oom"), exit_codes=(0, None), within_s=30.0),
+    runsc=Expect(reasons=("exit", "oom", "timeout"), exit_codes=(0, None), within_s=30.0),
     differs="gVisor keeps its tmpfs's inodes and dentries in the sentry's own memory, charged to the sandbox: tens "
-    "of thousands of empty files reach the 128 MiB limit before the walk (oom, contained)",
+    "of thousands of empty files reach the 128 MiB limit before the walk (oom, contained); making them costs the "
+    "sentry ~17 s of CPU, so on a slower run the 20 s limit comes first (timeout, contained: 1 of 2 runs on "
+    "2026-12-03, peak 109 MB)",
     timeout=20,
     proves="100,000 files end the walk at its entry limit (files_truncated) without holding the run",
 )
