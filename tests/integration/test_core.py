@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.docker]
 
 CROWD = 64
 LIMIT_S = 3.0
-SLACK_S = 1.5
+# gVisor's kill of 64 sandboxes at once takes the sentries longer on 2 cores: measured 1.5-2.9 s late
+# at load ~3-10, on 4043c3e as now (the thread starvation this guards against left runs hung for good)
+SLACK_S = 3.0 if os.environ.get("SCE_RUNTIME") == "runsc" else 1.5
 
 
 async def timed_run(url: str, code: str, limit_s: float) -> tuple[float, dict[str, Any]]:
