@@ -35,6 +35,7 @@ KIND_STDERR = _inside.KIND_STDERR.decode("ascii")
 KIND_EXIT = _inside.KIND_EXIT.decode("ascii")
 KIND_EXCEPTION = _inside.KIND_EXCEPTION.decode("ascii")
 KIND_RESULT = _inside.KIND_RESULT.decode("ascii")
+KIND_BEGIN = _inside.KIND_BEGIN.decode("ascii")
 EXCEPTION_NAME_MAX_CHARS = 200
 EXCEPTION_LINE_MAX = 2**31 - 1
 """A forged record's ``line`` past this (a JSON number no client holds exactly) is not well formed."""

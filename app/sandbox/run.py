@@ -27,6 +27,7 @@ from app.core.exits import ExitObservation, Reason, classify_exit
 from app.core.lines import OutputAssembler, coalesce
 from app.core.rich import FileOut, Image, RichLimits, RichOutput
 from app.core.sidechannel import (
+    KIND_BEGIN,
     KIND_EXCEPTION,
     KIND_EXIT,
     KIND_FILE,
@@ -158,6 +159,9 @@ class Run:
         self._end_code: int | None = None
         self._end_marker = False
         self._exception: RunException | None = None  # the program's own word on how it failed
+        # streams whose program start (a ``begin`` record) has not come yet: a session's runs
+        # (``_carried``); a one-shot sandbox's output is all its program's
+        self._before_begin: set[Stream] = set()
         self.sandbox = sandbox
         self.request = request
         self.limits = limits
@@ -291,6 +295,8 @@ class Run:
         """Ordinary stdout to the line assembler; a record goes out after the text before it."""
         for item in items:
             if isinstance(item, bytes):
+                if "stdout" in self._before_begin:
+                    item = self._carried(item)
                 chunks.extend(self.assembler.feed("stdout", item, now))
                 continue
             if item.kind == KIND_IMAGE:
@@ -305,8 +311,11 @@ class Run:
                 self.rich.files_end(item)
             elif item.kind == KIND_STDERR:  # sys.stderr's text, in its place among stdout's
                 if item.data is not None:
+                    data = self._carried(item.data) if "stdout" in self._before_begin else item.data
                     chunks.extend(self.assembler.release("stdout"))
-                    chunks.extend(self.assembler.feed("stderr", item.data, now))
+                    chunks.extend(self.assembler.feed("stderr", data, now))
+            elif item.kind == KIND_BEGIN:
+                self._before_begin.discard("stdout")
             elif item.kind == KIND_RESULT and self.keeps_sandbox:  # a session's last expression
                 if item.data is not None:
                     self._emit(chunks + self.assembler.release("stdout"))
@@ -326,10 +335,18 @@ class Run:
         """Ordinary stderr to the line assembler; the end marker noted, any other record dropped."""
         for item in items:
             if isinstance(item, bytes):
+                if "stderr" in self._before_begin:
+                    item = self._carried(item)
                 chunks.extend(self.assembler.feed("stderr", item, now))
+            elif item.kind == KIND_BEGIN:
+                self._before_begin.discard("stderr")
             elif item.kind == KIND_EXIT:
                 self._end_marker = True
                 self._check_end()
+
+    def _carried(self, data: bytes) -> bytes:
+        """Output from before this run's program began; a one-shot run has none."""
+        return data
 
     def _check_end(self) -> None:
         if self._end_marker and self._end_code is not None:

@@ -121,6 +121,20 @@ class SessionRun(Run):
         super().__init__(session.sandbox, request, *args, nonce=session.nonce, **kwargs)
         self.session = session
         self._base = Usage()
+        self._before_begin = {"stdout", "stderr"}
+        self._carry_left = BETWEEN_RUNS_MAX_BYTES
+
+    def _carried(self, data: bytes) -> bytes:
+        """What threads printed before this program began (held while no run was on, or still on
+        its way when this one started): ``BETWEEN_RUNS_MAX_BYTES`` of it in all, cut at a line's
+        end where there is one; the program's own output starts after its ``begin`` records."""
+        if len(data) <= self._carry_left:
+            self._carry_left -= len(data)
+            return data
+        kept = data[: self._carry_left]
+        self._carry_left = 0
+        end = kept.rfind(b"\n")
+        return kept[: end + 1] if end >= 0 else kept
 
     async def _send_program(self, program: bytes) -> None:
         self._base = await self._usage_now()  # the session's CPU so far: this run's is the rest

@@ -417,8 +417,9 @@ def protection_rows(
         (
             "Memory limit, no swap",
             "cgroup memory = memory+swap = 128 MiB; the kernel's OOM killer; reported as `oom`: the engine's "
-            "`OOMKilled`, or (gVisor, whose flag is sometimes unset) the sandbox's parent cgroup: a SIGKILL the server "
-            "did not send with the peak at the limit, or a gVisor sentry that died there (exit 2)",
+            "`OOMKilled`, or where it is unset: under runc on cgroup v1 the kernel's OOM events on the server's own eventfd "
+            "(the engine's relay loses some under load); under gVisor, whose flag is sometimes unset, the sandbox's parent "
+            "cgroup: a SIGKILL the server did not send with the peak at the limit, or a sentry that died there (exit 2)",
             [
                 "memory/instant",
                 "memory/gradual",

@@ -36,6 +36,7 @@ class Session:
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.demux = SideChannelDemux(NONCE, 1 << 24)
         self.seen = b""
+        self.before_begin = b""  # the last program's stream before its begin record
         self.stdin.write(session_preamble())
         self.stdin.flush()
 
@@ -47,7 +48,7 @@ class Session:
         self.send(CONTROL_PROGRAM, encode_program(code, nonce=NONCE, filename=filename, files=files))
 
     def until_end(self, within: float = 20, *, upto: bytes | None = None) -> tuple[str, str, list[Record], int]:
-        """stdout text, stderr text, records (the exit's left out) and the status, up to the end
+        """stdout text, stderr text, records (the begin's and the exit's left out) and the status, up to the end
         (or, with ``upto``, until stdout holds it: the status is then -1)."""
         out, err, records = self.seen, b"", list[Record]()
         self.seen = b""
@@ -70,6 +71,8 @@ class Session:
                     err += item.data or b""
                 elif item.kind == "exit":
                     return out.decode(), err.decode(), records, item.meta["code"]
+                elif item.kind == "begin":  # the program starts: what came before it is not its own
+                    self.before_begin, out = out, b""
                 else:
                     records.append(item)
 
@@ -117,6 +120,18 @@ def test_names_live_on_and_the_last_expression_is_the_result(session: Session) -
     _, _, records, _ = session.run("math.pi, y")
     assert [r.data for r in records if r.kind == "result"] == [b"(3.141592653589793, 41)"]
     assert session.close() == 0  # the server closing the channel ends the session quietly
+
+
+def test_what_a_thread_prints_between_programs_comes_before_the_next_ones_begin(session: Session) -> None:
+    """The server bounds what threads print between runs by the program's begin record, however
+    late that output reaches it: so it must precede the record in the stream."""
+    session.run(
+        "import threading, time\ndef late():\n    time.sleep(0.2)\n    print('late')\n"
+        "threading.Thread(target=late).start()"
+    )
+    session.until_end(upto=b"late\n")  # the thread has printed, no program runs
+    out, _, _, code = session.run("print('own')")
+    assert (session.before_begin, out, code) == (b"late\n", "own\n", 0)
 
 
 def test_an_exception_and_sys_exit_end_the_run_not_the_session(session: Session) -> None:

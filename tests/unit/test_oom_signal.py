@@ -1,7 +1,10 @@
-"""Telling an OOM from the parent cgroup when the engine's flag is unset (gVisor), without Docker."""
+"""Telling an OOM when the engine's flag is unset (gVisor; runc under load), without Docker."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +17,7 @@ from app.sandbox.docker import sandbox as engine_module
 from app.sandbox.docker.accounting import ParentCgroups
 from app.sandbox.docker.attach import AttachStream
 from app.sandbox.docker.cgroups import CgroupTree
+from app.sandbox.docker.oomwatch import OomWatch
 from app.sandbox.docker.sandbox import DockerSandbox
 from app.sandbox.interface import SandboxSpec
 
@@ -104,3 +108,47 @@ async def test_under_runc_a_full_memory_and_its_own_137_is_no_oom(tmp_path: Path
     exit 137 (the engine's flag, the kernel's event, is unset); the peak alone is no verdict."""
     assert await _sandbox(_v1(tmp_path, LIMIT), "runc", 137).wait() == ExitObservation(137, oom_killed=False)
     assert await _sandbox(_v1(tmp_path / "b", LIMIT), "runc", 137, oom_flag=True).wait() == ExitObservation(137, True)
+
+
+# --- cgroup v1 under runc: the kernel's OOM events on an eventfd of the server's own ---------------------
+
+
+def _watch(tmp_path: Path, oom_kill: int | None = None) -> OomWatch:
+    """A watch on a stand-in leaf; the test writes the kernel's signals into its eventfd itself."""
+    leaf = tmp_path / "leaf"
+    leaf.mkdir(parents=True)
+    (leaf / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    (leaf / "cgroup.event_control").write_text("")
+    watch = OomWatch(str(leaf))
+    if oom_kill is None:
+        shutil.rmtree(leaf)  # the container has exited and the runtime removed its cgroup
+    else:
+        (leaf / "memory.oom_control").write_text(f"oom_kill_disable 0\nunder_oom 0\noom_kill {oom_kill}\n")
+    return watch
+
+
+async def test_while_the_cgroup_exists_its_own_counter_decides(tmp_path: Path) -> None:
+    assert await _watch(tmp_path / "a", oom_kill=1).died_of_oom(0.0) is True
+    assert await _watch(tmp_path / "b", oom_kill=0).died_of_oom(0.0) is False
+
+
+async def test_with_the_cgroup_gone_an_oom_signal_and_a_removal_signal_are_an_oom(tmp_path: Path) -> None:
+    watch = _watch(tmp_path)
+    os.eventfd_write(watch.fd, 2)
+    assert await watch.died_of_oom(0.0) is True
+
+
+async def test_a_removal_signal_alone_is_no_oom_once_no_second_one_comes(tmp_path: Path) -> None:
+    watch = _watch(tmp_path)
+    os.eventfd_write(watch.fd, 1)
+    assert await watch.died_of_oom(0.05) is False
+    assert await _watch(tmp_path / "quiet").died_of_oom(0.05) is None  # no signal at all: no verdict
+
+
+async def test_a_removal_signal_that_trails_the_oom_signal_is_waited_for(tmp_path: Path) -> None:
+    watch = _watch(tmp_path)
+    os.eventfd_write(watch.fd, 1)  # the OOM's; the cgroup's removal signals later
+    asyncio.get_running_loop().call_later(0.05, os.eventfd_write, watch.fd, 1)
+    assert await watch.died_of_oom(5.0) is True
+    watch.close()
+    assert watch.fd == -1

@@ -140,6 +140,10 @@ class CgroupTree:
         for mount in self.mounts.values():
             os.makedirs(os.path.join(mount, name), exist_ok=True)
 
+    def memory_leaf(self, name: str, container_id: str) -> str:
+        """The container's own memory cgroup under the parent (it vanishes as the container exits)."""
+        return os.path.join(self._memory, name, container_id)
+
     def holds(self, name: str, container_id: str) -> bool:
         """Whether the runtime put the container's cgroup under the parent (checked once per start)."""
         return os.path.isdir(os.path.join(self._memory, name, container_id))

@@ -29,6 +29,7 @@ from app.sandbox.docker.cgroups import CgroupTree
 from app.sandbox.docker.image import info_from_labels
 from app.sandbox.docker.lockdown import SECCOMP_OPT as SECCOMP_OPT  # re-exported: tests name it here
 from app.sandbox.docker.lockdown import SECCOMP_RESOURCE, create_body, encode
+from app.sandbox.docker.oomwatch import OomWatch
 from app.sandbox.docker.ownership import (
     LABEL_INSTANCE,
     LABEL_LEASE,
@@ -239,6 +240,13 @@ class DockerEngine:
         placed = parents is None or parent is None or self.cgroups is None or parents.tree.holds(parent, container_id)
         if not placed:
             self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
+        elif (
+            parents is not None and parent is not None and parents.tree.version == 1 and self.settings.runtime == "runc"
+        ):
+            try:
+                sandbox.oom_watch = OomWatch(parents.tree.memory_leaf(parent, container_id))
+            except OSError as exc:  # the judgement falls back to the engine's flag
+                log.debug("no OOM watch on %s: %s", container_id[:12], exc)
         return sandbox
 
     async def start_sandbox(self, spec: SandboxSpec, *, pooled: bool = False) -> DockerSandbox:

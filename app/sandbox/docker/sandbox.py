@@ -20,6 +20,7 @@ from app.sandbox.docker.accounting import UsageMeter
 from app.sandbox.docker.attach import AttachStream
 from app.sandbox.docker.framing import FrameError, FrameParser
 from app.sandbox.docker.judge import RUNSC_SENTRY_DIED, judge_exit
+from app.sandbox.docker.oomwatch import OomWatch
 from app.sandbox.docker.wire import WireNotFound
 from app.sandbox.interface import SandboxSpec, Usage
 
@@ -51,6 +52,7 @@ class DockerSandbox:
         self.cgroup_parent = parent
         self.delivered = False
         self.meter = UsageMeter(container_id[:12], engine.cgroups, parent, self._stats)
+        self.oom_watch: OomWatch | None = None  # the kernel's OOM events (cgroup v1, runc)
 
     def is_alive(self) -> bool:
         """A waiting bootstrap writes nothing, so a readable stream at its end means the container is gone."""
@@ -99,6 +101,11 @@ class DockerSandbox:
         asks_parent = code in (SIGKILL_STATUS, RUNSC_SENTRY_DIED) and not self.killed  # a few file reads
         parent_oom = self._parent_oom(runsc) if asks_parent else None
         judged = judge_exit(code, bool(state.get("OOMKilled")), killed=self.killed, runsc=runsc, parent_oom=parent_oom)
+        if judged.ask_flag_again and self.oom_watch is not None:
+            # the kernel's own events, which the engine's flag relays and can lose under load
+            verdict = await self.oom_watch.died_of_oom(OOM_FLAG_TRIES * OOM_FLAG_INTERVAL_S)
+            if verdict is not None:
+                return ExitObservation(code, oom_killed=verdict)
         for _ in range(OOM_FLAG_TRIES - 1):
             if not judged.ask_flag_again:
                 break
@@ -139,3 +146,5 @@ class DockerSandbox:
     def close_socket(self) -> None:
         self.meter.stop()
         self.stream.close()
+        if self.oom_watch is not None:
+            self.oom_watch.close()

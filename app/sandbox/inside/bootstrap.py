@@ -93,6 +93,8 @@ KIND_RESULT = b"result"
 """The ``repr`` of a session program's last expression (data: its UTF-8 text), before the end."""
 KIND_EXCEPTION = b"exception"
 """``{"name", "value", "line"}``: the uncaught exception the program ended by, before the end."""
+KIND_BEGIN = b"begin"
+"""A session program's start, on stdout and stderr: what comes before is what threads printed between runs."""
 
 WORKDIR = "/tmp/work"
 """The program's working directory, on the sandbox's tmpfs; files in are written here."""

@@ -25,7 +25,9 @@ import sys
 
 from app.sandbox.inside.bootstrap import (
     _PID,
+    KIND_BEGIN,
     KIND_RESULT,
+    MARKER,
     _Channel,
     _channel,
     _code_of,
@@ -45,6 +47,7 @@ from app.sandbox.inside.bootstrap import (
     _Source,
     _thread_mod,
     _walk,
+    _write_fd_quiet,
     _write_files,
 )
 
@@ -237,6 +240,10 @@ def _session_run(module: "ModuleType", workdir: str, control: _Control) -> None:
     _channel = _Channel(nonce, *limits)
     if not _flushing[0]:
         _setup_output()
+    # the program's start on both streams, after what threads printed before it: the server hands
+    # the next run only a bounded part of that, however late it arrives
+    _write_fd_quiet(2, MARKER + nonce + b":" + KIND_BEGIN + b":2:0\n{}")
+    _channel.emit(KIND_BEGIN, None, head=b"{}")
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))  # type: ignore[misc]
     module.__file__ = filename
     module.__loader__ = _Source(source_bytes.decode("utf-8", "replace"))  # type: ignore[assignment]
