@@ -417,9 +417,10 @@ def protection_rows(
         (
             "Memory limit, no swap",
             "cgroup memory = memory+swap = 128 MiB; the kernel's OOM killer; reported as `oom`: the engine's "
-            "`OOMKilled`, or where it is unset: under runc on cgroup v1 the kernel's OOM events on the server's own eventfd "
-            "(the engine's relay loses some under load); under gVisor, whose flag is sometimes unset, the sandbox's parent "
-            "cgroup: a SIGKILL the server did not send with the peak at the limit, or a sentry that died there (exit 2)",
+            "`OOMKilled`, or where it is unset: under runc on cgroup v1 the kernel's OOM events on the server's own "
+            "eventfd (the engine's relay loses some under load); under gVisor, whose flag is sometimes unset, the "
+            "sandbox's parent cgroup: a SIGKILL the server did not send with the peak at the limit, or a sentry that "
+            "died there (exit 2)",
             [
                 "memory/instant",
                 "memory/gradual",
@@ -504,6 +505,15 @@ def protection_rows(
                 + "; "
                 + line_of(r.out("secrets/identity_and_capabilities"), "Seccomp")
             ),
+        ),
+        (
+            "Per-user kernel limits are per run (issue 30, finding 4)",
+            "no two live sandboxes of a server share a UID (`SCE_SANDBOX_UID_BASE` 100000, `SCE_SANDBOX_UID_COUNT` "
+            "1,000,000, picked at random, released on removal), so inotify instances, pipe-buffer and mqueue "
+            "allowances are one run's; servers sharing one engine keep their own sets: a collision needs the same "
+            "pick, 1 in 1,000,000 per pair of live sandboxes",
+            ["test_surfaces.py::test_one_run_exhausting_inotify_leaves_another_clients_run_its_own"],
+            lambda r: surface_family(r, "test_one_run_exhausting_inotify_leaves_another_clients_run_its_own", "run A"),
         ),
         (
             "Kernel attack surface",
