@@ -701,7 +701,8 @@ LIMITS = """\
   instead of 100k, while a line printed alone still leaves within ~10 ms and `input()` flushes its
   prompt. `sys.stderr`'s text travels in the same pipe as records after what stdout holds, so the
   two arrive in the program's own order even microseconds apart (two pipes are copied by two
-  goroutines in the engine, which can swap them). The remaining cost is the server's per-frame
+  goroutines in the engine, which can swap them); it is line-buffered, as CPython's stderr is, so
+  `print(..., file=sys.stderr)` is one record, not one per piece. The remaining cost is the server's per-frame
   work: parsing, line assembly and WebSocket frames.
 - **Server memory**: a burst of output is held briefly (the reader is never blocked; the output
   cap bounds it) and finished WebSocket runs are kept `resume_grace_s` for a resume. glibc keeps

@@ -461,6 +461,19 @@ def test_stdout_and_stderr_keep_the_programs_order_when_stdout_is_buffered() -> 
     assert text == [(k, b"%s %d" % (k.encode(), i)) for i in range(3) for k in ("out", "err")] + [("out", b"end")]
 
 
+def test_a_printed_stderr_line_travels_whole_and_a_partial_one_still_arrives() -> None:
+    """print() writes its pieces one by one; a record each let a pause between two of them split the
+    line on the server (runsc CI: "err" and " 4" in two frames). CPython's stderr is line-buffered."""
+    code = (
+        "import os, sys\nprint('err', 4, file=sys.stderr)\nsys.stderr.write('no end')\nprint('out')\n"
+        "sys.stderr.write(' yet')\nsys.stderr.flush()\nsys.stderr.write('left at the exit')"
+    )
+    p = run(code)
+    records = [i.data for i in _items(p.raw_stdout) if isinstance(i, Record) and i.kind == "stderr"]  # type: ignore[attr-defined]
+    assert records == [b"err 4\n", b"no end yet", b"left at the exit"]
+    assert split(p.stdout)[0] == b"out\n" and ending(p) == 0
+
+
 def test_a_child_process_output_comes_after_what_was_printed_before_it() -> None:
     p = run("import subprocess, os\nprint('first')\nsubprocess.run(['echo', 'second'])\nprint('third')")
     assert split(p.stdout)[0] == b"first\nsecond\nthird\n"

@@ -110,6 +110,7 @@ FLUSH_EVERY_S = 0.010
 # to a whole FLUSH_EVERY_S (docs/PERFORMANCE.md); a burst of prints still makes few writes
 FLUSH_FIRST_S = 0.001
 STDERR_RECORD_BYTES = 65536
+STDERR_PENDING_CHARS = 8192  # a line this long goes out unended, as CPython's buffer would
 MAIN_FILENAME = "main.py"
 
 
@@ -561,6 +562,10 @@ def _audit(event: str, args: "tuple[Any, ...]") -> None:
 
 def _before_fork() -> None:
     _flush_out()
+    try:
+        sys.stderr.flush()  # a partial line is the parent's: the child would send it again
+    except Exception:
+        pass
     _flush_lock.acquire()  # the flusher is not inside a flush: the child's buffer lock is free
 
 
@@ -588,12 +593,29 @@ def _thread_mod() -> "Any":
 class _Stderr(io.TextIOWrapper):
     # sys.stderr's text travels on fd 1 as records, after what stdout holds: one pipe, one order
     # (two pipes are read by two copiers in the engine, which can swap writes made microseconds
-    # apart). Its .buffer and fd 2 itself still reach the real stderr.
+    # apart). Its .buffer and fd 2 itself still reach the real stderr. Line-buffered as CPython's
+    # stderr is: a write with no line end waits for one (or a flush), since print() writes its
+    # pieces one by one and a pause between two of them would split the line on the server.
+    _pending = ""
+
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError("write() argument must be str, not " + type(s).__name__)
-        _send_stderr(s.encode(self.encoding, self.errors or "strict"))
+        with _flush_lock:
+            text = self._pending + s
+            if "\n" in s or "\r" in s or len(text) >= STDERR_PENDING_CHARS:
+                self._pending = ""
+                _send_stderr(text.encode(self.encoding, self.errors or "strict"))
+            else:
+                self._pending = text
         return len(s)
+
+    def flush(self) -> None:
+        with _flush_lock:
+            text, self._pending = self._pending, ""
+            if text:
+                _send_stderr(text.encode(self.encoding, self.errors or "strict"))
+        super().flush()
 
 
 def _setup_output() -> None:
