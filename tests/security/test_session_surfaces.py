@@ -168,7 +168,9 @@ async def test_a_sessions_state_is_not_readable_by_another_client_session_or_run
             assert ws.close_code == 1008 and [f["type"] for f in ws.frames] == ["error"], ws.frames
             answers.append(("ws", 404 if ws.error["code"] == "not_found" else 0, ws.error["message"]))
         # the right token with another session's id, and ids that are near the real one
-        for sid in (other["id"], mine["id"].upper(), mine["id"][:-1] + "0", "sec." + secrets.token_hex(16)):
+        near_id = mine["id"][:-1] + ("1" if mine["id"].endswith("0") else "0")  # one character off, never the same
+        for sid in (other["id"], mine["id"].upper(), near_id, "sec." + secrets.token_hex(16)):
+            assert sid != mine["id"]
             got = await http.get(f"{srv.url}/sessions/{sid}", headers={**A, "X-Session-Token": mine["token"]})
             answers.append(("GET id", got.status_code, got.json()["error"]))
     assert {status for _, status, _ in answers} == {404}, answers
