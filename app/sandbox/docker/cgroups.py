@@ -49,7 +49,7 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def _read_key(path: str, key: bytes) -> int | None:
+def read_key(path: str, key: bytes) -> int | None:
     try:
         with open(path, "rb", buffering=0) as f:
             for line in f.read(4096).splitlines():
@@ -146,7 +146,7 @@ class CgroupTree:
 
     def holds(self, name: str, container_id: str) -> bool:
         """Whether the runtime put the container's cgroup under the parent (checked once per start)."""
-        return os.path.isdir(os.path.join(self._memory, name, container_id))
+        return os.path.isdir(self.memory_leaf(name, container_id))
 
     def read(self, name: str) -> Reading:
         if self.version == 1:
@@ -157,7 +157,7 @@ class CgroupTree:
                 pids=_read_int(f"{self._pids}/{name}/pids.current"),
             )
         base = f"{self._memory}/{name}"
-        usec = _read_key(f"{base}/cpu.stat", b"usage_usec")
+        usec = read_key(f"{base}/cpu.stat", b"usage_usec")
         peak = _read_int(f"{base}/memory.peak") if self.has_peak else None
         if peak is None and os.path.isdir(base) and not os.path.exists(f"{base}/memory.peak"):
             self.has_peak = False  # an older kernel: the caller tracks the maximum of the samples
@@ -173,7 +173,7 @@ class CgroupTree:
         ``memory.events``); None on v1, whose counter stays in the container's own cgroup."""
         if self.version == 1:
             return None
-        return _read_key(f"{self._memory}/{name}/memory.events", b"oom_kill")
+        return read_key(f"{self._memory}/{name}/memory.events", b"oom_kill")
 
     # -- reuse (cgroup v1) --------------------------------------------------------------------------
     @property

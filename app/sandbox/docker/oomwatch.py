@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import os
 
+from app.sandbox.docker.cgroups import read_key
+
 
 def _set(readable: asyncio.Future[None]) -> None:
     if not readable.done():
@@ -55,17 +57,6 @@ class OomWatch:
             self.count += os.eventfd_read(self.fd)
         return self.count
 
-    def _kills_in_leaf(self) -> int | None:
-        try:
-            with open(os.path.join(self.leaf, "memory.oom_control"), "rb", buffering=0) as f:
-                for line in f.read(4096).splitlines():
-                    name, _, value = line.partition(b" ")
-                    if name == b"oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            pass
-        return None
-
     async def died_of_oom(self, wait_s: float) -> bool | None:
         """After the container has exited: True for an OOM, False for none, None when the kernel
         has said nothing within ``wait_s`` (no signal at all yet: not a verdict).
@@ -73,7 +64,7 @@ class OomWatch:
         A count of one with the cgroup gone may be the OOM whose removal signal has not come yet,
         so it waits up to ``wait_s`` for a second; only a SIGKILL the server did not send asks."""
         count = self._drain()
-        kills = self._kills_in_leaf()  # the cgroup still there: its own counter, exactly
+        kills = read_key(os.path.join(self.leaf, "memory.oom_control"), b"oom_kill")  # the cgroup still there
         if kills is not None:
             return kills > 0
         loop = asyncio.get_running_loop()
