@@ -353,15 +353,7 @@ async def test_vsock_and_alg_sockets_cannot_be_made(service: SandboxService) -> 
     ("code", "reason"),
     [
         ("x = b'x' * (512 * 1024 * 1024)", "oom"),
-        pytest.param(
-            "import os\nb = b'x' * (100 << 20)\nos._exit(137)",
-            "exit",
-            marks=pytest.mark.xfail(
-                os.environ.get("SCE_RUNTIME") == "runsc",
-                reason="under runsc a missing flag is settled by the peak (issue #30.7 stays open there)",
-                strict=False,
-            ),
-        ),
+        ("import os\nb = b'x' * (100 << 20)\nos._exit(137)", "exit"),
     ],
     ids=["oom", "own_137_near_the_limit"],
 )

@@ -120,9 +120,10 @@ class ParentCgroups:
         gone with it (measured on this 6.x kernel: the parent's stays 0, even with a limit of its
         own), so v1 has only the peak: a sandbox whose charge reached its limit (within one charge
         batch) and died of a SIGKILL it did not get from us (runsc and runc: 128 MiB -> 134,230,016
-        bytes). A program can fake that (fill to the limit, then ``os._exit(137)``), so the peak is
-        asked only where the engine's flag is known to fail (``by_peak``: gVisor); under runc the
-        flag is the kernel's OOM event as the runtime relays it.
+        bytes). A program can fake that (fill to the limit, then ``os._exit(137)``), so a 137 is
+        settled by the kernel's events (``OomWatch``) where the server can register them, and the
+        peak is asked only under gVisor (``by_peak``) for what the events cannot tell: a sentry
+        that failed an allocation at the limit and exited 2, with no OOM kill to count.
         """
         kills = self.tree.oom_kills(parent)
         if kills is not None:

@@ -240,9 +240,7 @@ class DockerEngine:
         placed = parents is None or parent is None or self.cgroups is None or parents.tree.holds(parent, container_id)
         if not placed:
             self._fall_back_to_stats_api("the runtime did not place the sandbox in its parent cgroup")
-        elif (
-            parents is not None and parent is not None and parents.tree.version == 1 and self.settings.runtime == "runc"
-        ):
+        elif parents is not None and parent is not None and parents.tree.version == 1:
             try:
                 sandbox.oom_watch = OomWatch(parents.tree.memory_leaf(parent, container_id))
             except OSError as exc:  # the judgement falls back to the engine's flag

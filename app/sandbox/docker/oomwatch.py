@@ -10,8 +10,9 @@ So the server registers an eventfd of its own on the container's ``memory.oom_co
 (``cgroup.event_control``) once the sandbox has started. The kernel signals it when the cgroup
 goes out of memory, and once more when the cgroup is removed: after the container has exited and
 its cgroup is gone, a count of two or more is an OOM, one is not (measured here: 2 for a
-512 MiB allocation against 64 MiB, 1 for ``os._exit(137)`` at 60 of 64 MiB). While the cgroup
-still exists its own counter is read instead.
+512 MiB allocation against 64 MiB, 1 for ``os._exit(137)`` at 60 of 64 MiB; the same under
+gVisor, whose sentry the kernel kills). While the cgroup still exists its own counter is read
+instead.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class DockerSandbox:
         self.cgroup_parent = parent
         self.delivered = False
         self.meter = UsageMeter(container_id[:12], engine.cgroups, parent, self._stats)
-        self.oom_watch: OomWatch | None = None  # the kernel's OOM events (cgroup v1, runc)
+        self.oom_watch: OomWatch | None = None  # the kernel's OOM events (cgroup v1)
 
     def is_alive(self) -> bool:
         """A waiting bootstrap writes nothing, so a readable stream at its end means the container is gone."""
@@ -98,14 +98,18 @@ class DockerSandbox:
             delay = min(delay * 2, EXIT_POLL_MAX_S)
         code = int(state.get("ExitCode", -1))
         runsc = self.engine.settings.runtime == "runsc"
+        flag = bool(state.get("OOMKilled"))
+        if self.oom_watch is not None and code == SIGKILL_STATUS and not (self.killed or flag):
+            # the kernel's own OOM events, which the engine's flag relays and can lose (runc under
+            # load, gVisor often); the peak is no verdict: a program can reach it and exit by itself
+            kernel_oom = await self.oom_watch.died_of_oom(OOM_FLAG_TRIES * OOM_FLAG_INTERVAL_S)
+            if kernel_oom is not None:
+                return ExitObservation(code, oom_killed=kernel_oom)
+        # gVisor's sentry that fails an allocation at the limit exits 2 with no OOM kill for the
+        # kernel to count: that one is still judged by the parent's peak (docs/SECURITY_NOTES.md)
         asks_parent = code in (SIGKILL_STATUS, RUNSC_SENTRY_DIED) and not self.killed  # a few file reads
         parent_oom = self._parent_oom(runsc) if asks_parent else None
-        judged = judge_exit(code, bool(state.get("OOMKilled")), killed=self.killed, runsc=runsc, parent_oom=parent_oom)
-        if judged.ask_flag_again and self.oom_watch is not None:
-            # the kernel's own events, which the engine's flag relays and can lose under load
-            verdict = await self.oom_watch.died_of_oom(OOM_FLAG_TRIES * OOM_FLAG_INTERVAL_S)
-            if verdict is not None:
-                return ExitObservation(code, oom_killed=verdict)
+        judged = judge_exit(code, flag, killed=self.killed, runsc=runsc, parent_oom=parent_oom)
         for _ in range(OOM_FLAG_TRIES - 1):
             if not judged.ask_flag_again:
                 break
