@@ -378,25 +378,47 @@ async def test_a_forged_exception_record_is_cut_or_dropped(srv: ServerProcess, n
     print(f"EXCEPTION {name}: {json.dumps(exception)[:120]}")
 
 
-async def test_what_threads_print_between_runs_is_bounded(srv: ServerProcess) -> None:
+FLOOD = (
+    "import threading, time, os, sys\ng = sys._getframe(1).f_globals  # the bootstrap's\ndef flood():\n"
+    "    end = time.monotonic() + 3\n    while time.monotonic() < end:\n        os.write(1, b'z' * 65535 + b'\\n')\n"
+    "@FORGE@"
+    "threading.Thread(target=flood, daemon=True).start()"
+)
+# a begin record on both streams with whatever run's nonce is current: ends the carry-over early
+FORGED_BEGINS = (
+    "        ch = g['_channel']\n        ch.emit(b'begin', None, head=b'{}')\n"
+    "        os.write(2, g['MARKER'] + ch.nonce + b':begin:2:0\\n{}')\n"
+)
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["flood", "flood_with_forged_begins"])
+async def test_what_threads_print_between_runs_is_bounded(srv: ServerProcess, forged: bool) -> None:
     """A thread left writing 64 KiB chunks for 3 s after its run ended (tens of MiB): the next run
     receives at most the 1 MiB kept between runs, then its own output, however much of the flood
-    is still on its way when that run starts (the program's ``begin`` records divide the stream)."""
+    is still on its way when that run starts (the program's ``begin`` records divide the stream).
+    A thread that forges ``begin`` records (with the nonce of whichever run is current) only moves
+    that division: what follows counts as the next run's own output, against its output cap."""
     session = await new_session(srv, C)
-    writer = (
-        "import threading, time, os\ndef flood():\n    end = time.monotonic() + 3\n"
-        "    while time.monotonic() < end:\n        os.write(1, b'z' * 65535 + b'\\n')\n"
-        "threading.Thread(target=flood, daemon=True).start()"
+    first = await run_in(
+        srv, C, session["id"], session["token"], FLOOD.replace("@FORGE@", FORGED_BEGINS if forged else "")
     )
-    first = await run_in(srv, C, session["id"], session["token"], writer)
-    assert first.exit["session_alive"] is True
+    assert first.exit["session_alive"] is True, first.exit
     await asyncio.sleep(4)  # the scenario itself: no run in progress while the thread writes
     second = await run_in(srv, C, session["id"], session["token"], "print('next')")
     out = second.text()
-    assert out.endswith("next\n") and second.exit["reason"] == "exit", (len(out.encode()), second.exit)
-    carried = len(out.encode()) - len("next\n")
-    assert carried <= BETWEEN_RUNS_MAX_BYTES, f"{carried} bytes carried over"
-    print(f"CARRIED {carried} bytes (first run: {first.exit['stdout_bytes']} bytes)")
+    if not forged:
+        assert out.endswith("next\n") and second.exit["reason"] == "exit", (len(out.encode()), second.exit)
+        carried = len(out.encode()) - len("next\n")
+        assert carried <= BETWEEN_RUNS_MAX_BYTES, f"{carried} bytes carried over"
+        print(f"CARRIED {carried} bytes (first run: {first.exit['stdout_bytes']} bytes)")
+        return
+    assert second.exit["reason"] in ("exit", "output_limit"), second.exit
+    received = len(out.encode()) + len(second.text("stderr").encode())
+    assert received <= BETWEEN_RUNS_MAX_BYTES + OUTPUT_BYTES, f"{received} bytes in the next run"
+    if second.exit.get("session_alive"):
+        after = await run_in(srv, C, session["id"], session["token"], "print('after')")
+        assert after.text().endswith("after\n"), after.exit
+    print(f"CARRIED past forged begin records: the next run received {received} bytes, {second.exit['reason']}")
 
 
 BOMBS = {
