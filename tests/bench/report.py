@@ -626,6 +626,18 @@ LIMITS = """\
   first bytes (50-190 ms) share the engine with the pool's 8 replacements, started at once;
   holding those back 150 ms moved them within the noise (4 bursts of 8 a side, interleaved:
   20-288 ms against 18-139 ms): not adopted.
+- **A steady 10 runs a second is the engine's limit on these 2 cores, not the pool's**
+  (2026-12-03 16:00-16:25, load average 1.5 at the start): the timeline phase alone gave a
+  first byte median of 702 ms (p90 1839 ms, 74 of 100 cold); with `SCE_POOL_MAX=8` 1322 ms
+  (71 cold; its bursts 8 of 8 warm, median 102 ms). An open-loop client against the code the
+  issue measured (4043c3e) and main, two servers on one engine, interleaved: at 10 runs/s both
+  fall behind (medians 253-452 ms and 576-837 ms); at 7 runs/s both keep up (13.6-15.5 ms and
+  13.9-23.4 ms). The whole machine's CPU per cold hello world (pool off, 30 in a row, 3 rounds
+  a side, client and server included): 222-254 ms for 4043c3e, 239-243 ms for main, so 2
+  cores start at most ~8 containers a second and a steady 10 queues whatever the pool does.
+  A run that finds the pool empty taking whichever sandbox is ready first, its own or a refill
+  already under way (the other joining the pool), did not help (10/s: 1566-1713 ms against
+  1056-1618 ms; 7/s: 16.6-96 ms against 14.2-16.7 ms): not adopted.
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
