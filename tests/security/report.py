@@ -539,8 +539,9 @@ def protection_rows(
         ),
         (
             "Seccomp profile of our own",
-            "scripts/seccomp-profile: moby 20.10's default.json minus ptrace, process_vm_readv/writev, kcmp, "
-            "userfaultfd, io_uring_*; checked in as app/sandbox/docker/seccomp.json, passed inline under runc",
+            "scripts/seccomp-profile: Docker's current default (moby/profiles/seccomp v0.2.3: socket() refuses "
+            "AF_VSOCK and AF_ALG) minus ptrace, process_vm_readv/writev, kcmp, userfaultfd, io_uring_*; checked in "
+            "as app/sandbox/docker/seccomp.json, passed inline under runc",
             [
                 "tamper/ptrace_attach_init",
                 "tamper/ptrace_freeze_init",
