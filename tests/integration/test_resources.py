@@ -288,8 +288,8 @@ async def test_metrics_have_cpu_and_peak_histograms_per_runtime(server: ServerPr
 
 CGROUP_V1 = os.path.isdir("/sys/fs/cgroup/memory")
 # issue #30.7: fills its memory to within a charge batch of the limit (its own cgroup says how
-# close), tells so, then exits 137 by itself
-NEAR_LIMIT_THEN_137 = """
+# close), tells so, then exits by itself
+NEAR_LIMIT_THEN_EXIT = """
 import os
 def read(name):
     with open('/sys/fs/cgroup/memory/' + name) as f:
@@ -298,23 +298,30 @@ limit, kept = read('memory.limit_in_bytes'), []
 while read('memory.usage_in_bytes') < limit - (768 << 10):
     kept.append(b'\\x01' * (128 << 10))
 print('near', read('memory.max_usage_in_bytes') >= limit - (1 << 20), flush=True)
-os._exit(137)
+os._exit({status})
 """
-
-
 # gVisor shows the program no cgroup files: it fills what the test tells it to, then exits by itself
 FILL_THEN_EXIT = "import os\nkept = b'\\x01' * {n}\nprint('filled', flush=True)\nos._exit({status})\n"
 
 
+def said(events: list[Any]) -> str:
+    return "".join(e.data for e in events if hasattr(e, "data"))
+
+
 async def exit_at_the_limit(service: SandboxService, status: int) -> Exit:
-    """Under runsc: a program that fills its memory to within 1 MiB of the limit (steered there by
-    the peak each run reports: the sentry's own memory counts too), then calls ``os._exit(status)``.
-    Runs the kernel killed before the print (a real OOM) step back."""
+    """A program that fills its memory to within 1 MiB of the limit, then calls ``os._exit(status)``.
+    Under runc its own cgroup tells it how close it is; under runsc the test steers the fill by the
+    peak each run reports (the sentry's own memory counts too), and runs the kernel killed before
+    the print (a real OOM) step back."""
+    if service.settings.runtime != "runsc":
+        events, exit_ = await run(service, NEAR_LIMIT_THEN_EXIT.format(status=status))
+        assert "near True" in said(events), said(events)  # the program really was at its limit
+        return exit_
     limit = service.settings.memory_mb << 20
     n, seen = 64 << 20, []
     for _ in range(8):
         events, exit_ = await run(service, FILL_THEN_EXIT.format(n=n, status=status))
-        if "filled" not in "".join(e.data for e in events if hasattr(e, "data")):
+        if "filled" not in said(events):
             assert exit_.reason == "oom", exit_
             n -= 1 << 20
             continue
@@ -326,33 +333,15 @@ async def exit_at_the_limit(service: SandboxService, status: int) -> Exit:
     pytest.fail(f"never within 1 MiB of the limit: {seen}")
 
 
-async def test_a_program_at_its_limit_that_exits_137_itself_is_no_oom(service: SandboxService) -> None:
-    """issue #30.7: the verdict is the kernel's OOM count, not the peak."""
-    if not CGROUP_V1:
-        pytest.skip("cgroup v1 only (v2 counts OOM kills itself)")
-    if service.settings.runtime != "runsc":
-        events, exit_ = await run(service, NEAR_LIMIT_THEN_137)
-        said = "".join(e.data for e in events if hasattr(e, "data"))
-        assert "near True" in said, said  # the program really was at its limit
-    else:
-        exit_ = await exit_at_the_limit(service, 137)
-    assert (exit_.reason, exit_.exit_code) == ("exit", 137), exit_
-
-
-async def test_a_program_at_its_limit_that_exits_2_itself_is_no_oom(service: SandboxService) -> None:
-    """Under runsc an exit 2 is also what gVisor's sentry does when an allocation fails at the limit,
+@pytest.mark.parametrize("status", [137, 2])
+async def test_a_program_at_its_limit_that_exits_by_itself_is_no_oom(service: SandboxService, status: int) -> None:
+    """issue #30.7: a 137 is settled by the kernel's OOM count, not the peak, under both runtimes.
+    Under runsc an exit 2 is also what gVisor's sentry does when an allocation fails at the limit,
     with no OOM kill for the kernel to count: that one is still judged by the peak, so a program at
-    its limit that exits 2 by itself is called oom there (a known gap, docs/SECURITY_NOTES.md).
-    Under runc an exit 2 is the program's own, wherever its memory stands."""
+    its limit that exits 2 by itself is called oom there (a known gap, docs/SECURITY_NOTES.md)."""
     if not CGROUP_V1:
         pytest.skip("cgroup v1 only (v2 counts OOM kills itself)")
-    if service.settings.runtime != "runsc":
-        events, exit_ = await run(service, NEAR_LIMIT_THEN_137.replace("os._exit(137)", "os._exit(2)"))
-        said = "".join(e.data for e in events if hasattr(e, "data"))
-        assert "near True" in said, said
-        assert (exit_.reason, exit_.exit_code) == ("exit", 2), exit_
-        return
-    exit_ = await exit_at_the_limit(service, 2)
-    if exit_.reason == "oom":
+    exit_ = await exit_at_the_limit(service, status)
+    if status == 2 and service.settings.runtime == "runsc" and exit_.reason == "oom":
         pytest.xfail(f"runsc: an exit 2 at the limit is judged by the peak ({exit_.memory_peak_bytes} bytes)")
-    assert (exit_.reason, exit_.exit_code) == ("exit", 2), exit_
+    assert (exit_.reason, exit_.exit_code) == ("exit", status), exit_

@@ -1341,8 +1341,8 @@ FIXED_SERVER_BUGS = [
     "runsc (finding 7): a program that filled its memory to within 1 MiB of the limit and called `os._exit(137)` "
     "was reported as `oom` (the peak settled a 137 without the engine's flag). The kernel's eventfd works for "
     "gVisor's sandbox too (measured: 2 for an OOM, 1 for `os._exit(137)` at 100 MiB and at the limit), so a 137 is "
-    "settled by it under both runtimes (`test_resources.py::test_a_program_at_its_limit_that_exits_137_itself_is_"
-    "no_oom`, steered to the limit by the reported peak; it failed before with `oom` at 134,217,728 bytes)",
+    "settled by it under both runtimes (`test_resources.py::test_a_program_at_its_limit_that_exits_by_itself_is_"
+    "no_oom[137]`, steered to the limit by the reported peak; it failed before with `oom` at 134,217,728 bytes)",
     "sessions, in CI: a thread's flood between runs reached the next run past the 1 MiB kept (1,380,352 bytes): "
     "output still on its way when the run started counted as the run's own. The session bootstrap now writes a "
     "`begin` record on stdout and stderr as each program starts, and only what precedes it is carried, 1 MiB in "
@@ -1371,7 +1371,7 @@ KNOWN_SERVER_BUGS = [
     ),
     (
         "A gVisor sentry's exit 2 at the limit is judged by the peak; a remote engine has only its flag",
-        "`memory/*`, `test_resources.py::test_a_program_at_its_limit_that_exits_2_itself_is_no_oom` (xfail)",
+        "`memory/*`, `test_resources.py::test_a_program_at_its_limit_that_exits_by_itself_is_no_oom[2]` (xfail)",
         "Under runsc, when gVisor's own kernel (the sentry) fails an allocation at the memory limit it exits 2 and "
         "the host kernel kills nothing, so its eventfd counts no OOM (measured: `memory/gradual`, "
         "`memory/string_doubling`, `scientific/memory_through_threads` and others, 1 to 5 of 16 memory cases a run): "
