@@ -218,6 +218,13 @@ class Settings(BaseSettings):
         le=256,
         description="the default runtime's pool grows to this after bursts of runs; <= pool size: no growth",
     )
+    pool_refill_delay_ms: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="a sandbox taken from the pool is replaced this long after, so that starting its "
+        "replacement does not hold up the run's first output",
+    )
     pool_burst_s: float = Field(2.0, gt=0, description="runs started within this many seconds count as one burst")
     pool_window_s: float = Field(
         600.0, gt=0, description="a burst is remembered this long (the pool stays as large), then the pool shrinks back"

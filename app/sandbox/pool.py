@@ -6,7 +6,10 @@ most once, replaces one the moment it is taken, and recycles any that has waited
 ``idle_max_s``. When it is empty (a burst, or the engine is slow) a run falls back to a cold
 start rather than waiting for the pool. With ``grow_to`` above ``size`` it keeps as many ready as
 the largest recent burst of runs, up to ``grow_to`` (``app.sandbox.demand``), and shrinks back to
-``size`` once no such burst has come for the demand's window.
+``size`` once no such burst has come for the demand's window. A taken sandbox is replaced
+``refill_delay_s`` after the hand-out: starting a container takes both cores of a small engine
+host for ~150 ms, and the run that was just handed a sandbox prints its first line within a few
+milliseconds if nothing else wants the CPU then (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -41,11 +44,14 @@ class WarmPool:
         grow_to: int = 0,
         burst_s: float = 2.0,
         window_s: float = 600.0,
+        refill_delay_s: float = 0.0,
     ) -> None:
         self.engine = engine
         self.spec = spec
         self.size = size  # the base: always kept ready
         self.idle_max_s = idle_max_s
+        self.refill_delay_s = refill_delay_s
+        self._hold_until = 0.0  # no replacement starts before this (monotonic): a run was just handed one
         self.grow_to = max(size, grow_to)
         self.demand = Demand(burst_s, window_s) if self.grow_to > size else None
         self._cold_in_flight = 0  # runs' own cold starts under way (a burst's)
@@ -97,6 +103,7 @@ class WarmPool:
             self._wake.set()
             if now - sandbox.created_at <= self.idle_max_s and sandbox.is_alive():
                 self.handed_out += 1
+                self._hold_until = now + self.refill_delay_s
                 return sandbox, True
             self.engine.discard(sandbox)
         self.cold_starts += 1
@@ -128,7 +135,8 @@ class WarmPool:
                 # growing past the base waits for a burst's own cold starts: the engine is not
                 # asked for more than the target at once, and the waiting clients' starts go first
                 target = max(self.size, target - self._cold_in_flight)
-                while len(self._ready) + len(starting) < target and now >= retry_at:
+                holding = now < self._hold_until
+                while len(self._ready) + len(starting) < target and now >= retry_at and not holding:
                     starting.add(asyncio.ensure_future(self.engine.start_sandbox(self.spec, pooled=True)))
                 self._wake.clear()
                 oldest = min((s.created_at for s in self._ready), default=now)
@@ -138,11 +146,12 @@ class WarmPool:
                 shrink_at = self.demand.changes_at() if self.demand is not None else None
                 if shrink_at is not None:
                     until = min(until, shrink_at)
+                timeout = max(0.1, until - now)
+                if holding:
+                    timeout = min(timeout, self._hold_until - now)
                 waker = asyncio.ensure_future(self._wake.wait())
                 try:
-                    await asyncio.wait(
-                        {*starting, waker}, timeout=max(0.1, until - now), return_when=asyncio.FIRST_COMPLETED
-                    )
+                    await asyncio.wait({*starting, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     waker.cancel()
                 for task in [t for t in starting if t.done()]:

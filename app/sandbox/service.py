@@ -131,6 +131,7 @@ class SandboxService:
                         else 0,
                         burst_s=settings.pool_burst_s,
                         window_s=settings.pool_window_s,
+                        refill_delay_s=settings.pool_refill_delay_ms / 1000,
                     )
                     for name, spec in self.specs.items()
                 },

@@ -102,3 +102,23 @@ async def test_a_pool_without_growth_keeps_its_size() -> None:
             assert pool.target() == 2 and pool.demand is None
     finally:
         await pool.close()
+
+
+async def test_a_taken_sandbox_is_replaced_only_after_the_refill_delay() -> None:
+    """The replacement's start waits, so the run just handed a sandbox has the CPU to itself; a
+    run arriving meanwhile still finds the other warm one."""
+    engine = FakeEngine(_idle)
+    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=0.3)
+    pool.start()
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(10):
+            await pool.wait_until(lambda p: p.ready == 2)
+            taken_at = loop.time()
+            first, second = await pool.acquire(), await pool.acquire()
+            assert first[1] and second[1] and len(engine.started) == 2  # both warm, nothing new yet
+            await pool.wait_until(lambda p: p.ready == 2)
+            assert loop.time() - taken_at >= 0.3
+            assert len(engine.started) == 4 and pool.cold_starts == 0
+    finally:
+        await pool.close()
