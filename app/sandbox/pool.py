@@ -103,7 +103,8 @@ class WarmPool:
             self._wake.set()
             if now - sandbox.created_at <= self.idle_max_s and sandbox.is_alive():
                 self.handed_out += 1
-                self._hold_until = now + self.refill_delay_s
+                if now >= self._hold_until:  # not extended by later hand-outs: a stream of runs still gets refills
+                    self._hold_until = now + self.refill_delay_s
                 return sandbox, True
             self.engine.discard(sandbox)
         self.cold_starts += 1

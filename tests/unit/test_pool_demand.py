@@ -122,3 +122,22 @@ async def test_a_taken_sandbox_is_replaced_only_after_the_refill_delay() -> None
             assert len(engine.started) == 4 and pool.cold_starts == 0
     finally:
         await pool.close()
+
+
+async def test_a_stream_of_hand_outs_does_not_put_the_refill_off_for_ever() -> None:
+    """Runs arriving faster than the delay: the first hand-out's delay is the longest any waits."""
+    engine = FakeEngine(_idle)
+    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=0.4)
+    pool.start()
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(10):
+            await pool.wait_until(lambda p: p.ready == 2)
+            taken_at = loop.time()
+            await pool.acquire()
+            await asyncio.sleep(0.25)  # the stimulus: a second run, within the first one's delay
+            await pool.acquire()
+            await pool.wait_until(lambda p: p.warmed >= 3)
+            assert 0.4 <= loop.time() - taken_at < 0.6  # not 0.25 + 0.4
+    finally:
+        await pool.close()
