@@ -638,6 +638,23 @@ LIMITS = """\
   A run that finds the pool empty taking whichever sandbox is ready first, its own or a refill
   already under way (the other joining the pool), did not help (10/s: 1566-1713 ms against
   1056-1618 ms; 7/s: 16.6-96 ms against 14.2-16.7 ms): not adopted.
+- **The pool's refill waits 50 ms** (`SCE_POOL_REFILL_DELAY_MS`; 2026-12-03 18:50-19:20, a
+  quiet machine). A timeline of one warm run inside the server (1 run/s): 1.1 ms from the
+  handler to the program written, the program's first line printed 0.6-1 ms later, but read
+  back 0.4-7 ms after that, and the spread followed the pool's refill, started the moment the
+  sandbox was handed out: a container start is ~150 ms of machine CPU (`true` under the
+  sandbox's image, create-start-wait-remove, 40 in a row, `NetworkDisabled`: 65 ms user, 82 ms
+  system; perf at 6 runs/s puts a service run at ~228 ms: runc 47, the shim 43, dockerd 39,
+  runc's init 31, containerd 20, the sandbox's Python 17, server and client 17), so on 2 cores
+  it takes the CPU from the run's own output. With the refill held 50 ms after a hand-out,
+  the latency phase alone, three pairs interleaved: first byte from opening the WebSocket
+  10.3, 8.7, 7.9 ms before, 5.6, 5.5, 6.8 ms after (31-34x `docker run` before, 40-51x
+  after); the exit 13.6, 9.3, 9.8 against 6.6, 7.2, 7.9 ms; POST /run 16.6, 14.6, 14.4 against
+  12.2, 13.9, 11.9 ms. A later hand-out does not extend the hold (a stream of runs faster than
+  one per 50 ms would otherwise never see the pool refilled). At a steady 10 runs/s the
+  timeline phase stays at the engine's edge either way, two pairs: 878 and 428 ms before (74
+  and 62 cold), 16.3 and 1018 ms after (32 and 77 cold): at ~228 ms of machine CPU a run, 10 a
+  second asks for 2.3 of the 2 cores, and whether a run of 100 keeps up is chance.
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
