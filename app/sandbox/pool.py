@@ -2,14 +2,14 @@
 
 Starting a container costs ~170 ms, almost all of it in the engine; a bootstrap that is already
 waiting answers in a few milliseconds. The pool keeps ``size`` of them ready, hands each out at
-most once, replaces one the moment it is taken, and recycles any that has waited longer than
+most once, replaces one soon after it is taken, and recycles any that has waited longer than
 ``idle_max_s``. When it is empty (a burst, or the engine is slow) a run falls back to a cold
 start rather than waiting for the pool. With ``grow_to`` above ``size`` it keeps as many ready as
 the largest recent burst of runs, up to ``grow_to`` (``app.sandbox.demand``), and shrinks back to
-``size`` once no such burst has come for the demand's window. A taken sandbox is replaced
-``refill_delay_s`` after the hand-out: starting a container takes both cores of a small engine
-host for ~150 ms, and the run that was just handed a sandbox prints its first line within a few
-milliseconds if nothing else wants the CPU then (docs/PERFORMANCE.md).
+``size`` once no such burst has come for the demand's window. The replacement starts
+``refill_delay_s`` after the hand-out (later hand-outs do not push it back): a container start
+costs a small engine host ~150 ms of CPU, and the run just handed a sandbox prints its first
+line within a few milliseconds if nothing else wants the CPU then (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
