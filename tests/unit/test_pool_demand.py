@@ -127,7 +127,7 @@ async def test_a_taken_sandbox_is_replaced_only_after_the_refill_delay() -> None
 async def test_a_stream_of_hand_outs_does_not_put_the_refill_off_for_ever() -> None:
     """Runs arriving faster than the delay: the first hand-out's delay is the longest any waits."""
     engine = FakeEngine(_idle)
-    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=0.4)
+    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=1.0)
     pool.start()
     loop = asyncio.get_running_loop()
     try:
@@ -135,9 +135,9 @@ async def test_a_stream_of_hand_outs_does_not_put_the_refill_off_for_ever() -> N
             await pool.wait_until(lambda p: p.ready == 2)
             taken_at = loop.time()
             await pool.acquire()
-            await asyncio.sleep(0.25)  # the stimulus: a second run, within the first one's delay
+            await asyncio.sleep(0.7)  # the stimulus: a second run, within the first one's delay
             await pool.acquire()
             await pool.wait_until(lambda p: p.warmed >= 3)
-            assert 0.4 <= loop.time() - taken_at < 0.6  # not 0.25 + 0.4
+            assert 1.0 <= loop.time() - taken_at < 1.5  # not 0.7 + 1.0
     finally:
         await pool.close()
