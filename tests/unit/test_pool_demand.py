@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -104,40 +106,40 @@ async def test_a_pool_without_growth_keeps_its_size() -> None:
         await pool.close()
 
 
-async def test_a_taken_sandbox_is_replaced_only_after_the_refill_delay() -> None:
-    """The replacement's start waits, so the run just handed a sandbox has the CPU to itself; a
-    run arriving meanwhile still finds the other warm one."""
+@contextlib.asynccontextmanager
+async def full_pool(refill_delay_s: float) -> AsyncIterator[tuple[WarmPool, FakeEngine]]:
+    """A pool of 2 with its refill held ``refill_delay_s``, both ready; closed at the end."""
     engine = FakeEngine(_idle)
-    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=0.3)
+    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=refill_delay_s)
     pool.start()
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(10):
             await pool.wait_until(lambda p: p.ready == 2)
-            taken_at = loop.time()
-            first, second = await pool.acquire(), await pool.acquire()
-            assert first[1] and second[1] and len(engine.started) == 2  # both warm, nothing new yet
-            await pool.wait_until(lambda p: p.ready == 2)
-            assert loop.time() - taken_at >= 0.3
-            assert len(engine.started) == 4 and pool.cold_starts == 0
+            yield pool, engine
     finally:
         await pool.close()
+
+
+async def test_a_taken_sandbox_is_replaced_only_after_the_refill_delay() -> None:
+    """The replacement's start waits, so the run just handed a sandbox has the CPU to itself; a
+    run arriving meanwhile still finds the other warm one."""
+    loop = asyncio.get_running_loop()
+    async with full_pool(0.3) as (pool, engine):
+        taken_at = loop.time()
+        first, second = await pool.acquire(), await pool.acquire()
+        assert first[1] and second[1] and len(engine.started) == 2  # both warm, nothing new yet
+        await pool.wait_until(lambda p: p.ready == 2)
+        assert loop.time() - taken_at >= 0.3
+        assert len(engine.started) == 4 and pool.cold_starts == 0
 
 
 async def test_a_stream_of_hand_outs_does_not_put_the_refill_off_for_ever() -> None:
     """Runs arriving faster than the delay: the first hand-out's delay is the longest any waits."""
-    engine = FakeEngine(_idle)
-    pool = WarmPool(engine, SPEC, 2, idle_max_s=300, refill_delay_s=1.0)
-    pool.start()
     loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(10):
-            await pool.wait_until(lambda p: p.ready == 2)
-            taken_at = loop.time()
-            await pool.acquire()
-            await asyncio.sleep(0.7)  # the stimulus: a second run, within the first one's delay
-            await pool.acquire()
-            await pool.wait_until(lambda p: p.warmed >= 3)
-            assert 1.0 <= loop.time() - taken_at < 1.5  # not 0.7 + 1.0
-    finally:
-        await pool.close()
+    async with full_pool(1.0) as (pool, _):
+        taken_at = loop.time()
+        await pool.acquire()
+        await asyncio.sleep(0.7)  # the stimulus: a second run, within the first one's delay
+        await pool.acquire()
+        await pool.wait_until(lambda p: p.warmed >= 3)
+        assert 1.0 <= loop.time() - taken_at < 1.5  # not 0.7 + 1.0
