@@ -654,7 +654,11 @@ LIMITS = """\
   one per 50 ms would otherwise never see the pool refilled). At a steady 10 runs/s the
   timeline phase stays at the engine's edge either way, two pairs: 878 and 428 ms before (74
   and 62 cold), 16.3 and 1018 ms after (32 and 77 cold): at ~228 ms of machine CPU a run, 10 a
-  second asks for 2.3 of the 2 cores, and whether a run of 100 keeps up is chance.
+  second asks for 2.3 of the 2 cores, and whether a run of 100 keeps up is chance. A class's
+  burst with `SCE_POOL_MAX=8` still finds 8 of 8 warm with the hold (its 8 replacements start
+  together 50 ms after the first hand-out): burst first byte median 113 and 64.7 ms (p90 155
+  and 86.9 ms) against 102 ms (p90 140) with `SCE_POOL_REFILL_DELAY_MS=0`, the timeline phase
+  a side, 5 bursts each, 20:08-20:20.
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
