@@ -658,7 +658,7 @@ LIMITS = """\
   burst with `SCE_POOL_MAX=8` still finds 8 of 8 warm with the hold (its 8 replacements start
   together 50 ms after the first hand-out): burst first byte median 113 and 64.7 ms (p90 155
   and 86.9 ms) against 102 ms (p90 140) with `SCE_POOL_REFILL_DELAY_MS=0`, the timeline phase
-  a side, 5 bursts each, 20:08-20:20.
+  a side, 5 bursts each, 20:00-20:10.
 - **The exit** is reported on the program's own word: when it ends by itself, the bootstrap's
   last writes are a marker on stderr and an `exit` record with its status on stdout, and the
   server sends the exit frame once both have arrived (everything the process wrote before them
